@@ -1,0 +1,29 @@
+"""The `tesk` command: the server, the in-cluster entrypoints and the client commands.
+
+Each sub-command lives with the code it drives; this module only wires them into one typer app so
+that one container image serves every role.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="tesk",
+    help="A GA4GH Task Execution Service: run TES tasks as Kubernetes Jobs or on this host.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    """Import the sub-command modules (kept lazy so `tesk --help` stays fast)."""
+    from tesk.api.serve import serve
+
+    app.command(name="serve")(serve)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register()
+    app()
