@@ -1,0 +1,59 @@
+"""Backends: where tasks run. The API talks to them only through the `Backend` protocol.
+
+A backend is a sub-package named in `BACKENDS`; adding one is adding a sub-package and one line here.
+The task is always in the store before `submit` is called, and the store already says CANCELING
+before `cancel` is called, so a backend never has to make the first record of anything.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from tesk.config import Settings
+    from tesk.store import StoredTask, TaskStore
+
+
+class BackendError(Exception):
+    """The backend refused a task (for example the cluster rejected its objects); becomes a 500 or 503."""
+
+    def __init__(self, message: str, status_code: int = 500) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class Backend(Protocol):
+    name: str
+    backend_parameters: frozenset[str]
+    """Supported `resources.backend_parameters` keys, lower case (the spec makes keys case-insensitive)."""
+
+    async def start(self) -> None:
+        """Begin work and reconcile tasks a previous run left non-terminal."""
+
+    async def stop(self) -> None:
+        """Stop accepting work and release resources; running tasks are left to reconciliation."""
+
+    async def submit(self, stored: StoredTask) -> None:
+        """Start (or queue) a task that is already stored as QUEUED."""
+
+    async def cancel(self, stored: StoredTask, by: str) -> None:
+        """Stop a task the store already marks CANCELING and bring it to CANCELED."""
+
+
+BACKENDS: dict[str, str] = {
+    "local": "tesk.backends.local:LocalBackend",
+    "kubernetes": "tesk.backends.kubernetes:KubernetesBackend",
+}
+
+
+def load_backend(name: str, settings: Settings, store: TaskStore) -> Backend:
+    """Build the backend called `name`; an unknown name is a configuration error that says the choices."""
+    try:
+        ref = BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(sorted(BACKENDS))}") from None
+    module, _, cls = ref.partition(":")
+    factory = getattr(importlib.import_module(module), cls)
+    backend: Backend = factory(settings, store)
+    return backend

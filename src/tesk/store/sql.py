@@ -1,0 +1,374 @@
+"""The SQL task store (SQLAlchemy 2, async): SQLite (WAL) for one host, PostgreSQL for clusters.
+
+Design choices, each for a measured reason:
+- The primary key is the time-ordered task id, so GET is one primary-key read and newest-first pages
+  are a keyset scan (`id < last_id`) whose cost does not grow with the number of stored tasks.
+- MINIMAL pages read only the `id` and `state` columns, never the JSON body.
+- Creates are group-committed: concurrent POSTs share one transaction, which is what lets SQLite take
+  thousands of tasks per second while each client still gets its answer only after the commit.
+- State changes are compare-and-set (`only_from`), and terminal states are never left, so a late
+  runner report cannot undo a cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    Column,
+    Connection,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    event,
+    exists,
+    false,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tesk.models import TERMINAL_STATES, State, Task, TaskLog
+from tesk.store import (
+    InvalidPageToken,
+    StoredTask,
+    TaskPage,
+    TaskQuery,
+    Visibility,
+    tags_json,
+)
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+
+tasks_table = Table(
+    "tasks",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("name", Text, nullable=True),
+    Column("owner", String(255), nullable=False),
+    Column("team", String(255), nullable=True),
+    Column("created", String(40), nullable=False),
+    Column("body", Text, nullable=False),
+    Index("ix_tasks_state_id", "state", "id"),
+    Index("ix_tasks_name_id", "name", "id"),
+    Index("ix_tasks_owner_id", "owner", "id"),
+    Index("ix_tasks_team_id", "team", "id"),
+)
+
+task_tags_table = Table(
+    "task_tags",
+    metadata,
+    Column("task_id", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+    Index("ix_task_tags_key_value", "key", "value"),
+)
+
+meta_table = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_TOKEN_SECRET_KEY = "page_token_secret"
+_HIGHEST_CHAR = "\U0010ffff"
+
+
+def _alembic_config(connection: Connection) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(_alembic_config(connection), "head")
+
+
+class SqlTaskStore:
+    """TaskStore over SQLAlchemy; see the module docstring for why it is shaped this way."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self._engine: AsyncEngine | None = None
+        self._secret = b""
+        self._pending: list[tuple[dict[str, Any], list[dict[str, str]], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._write_lock = asyncio.Lock()
+        self._subscribers: set[asyncio.Queue[tuple[str, State]]] = set()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("the task store is not open")
+        return self._engine
+
+    async def open(self) -> None:
+        """Connect, apply migrations (an upgrade never drops tasks) and load the page-token key."""
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            path = self.url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        engine = create_async_engine(self.url, **kwargs)
+        if self.is_sqlite:
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+        self._engine = engine
+        self._secret = await self._load_secret()
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def _load_secret(self) -> bytes:
+        """The key that signs page tokens: made once per store, shared by every replica using it."""
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(meta_table.c.value).where(meta_table.c.key == _TOKEN_SECRET_KEY))).first()
+            if row is not None:
+                return bytes.fromhex(row[0])
+            value = secrets.token_bytes(32)
+            await conn.execute(insert(meta_table).values(key=_TOKEN_SECRET_KEY, value=value.hex()))
+            return value
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    async def create(self, task: Task, owner: str, team: str | None) -> None:
+        assert task.id is not None and task.creation_time is not None
+        row = {
+            "id": task.id,
+            "state": task.state.value,
+            "name": task.name,
+            "owner": owner,
+            "team": team,
+            "created": task.creation_time.astimezone(UTC).isoformat(),
+            "body": task.model_dump_json(exclude_none=True),
+        }
+        tags = [{"task_id": task.id, "key": k, "value": v} for k, v in (task.tags or {}).items()]
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, tags, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_creates())
+        await future
+        self._publish(task.id, task.state)
+
+    async def _flush_creates(self) -> None:
+        """Commit every waiting create in one transaction (group commit)."""
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self._write_lock, self.engine.begin() as conn:
+                    await conn.execute(insert(tasks_table), [row for row, _, _ in batch])
+                    tag_rows = [t for _, tags, _ in batch for t in tags]
+                    if tag_rows:
+                        await conn.execute(insert(task_tags_table), tag_rows)
+            except Exception as exc:  # every waiting client must hear about the failure
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_result(None)
+
+    async def update(
+        self,
+        task_id: str,
+        *,
+        state: State | None = None,
+        logs: list[TaskLog] | None = None,
+        only_from: frozenset[State] | None = None,
+    ) -> StoredTask | None:
+        async with self._write_lock, self.engine.begin() as conn:
+            query = select(tasks_table).where(tasks_table.c.id == task_id)
+            if not self.is_sqlite:
+                query = query.with_for_update()
+            row = (await conn.execute(query)).mappings().first()
+            if row is None:
+                return None
+            current = State(row["state"])
+            if only_from is not None and current not in only_from:
+                return None
+            if state is not None and current in TERMINAL_STATES and state != current:
+                return None
+            values: dict[str, Any] = {}
+            body = row["body"]
+            if logs is not None:
+                task = Task.model_validate_json(body)
+                task.logs = logs
+                body = task.model_dump_json(exclude_none=True)
+                values["body"] = body
+            if state is not None and state != current:
+                values["state"] = state.value
+            if values:
+                await conn.execute(update(tasks_table).where(tasks_table.c.id == task_id).values(**values))
+        new_state = state if state is not None else current
+        if state is not None and state != current:
+            self._publish(task_id, new_state)
+        return StoredTask(task_id, new_state, row["owner"], row["team"], body)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> StoredTask | None:
+        c = tasks_table.c
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(c.id, c.state, c.owner, c.team, c.body).where(c.id == task_id))
+            ).first()
+        if row is None:
+            return None
+        return StoredTask(row[0], State(row[1]), row[2], row[3], row[4])
+
+    async def list(self, query: TaskQuery) -> TaskPage:
+        c = tasks_table.c
+        columns = [c.id, c.state, c.owner, c.team] + ([c.body] if query.with_body else [])
+        conditions = self._filters(query)
+        digest = self._query_digest(query)
+        if query.page_token:
+            conditions.append(c.id < self._read_token(query.page_token, digest))
+        stmt = select(*columns).where(and_(*conditions)).order_by(c.id.desc()).limit(query.page_size + 1)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        more = len(rows) > query.page_size
+        rows = rows[: query.page_size]
+        tasks = [
+            StoredTask(r[0], State(r[1]), r[2], r[3], r[4] if query.with_body else None) for r in rows
+        ]
+        token = self._make_token(rows[-1][0], digest) if more and rows else None
+        return TaskPage(tasks, token)
+
+    async def ids_in_states(self, states: Iterable[State]) -> list[str]:
+        values = [s.value for s in states]
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(tasks_table.c.id).where(tasks_table.c.state.in_(values)).order_by(tasks_table.c.id)
+            )
+            return [r[0] for r in rows]
+
+    async def count_by_state(self) -> dict[State, int]:
+        """Tasks per state, for metrics and the dashboard."""
+        from sqlalchemy import func
+
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(tasks_table.c.state, func.count()).group_by(tasks_table.c.state))
+            return {State(r[0]): int(r[1]) for r in rows}
+
+    def _filters(self, query: TaskQuery) -> list[Any]:
+        c = tasks_table.c
+        conditions: list[Any] = [self._visibility(query.visibility)]
+        if query.name_prefix:
+            conditions += [c.name >= query.name_prefix, c.name < query.name_prefix + _HIGHEST_CHAR]
+        if query.state is not None:
+            conditions.append(c.state == query.state.value)
+        t = task_tags_table.c
+        for key, value in query.tags.items():
+            match = and_(t.task_id == c.id, t.key == key)
+            if value:
+                match = and_(match, t.value == value)
+            conditions.append(exists().where(match))
+        return conditions
+
+    @staticmethod
+    def _visibility(vis: Visibility) -> Any:
+        c = tasks_table.c
+        if vis.all:
+            return c.id.is_not(None)
+        clauses: list[Any] = []
+        if vis.owner is not None:
+            mine = c.owner == vis.owner
+            if vis.owner_teams is not None:
+                mine = and_(mine, c.team.in_(sorted(vis.owner_teams)))
+            clauses.append(mine)
+        if vis.teams:
+            clauses.append(c.team.in_(sorted(vis.teams)))
+        return or_(*clauses) if clauses else false()
+
+    # -- page tokens ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _query_digest(query: TaskQuery) -> str:
+        shape = [query.name_prefix, query.state, sorted(query.tags.items()), repr(query.visibility)]
+        return hashlib.sha256(json.dumps(shape, default=str).encode()).hexdigest()[:16]
+
+    def _sign(self, payload: str) -> str:
+        return hmac.new(self._secret, payload.encode(), hashlib.sha256).hexdigest()[:24]
+
+    def _make_token(self, last_id: str, digest: str) -> str:
+        payload = f"{last_id}|{digest}"
+        raw = f"{payload}|{self._sign(payload)}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def _read_token(self, token: str, digest: str) -> str:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+            last_id, token_digest, signature = raw.split("|")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidPageToken("page_token is not one this server issued; start again without it") from exc
+        if not hmac.compare_digest(signature, self._sign(f"{last_id}|{token_digest}")):
+            raise InvalidPageToken("page_token is not one this server issued; start again without it")
+        if token_digest != digest:
+            raise InvalidPageToken(
+                "page_token belongs to a list with other filters; repeat the same filters or start without it"
+            )
+        return last_id
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def _publish(self, task_id: str, state: State) -> None:
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait((task_id, state))
+            except asyncio.QueueFull:
+                log.warning("a state-change subscriber is too slow; dropped the event of task %s", task_id)
+
+    async def subscribe(self) -> AsyncIterator[tuple[str, State]]:
+        """State changes made through this store object, as they happen."""
+        queue: asyncio.Queue[tuple[str, State]] = asyncio.Queue(maxsize=10000)
+        self._subscribers.add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._subscribers.discard(queue)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
