@@ -1,0 +1,242 @@
+"""The FastAPI application: TES routes, Swagger UI with local assets, health, and error bodies."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
+
+import tesk
+from tesk.api.access import Access, OpenAccess
+from tesk.api.routes import json_response, router
+from tesk.backends import Backend, load_backend
+from tesk.config import Settings
+from tesk.errors import ApiError
+from tesk.models import TES_VERSION, ServiceInfo, dump
+from tesk.store import TaskStore
+from tesk.store.sql import SqlTaskStore
+
+log = logging.getLogger("tesk.api")
+
+TES_PREFIXES = ("/ga4gh/tes/v1", "/v1")
+SERVICE_CREATED_AT = "2026-11-27T00:00:00Z"
+
+
+def build_service_info(settings: Settings, backend: Backend, storage: list[str]) -> dict[str, Any]:
+    """service-info with every required field, overridable from YAML and `TESK_SERVICE_INFO_*`."""
+    values: dict[str, Any] = {
+        "id": "org.ga4gh.tesk",
+        "name": "tesk",
+        "description": f"GA4GH Task Execution Service running tasks on the {backend.name} backend",
+        "organization": {"name": "tesk", "url": "https://github.com/elixir-cloud-aai/TESK"},
+        "documentationUrl": "https://github.com/elixir-cloud-aai/TESK",
+        "createdAt": SERVICE_CREATED_AT,
+        "updatedAt": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "environment": "dev",
+        "version": tesk.__version__,
+        "type": {"group": "org.ga4gh", "artifact": "tes", "version": TES_VERSION},
+    }
+    values.update(settings.service_info_overrides())
+    values["storage"] = storage
+    values["tesResources_backend_parameters"] = sorted(backend.backend_parameters)
+    return dump(ServiceInfo.model_validate(values))
+
+
+def supported_storage(settings: Settings) -> list[str]:
+    """URL schemes the filer is configured to stage (none when the filer is not installed)."""
+    try:
+        from tesk.filer import supported_schemes
+        from tesk.filer.settings import FilerSettings
+    except ImportError:
+        return []
+    return list(supported_schemes(FilerSettings()))
+
+
+class BodyLimit:
+    """Refuse request bodies over the configured size before they are read into memory."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _BodyTooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        error = ApiError(413, f"Request body over this server's limit of {self.limit} bytes; send a smaller task.")
+        response = json_response(error.body(), error.status_code)
+        await response({"type": "http"}, _no_receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    """Name the field and the rule broken, in one line a person can act on."""
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body",)) or "body"
+        msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if tuple(error.get("loc", ())) == ("body",) and error.get("type") in ("model_attributes_type", "dict_type", "missing"):
+            msg = "the request body must be a JSON object describing a task (Content-Type: application/json)"
+        if error.get("type") == "json_invalid":
+            msg = f"the request body is not valid JSON ({error.get('ctx', {}).get('error', 'parse error')})"
+            where = "body"
+        parts.append(f"{where}: {msg}")
+    return "Invalid request: " + "; ".join(parts)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: TaskStore | None = None,
+    backend: Backend | None = None,
+    access: Access | None = None,
+) -> FastAPI:
+    """The application. Tests pass their own store/backend; `tesk serve` builds them from settings."""
+    settings = settings or Settings()
+    store = store or SqlTaskStore(settings.effective_database_url)
+    backend = backend or load_backend(settings.backend, settings, store)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.open()
+        await backend.start()
+        app.state.ready = True
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await backend.stop()
+            await store.close()
+
+    app = FastAPI(
+        title="tesk: GA4GH Task Execution Service",
+        version=tesk.__version__,
+        description="TES 1.1 API (also under `/v1` for Funnel-style clients). Errors: "
+        '`{"message": "...", "status_code": N}`.',
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.backend = backend
+    app.state.access = access or OpenAccess()
+    app.state.ready = False
+    app.state.service_info = build_service_info(settings, backend, supported_storage(settings))
+
+    # Legacy py-tes 0.4 / Snakemake path, routed before /tasks/{id} would swallow it.
+    app.add_api_route(
+        "/v1/tasks/service-info",
+        lambda request: json_response(request.app.state.service_info),
+        methods=["GET"],
+        include_in_schema=False,
+    )
+    for prefix in TES_PREFIXES:
+        app.include_router(router, prefix=prefix, include_in_schema=prefix == TES_PREFIXES[0], tags=["TES"])
+    app.add_api_route("/service-info", lambda request: json_response(request.app.state.service_info),
+                      methods=["GET"], include_in_schema=False)
+
+    _add_health(app)
+    _add_swagger(app)
+    _add_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def _add_health(app: FastAPI) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> Response:
+        if not request.app.state.ready:
+            return json_response({"status": "starting"}, 503)
+        try:
+            await request.app.state.store.get("readyz-probe")
+        except Exception as exc:  # the probe must answer, whatever the store raised
+            log.warning("readiness probe: the task store does not answer: %s", exc)
+            return json_response({"status": "store unavailable"}, 503)
+        return json_response({"status": "ready"})
+
+
+def _add_swagger(app: FastAPI) -> None:
+    app.mount("/swagger-ui", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
+
+    @app.get("/", include_in_schema=False)
+    async def swagger(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="tesk — TES API",
+            swagger_js_url="/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/swagger-ui/favicon-32x32.png",
+            oauth2_redirect_url="/swagger-ui/oauth2-redirect.html",
+            init_oauth=getattr(request.app.state, "swagger_init_oauth", None),
+        )
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return json_response(exc.body(), exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return json_response({"message": _validation_message(exc), "status_code": 400}, 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"No such route: {request.method} {request.url.path}. The TES API is under /ga4gh/tes/v1."
+        elif exc.status_code == 405:
+            message = f"Method {request.method} is not allowed on {request.url.path}."
+        return json_response({"message": message, "status_code": exc.status_code}, exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return json_response(
+            {"message": "Internal server error; the server log has the details.", "status_code": 500}, 500
+        )
+

@@ -1,0 +1,251 @@
+"""The TES 1.1 operations. Served under `/ga4gh/tes/v1` and, for Funnel-style clients, `/v1`.
+
+Handlers read only the store (no backend call on GET or LIST) and answer with ready-made JSON
+responses, so FastAPI's response validation does not sit on the hot path; the response models are
+declared for the OpenAPI document only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import Response
+
+from tesk.api.access import Access, Caller
+from tesk.backends import Backend, BackendError
+from tesk.errors import ApiError, BadRequest, task_not_found
+from tesk.models import (
+    ACTIVE_STATES,
+    CreateTaskResponse,
+    ListTasksResponse,
+    ServiceInfo,
+    State,
+    Task,
+    TaskLog,
+    View,
+    render_task,
+)
+from tesk.store import MAX_PAGE_SIZE, InvalidPageToken, StoredTask, TaskQuery, TaskStore, new_task_id
+
+log = logging.getLogger("tesk.api")
+
+router = APIRouter()
+
+
+def json_response(body: Any, status_code: int = 200) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        status_code=status_code,
+        media_type="application/json",
+    )
+
+
+def _store(request: Request) -> TaskStore:
+    store: TaskStore = request.app.state.store
+    return store
+
+
+def _backend(request: Request) -> Backend:
+    backend: Backend = request.app.state.backend
+    return backend
+
+
+def _access(request: Request) -> Access:
+    access: Access = request.app.state.access
+    return access
+
+
+@router.get("/service-info", response_model=ServiceInfo, summary="GetServiceInfo", operation_id="GetServiceInfo")
+async def get_service_info(request: Request) -> Response:
+    """Information about this TES service: versions, storage it can stage, backend parameters."""
+    return json_response(request.app.state.service_info)
+
+
+@router.get(
+    "/tasks",
+    response_model=ListTasksResponse,
+    summary="ListTasks",
+    operation_id="ListTasks",
+)
+async def list_tasks(
+    request: Request,
+    name_prefix: str | None = None,
+    state: Annotated[str | None, Query()] = None,
+    tag_key: Annotated[list[str] | None, Query()] = None,
+    tag_value: Annotated[list[str] | None, Query()] = None,
+    page_size: Annotated[str | None, Query(description="Less than 2048; default 256.")] = None,
+    page_token: str | None = None,
+    view: Annotated[str, Query(description="MINIMAL (default), BASIC or FULL")] = "MINIMAL",
+) -> Response:
+    """List the tasks the caller may see, newest first, filtered and paged as TES 1.1 defines."""
+    caller = await _access(request).caller(request)
+    parsed_view = parse_view(view)
+    keys, values = tag_key or [], tag_value or []
+    if len(values) > len(keys):
+        raise BadRequest("more tag_value than tag_key parameters; each tag_value pairs with the tag_key before it")
+    tags = {k: (values[i] if i < len(values) else "") for i, k in enumerate(keys)}
+    query = TaskQuery(
+        name_prefix=name_prefix or None,
+        state=parse_state(state),
+        tags=tags,
+        page_size=parse_page_size(page_size),
+        page_token=page_token or None,
+        visibility=_access(request).visibility(caller),
+        with_body=parsed_view is not View.MINIMAL,
+    )
+    try:
+        page = await _store(request).list(query)
+    except InvalidPageToken as exc:
+        raise BadRequest(str(exc)) from None
+    if parsed_view is View.MINIMAL:
+        tasks = [{"id": t.id, "state": t.state.value} for t in page.tasks]
+    else:
+        tasks = [render_task(t.task, parsed_view) for t in page.tasks]
+    body: dict[str, Any] = {"tasks": tasks}
+    if page.next_page_token:
+        body["next_page_token"] = page.next_page_token
+    return json_response(body)
+
+
+@router.post(
+    "/tasks",
+    response_model=CreateTaskResponse,
+    summary="CreateTask",
+    operation_id="CreateTask",
+)
+async def create_task(request: Request, task: Annotated[Task, Body()]) -> Response:
+    """Create a task; it starts QUEUED. Only `id` is returned (py-tes rejects extra keys)."""
+    access = _access(request)
+    caller = await access.caller(request)
+    team = access.team_for_create(caller, task.tags or {})
+    settings = request.app.state.settings
+    _check_content_sizes(task, settings.max_content_bytes)
+    backend = _backend(request)
+    warnings = check_backend_parameters(task, backend.backend_parameters)
+    task.id = new_task_id()
+    task.state = State.QUEUED
+    task.creation_time = datetime.now(UTC)
+    task.logs = [TaskLog(system_logs=warnings)] if warnings else None
+    store = _store(request)
+    await store.create(task, caller.user_id, team)
+    stored = StoredTask(task.id, task.state, caller.user_id, team, None, task)
+    try:
+        await backend.submit(stored)
+    except BackendError as exc:
+        log.error("task %s: the %s backend refused it: %s", task.id, backend.name, exc)
+        await store.update(
+            task.id,
+            state=State.SYSTEM_ERROR,
+            logs=[TaskLog(system_logs=[*warnings, f"the {backend.name} backend refused the task: {exc}"])],
+        )
+        raise ApiError(exc.status_code, f"The task could not be started: {exc}") from None
+    log.info("task %s created by %s", task.id, caller.user_id)
+    return json_response({"id": task.id})
+
+
+@router.get("/tasks/{id}", response_model=Task, summary="GetTask", operation_id="GetTask")
+async def get_task(
+    request: Request,
+    id: str,  # noqa: A002 (the spec's parameter name)
+    view: Annotated[str, Query(description="MINIMAL (default), BASIC or FULL")] = "MINIMAL",
+) -> Response:
+    """One task, shaped by the view."""
+    parsed_view = parse_view(view)
+    stored = await _visible_task(request, id)
+    if parsed_view is View.MINIMAL:
+        return json_response({"id": stored.id, "state": stored.state.value})
+    return json_response(render_task(stored.task, parsed_view))
+
+
+@router.post("/tasks/{id}:cancel", summary="CancelTask", operation_id="CancelTask")
+async def cancel_task(request: Request, id: str) -> Response:  # noqa: A002
+    """Cancel a task: CANCELING, then CANCELED once the backend has stopped it.
+
+    A task that already finished is left as it is and the answer is still `{}`.
+    """
+    stored = await _visible_task(request, id)
+    caller: Caller = request.state.caller
+    if stored.state.is_terminal:
+        return json_response({})
+    changed = await _store(request).update(id, state=State.CANCELING, only_from=ACTIVE_STATES)
+    if changed is not None:
+        log.info("task %s: cancel requested by %s", id, caller.user_id)
+        await _backend(request).cancel(changed, by=caller.user_id)
+    return json_response({})
+
+
+async def _visible_task(request: Request, task_id: str) -> StoredTask:
+    """The task, if it exists and the caller may see it; otherwise 404 (existence is not leaked)."""
+    access = _access(request)
+    caller = await access.caller(request)
+    request.state.caller = caller
+    stored = await _store(request).get(task_id)
+    if stored is None or not access.visibility(caller).allows(stored.owner, stored.team):
+        raise task_not_found(task_id)
+    return stored
+
+
+def parse_view(value: str) -> View:
+    try:
+        return View(value.upper())
+    except ValueError:
+        raise BadRequest(f"view must be MINIMAL, BASIC or FULL (got {value!r})") from None
+
+
+def parse_state(value: str | None) -> State | None:
+    if not value:
+        return None
+    try:
+        return State(value)
+    except ValueError:
+        choices = ", ".join(s.value for s in State)
+        raise BadRequest(f"state must be one of {choices} (got {value!r})") from None
+
+
+def parse_page_size(value: str | None) -> int:
+    if value is None or value == "":
+        return 256
+    try:
+        size = int(value)
+    except ValueError:
+        raise BadRequest(f"page_size must be an integer from 1 to {MAX_PAGE_SIZE} (got {value!r})") from None
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise BadRequest(f"page_size must be from 1 to {MAX_PAGE_SIZE}: the spec says less than 2048 (got {size})")
+    return size
+
+
+def _check_content_sizes(task: Task, limit: int) -> None:
+    for i, item in enumerate(task.inputs or []):
+        if item.content is not None and len(item.content.encode()) > limit:
+            raise BadRequest(
+                f"inputs[{i}].content is {len(item.content.encode())} bytes, over this server's limit of "
+                f"{limit} bytes; put the file somewhere the server can fetch and give its 'url' instead"
+            )
+
+
+def check_backend_parameters(task: Task, supported: frozenset[str]) -> list[str]:
+    """Apply the spec's backend_parameters rules; returns the warnings for the task's system_logs.
+
+    Keys are case-insensitive. Strict + unsupported key -> 400 before anything is stored. Not strict:
+    unsupported keys are dropped (the spec says they shall not be stored or returned) with a warning.
+    """
+    resources = task.resources
+    if resources is None or not resources.backend_parameters:
+        return []
+    unsupported = sorted(k for k in resources.backend_parameters if k.lower() not in supported)
+    if not unsupported:
+        return []
+    if resources.backend_parameters_strict:
+        listed = ", ".join(sorted(supported)) or "none"
+        raise BadRequest(
+            f"resources.backend_parameters has keys this server does not support: {', '.join(unsupported)}; "
+            f"supported keys: {listed}. Remove them or set backend_parameters_strict to false."
+        )
+    resources.backend_parameters = {
+        k: v for k, v in resources.backend_parameters.items() if k.lower() in supported
+    }
+    return [f"ignored unsupported backend_parameters: {', '.join(unsupported)}"]
