@@ -18,8 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 import tesk
-from tesk.api.access import Access, OpenAccess
+from tesk.api.access import Access
 from tesk.api.routes import json_response, router
+from tesk.auth.fastapi import AuthAccess, add_security, build_access
 from tesk.backends import Backend, load_backend
 from tesk.config import Settings
 from tesk.errors import ApiError
@@ -78,30 +79,41 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._refuse(send)
             return
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        # Read the whole body here (bounded by the limit) and replay it, so an over-long streamed
+        # body is refused with our message instead of surfacing as a parse error deep in the app.
+        chunks: list[bytes] = []
         seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _BodyTooLarge
-            return message
+            if message["type"] != "http.request":
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.limit:
+                await self._refuse(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
 
-        try:
-            await self.app(scope, counted, send)
-        except _BodyTooLarge:
-            await self._refuse(send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send) -> None:
         error = ApiError(413, f"Request body over this server's limit of {self.limit} bytes; send a smaller task.")
         response = json_response(error.body(), error.status_code)
         await response({"type": "http"}, _no_receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 async def _no_receive() -> Message:
@@ -134,6 +146,7 @@ def create_app(
     settings = settings or Settings()
     store = store or SqlTaskStore(settings.effective_database_url)
     backend = backend or load_backend(settings.backend, settings, store)
+    access = access or build_access()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -146,6 +159,7 @@ def create_app(
             app.state.ready = False
             await backend.stop()
             await store.close()
+            await access.aclose()
 
     app = FastAPI(
         title="tesk: GA4GH Task Execution Service",
@@ -159,21 +173,21 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     app.state.backend = backend
-    app.state.access = access or OpenAccess()
+    app.state.access = access
+    if isinstance(access, AuthAccess):
+        add_security(app, access.settings, protected_prefixes=TES_PREFIXES)
     app.state.ready = False
     app.state.service_info = build_service_info(settings, backend, supported_storage(settings))
 
+    async def service_info_alias(request: Request) -> Response:
+        return json_response(request.app.state.service_info)
+
     # Legacy py-tes 0.4 / Snakemake path, routed before /tasks/{id} would swallow it.
-    app.add_api_route(
-        "/v1/tasks/service-info",
-        lambda request: json_response(request.app.state.service_info),
-        methods=["GET"],
-        include_in_schema=False,
-    )
+    app.add_api_route("/v1/tasks/service-info", service_info_alias, methods=["GET"], include_in_schema=False)
     for prefix in TES_PREFIXES:
         app.include_router(router, prefix=prefix, include_in_schema=prefix == TES_PREFIXES[0], tags=["TES"])
-    app.add_api_route("/service-info", lambda request: json_response(request.app.state.service_info),
-                      methods=["GET"], include_in_schema=False)
+    # Nextflow asks for {endpoint}/service-info at the root.
+    app.add_api_route("/service-info", service_info_alias, methods=["GET"], include_in_schema=False)
 
     _add_health(app)
     _add_swagger(app)
@@ -218,7 +232,9 @@ def _add_swagger(app: FastAPI) -> None:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
-        return json_response(exc.body(), exc.status_code)
+        response = json_response(exc.body(), exc.status_code)
+        response.headers.update(getattr(exc, "headers", None) or {})
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

@@ -179,13 +179,17 @@ async def cancel_task(request: Request, id: str) -> Response:  # noqa: A002
 
 
 async def _visible_task(request: Request, task_id: str) -> StoredTask:
-    """The task, if it exists and the caller may see it; otherwise 404 (existence is not leaked)."""
+    """The task, if it exists (404) and the caller may see it (403 naming the missing group, as TESK).
+
+    Task ids carry 80 random bits, so a 403 tells nobody anything they could have guessed.
+    """
     access = _access(request)
     caller = await access.caller(request)
     request.state.caller = caller
     stored = await _store(request).get(task_id)
-    if stored is None or not access.visibility(caller).allows(stored.owner, stored.team):
+    if stored is None:
         raise task_not_found(task_id)
+    access.check_access(caller, task_id, stored.owner, stored.team)
     return stored
 
 
