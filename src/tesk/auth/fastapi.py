@@ -133,27 +133,25 @@ def swagger_oauth(settings: AuthSettings, *, timeout: float | None = None) -> Sw
     return SwaggerOAuth(schemes, init)
 
 
-def install(app: FastAPI, access: AuthAccess, *, protected_prefixes: tuple[str, ...]) -> None:
-    """Put `access` on the app and, with `auth`, declare the security schemes for Swagger UI.
+def add_security(app: FastAPI, settings: AuthSettings, *, protected_prefixes: tuple[str, ...]) -> None:
+    """With `auth`, declare the security schemes so Swagger UI offers its Authorize button.
 
     Operations under `protected_prefixes` (except service-info) are marked as needing a token, so
     Swagger UI sends the one the Authorize button obtained.
     """
-    app.state.access = access
-    oauth = swagger_oauth(access.settings)
+    oauth = swagger_oauth(settings)
     if oauth is None:
         return
-    schemes = oauth.security_schemes
     if oauth.init_oauth:
         app.state.swagger_init_oauth = oauth.init_oauth
-    requirement = [{name: []} for name in schemes]
+    requirement = [{name: []} for name in oauth.security_schemes]
     build_schema = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = build_schema()
-        schema.setdefault("components", {})["securitySchemes"] = schemes
+        schema.setdefault("components", {})["securitySchemes"] = oauth.security_schemes
         for path, operations in schema.get("paths", {}).items():
             if path.startswith(protected_prefixes) and not path.endswith("/service-info"):
                 for operation in operations.values():
