@@ -1,0 +1,110 @@
+"""Container engines of the local backend: one plug-in per file, chosen by `TESK_LOCAL_ENGINE`.
+
+An engine runs one executor as one container (or process) whose stdout and stderr are written by the
+host to files, so no shell is needed in the image, and whose exit code is the executor's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from tesk.backends.local.area import Mount
+from tesk.backends.local.settings import EngineChoice, LocalSettings
+from tesk.runner import Note
+
+log = logging.getLogger(__name__)
+
+LABEL_TASK = "tesk.task-id"
+LABEL_EXECUTOR = "tesk.executor"
+LABEL_INSTANCE = "tesk.instance"
+"""Which server (data folder) owns a container, so reconciliation never touches another server's."""
+
+
+@dataclass
+class ContainerSpec:
+    """One executor as the engine must run it; every path here is already a host path or checked."""
+
+    name: str
+    image: str
+    command: list[str]
+    stdout: Path
+    stderr: Path
+    stdin: Path | None = None
+    workdir: str | None = None
+    workdir_host: Path | None = None
+    """Host folder to mount at `workdir` when the image lacks it (Docker creates it; podman refuses)."""
+    env: dict[str, str] = field(default_factory=dict)
+    mounts: list[Mount] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    cpu_cores: float | None = None
+    ram_bytes: int | None = None
+    network: str | None = None
+    scratch: Path | None = None
+    """A folder of the task area the engine may use for its own files (container id files)."""
+
+
+@dataclass(frozen=True)
+class ContainerExit:
+    exit_code: int
+    start_time: datetime
+    end_time: datetime
+
+
+class Engine(Protocol):
+    name: str
+
+    async def run(self, spec: ContainerSpec, note: Note) -> ContainerExit:
+        """Run to the end. Raise `TaskFailure` when nothing could run (image missing, engine error).
+        When cancelled, stop the container (within about a second) before re-raising."""
+
+    async def remove_labelled(self, label: str, value: str) -> list[str]:
+        """Stop and remove every container carrying `label=value`; return their names."""
+
+
+async def run_quietly(*args: str, timeout: float = 30.0) -> tuple[int, str]:
+    """Run a helper command; return its exit code and its combined output (for messages)."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+    except OSError as exc:
+        return 127, str(exc)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return 124, f"{args[0]} {args[1] if len(args) > 1 else ''} did not answer within {timeout:.0f} s"
+    return proc.returncode or 0, out.decode(errors="replace").strip()
+
+
+async def select_engine(settings: LocalSettings) -> Engine:
+    """The configured engine, or with `auto` the first that answers: docker, then podman."""
+    from tesk.backends.local.engines.docker import DockerEngine
+    from tesk.backends.local.engines.podman import PodmanEngine
+    from tesk.backends.local.engines.process import ProcessEngine
+
+    choice = settings.engine
+    if choice is EngineChoice.PROCESS:
+        return ProcessEngine.create(settings)
+    candidates = {EngineChoice.DOCKER: [DockerEngine], EngineChoice.PODMAN: [PodmanEngine]}.get(
+        choice, [DockerEngine, PodmanEngine]
+    )
+    problems: list[str] = []
+    for cls in candidates:
+        problem = await cls.check()
+        if problem is None:
+            log.info("local backend: running tasks with %s", cls.name)
+            return cls(settings)
+        problems.append(f"{cls.name}: {problem}")
+    raise RuntimeError(
+        "no container engine can run tasks on this host ("
+        + "; ".join(problems)
+        + "). Install podman or docker, or set TESK_LOCAL_ENGINE=process to run commands on the host "
+        "without containers."
+    )

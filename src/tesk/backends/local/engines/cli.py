@@ -1,0 +1,183 @@
+"""What docker and podman share: both are driven through their command-line clients.
+
+The client runs in the foreground with its stdout and stderr redirected by us to files of the task
+area, so capture needs nothing in the image. Images are never pulled implicitly (`--pull=never`):
+a missing image is pulled in a separate, logged step when the pull policy allows it, so pull progress
+never ends up in an executor's stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import ClassVar
+
+from tesk.backends.local.area import Mount
+from tesk.backends.local.engines import ContainerExit, ContainerSpec, run_quietly
+from tesk.backends.local.settings import LocalSettings, PullPolicy
+from tesk.runner import Note, TaskFailure
+
+ENGINE_ERROR = 125
+"""Exit code docker and podman use when they themselves failed (the container never ran)."""
+
+_MESSAGE_BYTES = 2000
+_PULL_TIMEOUT = 1800.0
+_STOP_ROUNDS = 20
+
+
+def tail_text(path: Path, limit: int) -> str:
+    """The last `limit` bytes of a file as text (undecodable bytes replaced); "" when missing."""
+    if limit <= 0:
+        return ""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - limit))
+            return handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+class CliEngine:
+    """A container engine driven through a docker-compatible CLI."""
+
+    name: ClassVar[str]
+    binary: ClassVar[str]
+
+    def __init__(self, settings: LocalSettings) -> None:
+        self.settings = settings
+        self.command = shutil.which(self.binary) or self.binary
+
+    @classmethod
+    async def check(cls) -> str | None:
+        """None when the engine can run containers here, else why not."""
+        raise NotImplementedError
+
+    # -- engine differences ---------------------------------------------------------------------
+
+    def missing_workdir(self, exit_code: int, stderr: str) -> bool:
+        """True when the engine refused to start because the image lacks the workdir."""
+        return False
+
+    def force_remove_args(self, names: list[str]) -> list[str]:
+        return ["rm", "-f", *names]
+
+    def image_exists_args(self, image: str) -> list[str]:
+        return ["image", "inspect", image]
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def run_args(self, spec: ContainerSpec, cidfile: Path, extra_mounts: list[Mount]) -> list[str]:
+        args = [self.command, "run", "--rm", "--pull=never", "--cidfile", str(cidfile), "--name", spec.name]
+        if spec.stdin is not None:
+            args.append("--interactive")
+        for key, value in spec.labels.items():
+            args += ["--label", f"{key}={value}"]
+        for mount in [*spec.mounts, *extra_mounts]:
+            args += ["--volume", f"{mount.host}:{mount.container}"]
+        if spec.workdir:
+            args += ["--workdir", spec.workdir]
+        for key, value in spec.env.items():
+            args += ["--env", f"{key}={value}"]
+        if spec.network:
+            args += ["--network", spec.network]
+        if spec.cpu_cores:
+            args += ["--cpus", f"{spec.cpu_cores:g}"]
+        if spec.ram_bytes:
+            args += ["--memory", str(spec.ram_bytes), "--memory-swap", str(spec.ram_bytes)]
+        return [*args, "--", spec.image, *spec.command]
+
+    async def run(self, spec: ContainerSpec, note: Note) -> ContainerExit:
+        scratch = spec.scratch or spec.stdout.parent
+        extra: list[Mount] = []
+        pulled = False
+        for attempt in range(3):
+            cidfile = scratch / f"{spec.name}.{attempt}.cid"
+            started = datetime.now(UTC)
+            code = await self._run_once(spec, cidfile, extra)
+            ended = datetime.now(UTC)
+            created = cidfile.exists()
+            if code == ENGINE_ERROR and not created:
+                message = self._engine_message(spec.stderr)
+                if await self.image_present(spec.image):
+                    raise TaskFailure(f"{self.name} could not create the container: {message}")
+                if self.settings.pull is PullPolicy.NEVER or pulled:
+                    raise TaskFailure(
+                        f"image {spec.image} is not on this host"
+                        + (" and pulling it did not make it available" if pulled else " (TESK_LOCAL_PULL=never)")
+                        + f"; {self.name} said: {message}"
+                    )
+                await self.pull(spec.image, note)
+                pulled = True
+                continue
+            if spec.workdir and spec.workdir_host and not extra and self.missing_workdir(code, tail_text(spec.stderr, _MESSAGE_BYTES)):
+                spec.workdir_host.mkdir(parents=True, exist_ok=True)
+                extra = [Mount(spec.workdir_host, spec.workdir)]
+                note(f"workdir {spec.workdir} is not in image {spec.image}; it was created as an empty folder")
+                continue
+            return ContainerExit(code, started, ended)
+        raise TaskFailure(f"{self.name} could not start the container after several attempts")
+
+    def _engine_message(self, stderr: Path) -> str:
+        """The engine's own error text (it went to the stderr file), cleared so it is not the executor's."""
+        message = tail_text(stderr, _MESSAGE_BYTES).strip() or "(no message)"
+        stderr.write_bytes(b"")
+        return message.replace("\n", " | ")
+
+    async def _run_once(self, spec: ContainerSpec, cidfile: Path, extra: list[Mount]) -> int:
+        cidfile.unlink(missing_ok=True)
+        args = self.run_args(spec, cidfile, extra)
+        with contextlib.ExitStack() as files:
+            stdin = files.enter_context(spec.stdin.open("rb")) if spec.stdin else asyncio.subprocess.DEVNULL
+            stdout = files.enter_context(spec.stdout.open("wb"))
+            stderr = files.enter_context(spec.stderr.open("wb"))
+            try:
+                proc = await asyncio.create_subprocess_exec(*args, stdin=stdin, stdout=stdout, stderr=stderr)
+            except OSError as exc:
+                raise TaskFailure(f"could not start {self.command}: {exc}") from exc
+            try:
+                return await proc.wait()
+            except asyncio.CancelledError:
+                await asyncio.shield(self._stop(spec.name, proc))
+                raise
+
+    async def _stop(self, name: str, proc: asyncio.subprocess.Process) -> None:
+        """Kill the container (the client's exit alone would leave it running), then wait for the client.
+
+        The kill is repeated because a cancel can arrive while the container is still being created."""
+        for _ in range(_STOP_ROUNDS):
+            await run_quietly(self.command, "kill", name, timeout=10)
+            try:
+                await asyncio.wait_for(proc.wait(), 0.5)
+                return
+            except TimeoutError:
+                continue
+        await run_quietly(self.command, *self.force_remove_args([name]), timeout=30)
+
+    async def image_present(self, image: str) -> bool:
+        code, _ = await run_quietly(self.command, *self.image_exists_args(image))
+        return code == 0
+
+    async def pull(self, image: str, note: Note) -> None:
+        started = datetime.now(UTC)
+        code, output = await run_quietly(self.command, "pull", image, timeout=_PULL_TIMEOUT)
+        seconds = (datetime.now(UTC) - started).total_seconds()
+        if code != 0:
+            last = output.splitlines()[-1] if output else "(no message)"
+            raise TaskFailure(f"image {image} is not on this host and pulling it failed: {last}")
+        note(f"pulled image {image} in {seconds:.1f} s")
+
+    async def remove_labelled(self, label: str, value: str) -> list[str]:
+        code, output = await run_quietly(
+            self.command, "ps", "--all", "--filter", f"label={label}={value}", "--format", "{{.Names}}"
+        )
+        if code != 0:
+            raise RuntimeError(f"{self.name} could not list containers: {output}")
+        names = [line.strip() for line in output.splitlines() if line.strip()]
+        if names:
+            await run_quietly(self.command, *self.force_remove_args(names), timeout=60)
+        return names

@@ -1,0 +1,30 @@
+"""podman: daemonless; the default on this project's machines (with runc, see .ci/setup.d/10-podman.sh)."""
+
+from __future__ import annotations
+
+from tesk.backends.local.engines import run_quietly
+from tesk.backends.local.engines.cli import CliEngine
+
+_CANNOT_INVOKE = 126
+
+
+class PodmanEngine(CliEngine):
+    name = "podman"
+    binary = "podman"
+
+    @classmethod
+    async def check(cls) -> str | None:
+        code, output = await run_quietly(cls.binary, "version", "--format", "{{.Client.Version}}", timeout=15)
+        return None if code == 0 else (output or f"`{cls.binary} version` failed")
+
+    def missing_workdir(self, exit_code: int, stderr: str) -> bool:
+        # podman refuses a workdir the image lacks ('workdir "/x" does not exist on container'); Docker
+        # creates it, and TES clients expect Docker's behaviour.
+        return exit_code == _CANNOT_INVOKE and "workdir" in stderr and "does not exist" in stderr
+
+    def force_remove_args(self, names: list[str]) -> list[str]:
+        # `-t 0`: no grace period (images whose PID 1 ignores SIGTERM would otherwise take 10 s).
+        return ["rm", "--force", "--time", "0", *names]
+
+    def image_exists_args(self, image: str) -> list[str]:
+        return ["image", "exists", image]

@@ -1,0 +1,144 @@
+"""The task lifecycle: stage inputs -> executors in order -> stage outputs -> final state.
+
+One `TaskRunner` runs one task once. It owns the rules every backend must apply the same way:
+which state follows which, when `ignore_error` lets a task go on, which failures are the system's
+(SYSTEM_ERROR, reason in `system_logs`) and which are the user's (EXECUTOR_ERROR), that an executor
+that never ran gets no executor log, and that the final state is reported before anything is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+from datetime import UTC, datetime
+
+from tesk.models import ExecutorLog, State, Task, TaskLog
+from tesk.runner.protocols import Note, Reporter, Runtime, TaskFailure
+
+log = logging.getLogger(__name__)
+
+_COMMAND_SHOWN = 120
+"""Characters of a command quoted in a system log line: enough to recognise it, not a wall of text."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def describe_executor(task: Task, index: int) -> str:
+    """`executor 2 of 3 (alpine: sh -c 'exit 3')`, for messages people read."""
+    executor = task.executors[index]
+    command = shlex.join(executor.command)
+    if len(command) > _COMMAND_SHOWN:
+        command = command[: _COMMAND_SHOWN - 3] + "..."
+    return f"executor {index + 1} of {len(task.executors)} ({executor.image}: {command})"
+
+
+class _NoLongerOurs(Exception):
+    """The reporter says the task was cancelled elsewhere; stop at once."""
+
+
+class TaskRunner:
+    """Runs one task through a `Runtime`, reporting through a `Reporter`.
+
+    `abort(state, reason)` stops the task from outside (a user's cancel, a server shutdown): the step
+    in progress is cancelled (the runtime stops its container or Job), then the task ends in `state`
+    with `reason` in its `system_logs`.
+    """
+
+    def __init__(self, task: Task, runtime: Runtime, reporter: Reporter) -> None:
+        if task.id is None:
+            raise ValueError("a task needs its id before it can run")
+        self.task = task
+        self.runtime = runtime
+        self.reporter = reporter
+        self.phase = "queued"
+        self._handle: asyncio.Task[State] | None = None
+        self._abort: tuple[State, str] | None = None
+        self._finishing = False
+
+    def abort(self, state: State, reason: str) -> None:
+        """Stop the task and end it in `state` (CANCELED for a cancel); a no-op once it is finishing."""
+        if self._finishing or self._abort is not None:
+            return
+        self._abort = (state, reason)
+        if self._handle is not None:
+            self._handle.cancel()
+
+    async def run(self) -> State:
+        """Run the task to its final state and return that state; never raises for task failures."""
+        self._handle = asyncio.current_task()  # type: ignore[assignment]
+        task_log = TaskLog(start_time=now(), logs=[], outputs=[], system_logs=[])
+        notes = task_log.system_logs
+        assert notes is not None
+        state = State.SYSTEM_ERROR
+        try:
+            try:
+                if self._abort is not None:
+                    raise asyncio.CancelledError
+                state = await self._lifecycle(task_log, notes.append)
+            except TaskFailure as exc:
+                state = State.SYSTEM_ERROR
+                notes.append(str(exc))
+            except _NoLongerOurs:
+                state = State.CANCELED
+                notes.append(f"the task was cancelled while {self.phase}")
+            except asyncio.CancelledError:
+                if self._abort is None:
+                    raise
+                if self._handle is not None:
+                    self._handle.uncancel()
+                state, reason = self._abort
+                notes.append(f"{reason} (while {self.phase})")
+            except Exception as exc:  # a bug must still end the task, with a reason a person can report
+                log.exception("task %s: the runner failed", self.task.id, extra={"task_id": self.task.id})
+                state = State.SYSTEM_ERROR
+                notes.append(f"internal error of the task runner while {self.phase}: {exc!r}")
+            self._finishing = True
+            task_log.end_time = now()
+            await self.reporter.finish(state, task_log)
+        finally:
+            self._finishing = True
+            await self.runtime.release(self.task, state)
+        return state
+
+    async def _lifecycle(self, task_log: TaskLog, note: Note) -> State:
+        task = self.task
+        self.phase = "preparing the task area"
+        await self._report(State.INITIALIZING, task_log)
+        await self.runtime.prepare(task, note)
+        self.phase = "staging inputs"
+        await self.runtime.stage_inputs(task, note)
+        state = State.COMPLETE
+        for index, executor in enumerate(task.executors):
+            self.phase = f"running {describe_executor(task, index)}"
+            await self._report(State.RUNNING, task_log)
+            outcome = await self.runtime.run_executor(task, index, note)
+            task_log.logs.append(
+                ExecutorLog(
+                    start_time=outcome.start_time,
+                    end_time=outcome.end_time,
+                    stdout=outcome.stdout,
+                    stderr=outcome.stderr,
+                    exit_code=outcome.exit_code,
+                )
+            )
+            if outcome.exit_code != 0:
+                if executor.ignore_error:
+                    note(f"{describe_executor(task, index)} exited with code {outcome.exit_code}; "
+                         "ignore_error is set, so the task goes on")
+                    continue
+                note(f"{describe_executor(task, index)} exited with code {outcome.exit_code}; "
+                     "later executors were not run and outputs were not uploaded")
+                state = State.EXECUTOR_ERROR
+                break
+        if state is State.COMPLETE:
+            self.phase = "uploading outputs"
+            await self._report(State.RUNNING, task_log)
+            task_log.outputs = await self.runtime.stage_outputs(task, note)
+        return state
+
+    async def _report(self, state: State, task_log: TaskLog) -> None:
+        if not await self.reporter.update(state, task_log):
+            raise _NoLongerOurs
