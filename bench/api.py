@@ -1,0 +1,139 @@
+"""Issue 2 benchmarks, all in one run on this machine:
+
+(a) GET /tasks/{id}?view=MINIMAL requests/s vs a bare Starlette route returning constant JSON
+    (same uvicorn, same flags, same wrk load)                            target >= 0.5x
+(b) POST /tasks sustained rate on SQLite (local backend in drain mode)    target >= 1,000 tasks/s
+(c) one 256-task MINIMAL page at 100,000 stored tasks vs at 1,000         target <= 1.5x
+
+Usage: .venv/bin/python bench/api.py [--seconds 5] [--big 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import free_port, process, tesk_server, wrk  # noqa: E402
+from tesk.models import State, Task  # noqa: E402
+from tesk.store import new_task_id  # noqa: E402
+from tesk.store.sql import SqlTaskStore  # noqa: E402
+
+TASK = '{"name":"bench","executors":[{"image":"alpine","command":["true"]}],"tags":{"run":"bench"}}'
+
+
+def bench_get(seconds: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        with tesk_server(Path(tmp)) as url:
+            task_id = httpx.post(f"{url}/ga4gh/tes/v1/tasks", content=TASK).json()["id"]
+            wrk(f"{url}/ga4gh/tes/v1/tasks/{task_id}", 1)  # warm-up
+            ours = wrk(f"{url}/ga4gh/tes/v1/tasks/{task_id}?view=MINIMAL", seconds)
+        port = free_port()
+        cmd = [sys.executable, "-m", "uvicorn", "bench._bare_app:app", "--host", "127.0.0.1", "--port", str(port),
+               "--no-access-log", "--log-level", "warning"]
+        with process(cmd, ready_url=f"http://127.0.0.1:{port}/tasks/x"):
+            wrk(f"http://127.0.0.1:{port}/tasks/x", 1)
+            bare = wrk(f"http://127.0.0.1:{port}/tasks/x", seconds)
+    ratio = ours["rps"] / bare["rps"]
+    print(f"(a) GET MINIMAL: tesk {ours['rps']:.0f} req/s (p50 {ours['p50']}, non-2xx {ours['non2xx']:.0f}) vs "
+          f"bare Starlette {bare['rps']:.0f} req/s -> {ratio:.2f}x (target >= 0.5x)")
+
+
+def bench_post(seconds: int) -> None:
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = '{TASK}'\n"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        with tesk_server(Path(tmp)) as url:
+            result = wrk(f"{url}/ga4gh/tes/v1/tasks", seconds, connections=64, script=script)
+            stored = count_tasks(url)
+    script.unlink()
+    print(f"(b) POST /tasks on SQLite: {result['rps']:.0f} tasks/s sustained over {seconds}s "
+          f"({stored} tasks stored, non-2xx {result['non2xx']:.0f}) (target >= 1,000/s; Funnel ~50/s)")
+
+
+def count_tasks(url: str) -> int:
+    total, token = 0, None
+    with httpx.Client(timeout=60) as client:
+        while True:
+            params: dict[str, str | int] = {"page_size": 2047}
+            if token:
+                params["page_token"] = token
+            body = client.get(f"{url}/ga4gh/tes/v1/tasks", params=params).json()
+            total += len(body["tasks"])
+            token = body.get("next_page_token")
+            if not token:
+                return total
+
+
+async def fill(data_dir: Path, count: int) -> None:
+    store = SqlTaskStore(f"sqlite+aiosqlite:///{data_dir / 'tesk.db'}")
+    await store.open()
+    states = [State.COMPLETE, State.EXECUTOR_ERROR, State.QUEUED, State.RUNNING]
+    batch = 2000
+    for start in range(0, count, batch):
+        tasks = []
+        for i in range(start, min(count, start + batch)):
+            task = Task.model_validate_json(TASK)
+            task.id, task.state, task.creation_time = new_task_id(), states[i % 4], datetime.now(UTC)
+            task.name = f"bench-{i}"
+            tasks.append(store.create(task, "anonymousUser", None))
+        await asyncio.gather(*tasks)
+    await store.close()
+
+
+def page_time(url: str, params: dict[str, str | int], rounds: int = 60) -> float:
+    with httpx.Client(timeout=60) as client:
+        for _ in range(5):
+            client.get(f"{url}/ga4gh/tes/v1/tasks", params=params)
+        samples = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            r = client.get(f"{url}/ga4gh/tes/v1/tasks", params=params)
+            samples.append(time.perf_counter() - start)
+            assert len(r.json()["tasks"]) == 256
+    return statistics.median(samples) * 1000
+
+
+def bench_pages(big: int) -> None:
+    results = {}
+    for count in (1000, big):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            asyncio.run(fill(Path(tmp), count))
+            filled = time.perf_counter() - start
+            with tesk_server(Path(tmp)) as url:
+                first = page_time(url, {"page_size": 256})
+                done = page_time(url, {"page_size": 256, "state": "COMPLETE"})
+                tagged = page_time(url, {"page_size": 256, "tag_key": "run", "tag_value": "bench"})
+            results[count] = (first, done, tagged)
+            print(f"    {count:>7} tasks stored in {filled:.1f}s ({count / filled:.0f}/s through the store): "
+                  f"first page {first:.2f} ms, state=COMPLETE {done:.2f} ms, tag filter {tagged:.2f} ms (median)")
+    small, large = results[1000], results[big]
+    print(f"(c) 256-task MINIMAL page at {big} vs 1,000 tasks: {large[0] / small[0]:.2f}x "
+          f"(state filter {large[1] / small[1]:.2f}x, tag filter {large[2] / small[2]:.2f}x) (target <= 1.5x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--big", type=int, default=100_000)
+    args = parser.parse_args()
+    bench_get(args.seconds)
+    bench_post(args.seconds)
+    bench_pages(args.big)
+
+
+if __name__ == "__main__":
+    main()
