@@ -58,3 +58,7 @@ def serving(app: FastAPI) -> Iterator[ServerThread]:
 
 def client(base_url: str, **kwargs: Any) -> httpx.Client:
     return httpx.Client(base_url=base_url, timeout=30, **kwargs)
+
+
+# The throwaway PostgreSQL server (marker `postgres`), shared by every area that tests on PostgreSQL.
+from tests.pg import fresh_postgres_url, postgres_server, postgres_url  # noqa: E402, F401

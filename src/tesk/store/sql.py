@@ -209,29 +209,40 @@ class SqlTaskStore:
         logs: list[TaskLog] | None = None,
         only_from: frozenset[State] | None = None,
     ) -> StoredTask | None:
-        async with self._write_lock, self.engine.begin() as conn:
-            query = select(tasks_table).where(tasks_table.c.id == task_id)
-            if not self.is_sqlite:
-                query = query.with_for_update()
-            row = (await conn.execute(query)).mappings().first()
-            if row is None:
-                return None
-            current = State(row["state"])
-            if only_from is not None and current not in only_from:
-                return None
-            if state is not None and current in TERMINAL_STATES and state != current:
-                return None
-            values: dict[str, Any] = {}
-            body = row["body"]
-            if logs is not None:
-                task = Task.model_validate_json(body)
-                task.logs = logs
-                body = task.model_dump_json(exclude_none=True)
-                values["body"] = body
-            if state is not None and state != current:
-                values["state"] = state.value
-            if values:
-                await conn.execute(update(tasks_table).where(tasks_table.c.id == task_id).values(**values))
+        async with self._write_lock:
+            while True:
+                async with self.engine.begin() as conn:
+                    query = select(tasks_table).where(tasks_table.c.id == task_id)
+                    if not self.is_sqlite:
+                        query = query.with_for_update()
+                    row = (await conn.execute(query)).mappings().first()
+                    if row is None:
+                        return None
+                    current = State(row["state"])
+                    if only_from is not None and current not in only_from:
+                        return None
+                    if state is not None and current in TERMINAL_STATES and state != current:
+                        return None
+                    values: dict[str, Any] = {}
+                    body = row["body"]
+                    if logs is not None:
+                        task = Task.model_validate_json(body)
+                        task.logs = logs
+                        body = task.model_dump_json(exclude_none=True)
+                        values["body"] = body
+                    if state is not None and state != current:
+                        values["state"] = state.value
+                    if values:
+                        # Guarded by the state read above: SQLite takes no row lock on that read, so
+                        # another process may have changed the task since; then decide again.
+                        written = await conn.execute(
+                            update(tasks_table)
+                            .where(tasks_table.c.id == task_id, tasks_table.c.state == current.value)
+                            .values(**values)
+                        )
+                        if written.rowcount == 0:
+                            continue
+                break
         new_state = state if state is not None else current
         if state is not None and state != current:
             self._publish(task_id, new_state)
