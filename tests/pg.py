@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,8 @@ class PostgresServer:
         return self.url(name)
 
     def admin(self, sql: str) -> None:
+        """Run one statement as the superuser; works from sync code and from inside a running loop."""
+
         async def run() -> None:
             conn = await asyncpg.connect(
                 host="127.0.0.1", port=self.port, user=USER, password=self.password, database="postgres"
@@ -77,7 +80,8 @@ class PostgresServer:
             finally:
                 await conn.close()
 
-        asyncio.run(run())
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, run()).result()
 
 
 def _missing(reason: str) -> None:
