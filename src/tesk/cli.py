@@ -21,6 +21,9 @@ def _register() -> None:
     from tesk.api.serve import serve
 
     app.command(name="serve")(serve)
+    from tesk.filer.cli import filer
+
+    app.command(name="filer")(filer)
 
 
 def main() -> None:
