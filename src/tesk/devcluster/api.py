@@ -1,0 +1,460 @@
+"""The HTTP side of the stand-in: Kubernetes REST paths, verbs, watch streams, logs and discovery.
+
+A small ASGI (Starlette) app, so that every client library goes through its real serialisation and
+HTTP code. Requests are authenticated by bearer token (unknown tokens get 401, no token is
+`system:anonymous`), passed through the fault rules, answered from the store, and logged for
+accounting (verb, resource, client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tesk.devcluster import discovery, errors
+from tesk.devcluster.faults import Fault, Faults, RequestRecord
+from tesk.devcluster.patch import PatchError, apply_patch
+from tesk.devcluster.resources import BY_PATH, ResourceType
+from tesk.devcluster.selectors import (
+    FieldRequirement,
+    Requirement,
+    SelectorError,
+    matches_labels,
+    parse_field_selector,
+    parse_label_selector,
+)
+from tesk.devcluster.store import Store, WatchEvent
+
+_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
+            410: "Expired", 422: "Invalid", 429: "TooManyRequests", 500: "InternalError",
+            503: "ServiceUnavailable", 504: "Timeout"}
+
+
+class LogReader(Protocol):
+    """What the API needs from the kubelet to serve `pods/{name}/log`."""
+
+    def read_log(self, pod: dict[str, Any], container: str, previous: bool) -> list[tuple[str, str, bytes]]:
+        """(timestamp, stream, line bytes incl. newline) records of one container, oldest first."""
+        ...
+
+    def is_running(self, pod: dict[str, Any], container: str) -> bool:
+        """Whether the container may still write more output (for `follow`)."""
+        ...
+
+
+@dataclass
+class Target:
+    """What a request addresses, parsed from its path."""
+
+    rtype: ResourceType
+    namespace: str
+    name: str
+    subresource: str
+
+    @property
+    def resource(self) -> str:
+        """Plural plus subresource, the unit of accounting and fault matching."""
+        return f"{self.rtype.plural}/{self.subresource}" if self.subresource else self.rtype.plural
+
+
+def parse_path(path: str) -> Target | None:
+    """Map `/api/v1/...` and `/apis/<group>/<version>/...` onto a resource type; None if not a resource."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and parts[0] == "api":
+        group, version, rest = "", parts[1], parts[2:]
+    elif len(parts) >= 3 and parts[0] == "apis":
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    namespace = ""
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        namespace, rest = rest[1], rest[2:]
+    elif len(rest) in (1, 2) and rest[0] == "namespaces":
+        rtype = BY_PATH.get((group, version, "namespaces"))
+        return Target(rtype, "", rest[1] if len(rest) == 2 else "", "") if rtype else None
+    elif len(rest) == 3 and rest[0] == "namespaces":
+        return None
+    if not rest or len(rest) > 3:
+        return None
+    rtype = BY_PATH.get((group, version, rest[0]))
+    if rtype is None:
+        return None
+    if rtype.namespaced is False and namespace:
+        return None
+    name = rest[1] if len(rest) >= 2 else ""
+    sub = rest[2] if len(rest) == 3 else ""
+    if sub and sub not in rtype.subresources:
+        return None
+    return Target(rtype, namespace, name, sub)
+
+
+def _verb(method: str, target: Target, watch: bool) -> str:
+    if method == "GET":
+        if not target.name:
+            return "watch" if watch else "list"
+        return "get"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch",
+            "DELETE": "delete" if target.name else "deletecollection"}.get(method, method.lower())
+
+
+def _error_response(error: errors.ApiError) -> Response:
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return JSONResponse(error.status(), status_code=error.code, headers=headers)
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes")
+
+
+class ApiServer:
+    """The ASGI application plus the state it serves."""
+
+    def __init__(
+        self,
+        store: Store,
+        faults: Faults,
+        logs: LogReader,
+        tokens: dict[str, str],
+        *,
+        evict: Callable[[str, str, dict[str, Any]], dict[str, Any]],
+        bookmark_interval: float = 5.0,
+        max_watch_seconds: float = 1800.0,
+    ) -> None:
+        self.store = store
+        self.faults = faults
+        self.logs = logs
+        self.tokens = tokens
+        self.evict = evict
+        self.bookmark_interval = bookmark_interval
+        self.max_watch_seconds = max_watch_seconds
+        self.address = "127.0.0.1:0"
+        self.app = Starlette(routes=[Route("/{path:path}", self.handle,
+                                           methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
+
+    # -- entry point --------------------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        """Authenticate, account, inject faults, dispatch."""
+        path = request.url.path
+        user_agent = request.headers.get("user-agent", "")
+        auth = request.headers.get("authorization", "")
+        client = "system:anonymous"
+        if auth.lower().startswith("bearer "):
+            user = self.tokens.get(auth[7:].strip())
+            if user is None:
+                return JSONResponse(errors.ApiError(401, "Unauthorized", "Unauthorized").status(), status_code=401)
+            client = user
+        target = parse_path(path)
+        if target is None:
+            return self._non_resource(path, request)
+        watch = _flag(request.query_params.get("watch"))
+        verb = _verb(request.method, target, watch)
+        fault = self.faults.take(verb, target.resource, target.namespace, target.name, client, user_agent)
+        record = lambda code: self.faults.record(RequestRecord(  # noqa: E731 - one call site per outcome
+            verb, target.resource, target.namespace, target.name, client, user_agent, code, time.monotonic()))
+        if fault is not None:
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.status and not (verb == "watch" and fault.status == 410):
+                error = errors.ApiError(fault.status, _REASONS.get(fault.status, "InternalError"), fault.message,
+                                        retry_after=fault.retry_after,
+                                        details={"retryAfterSeconds": fault.retry_after} if fault.retry_after else None)
+                record(fault.status)
+                return _error_response(error)
+        try:
+            response = await self._dispatch(request, target, verb, fault)
+        except errors.ApiError as error:
+            record(error.code)
+            return _error_response(error)
+        record(response.status_code)
+        return response
+
+    def _non_resource(self, path: str, request: Request) -> Response:
+        stripped = path.rstrip("/") or "/"
+        if stripped == "/version":
+            return JSONResponse(discovery.KUBERNETES_VERSION)
+        if stripped == "/api":
+            return JSONResponse(discovery.api_versions(self.address))
+        if stripped == "/apis":
+            return JSONResponse(discovery.api_group_list())
+        if stripped == "/api/v1":
+            return JSONResponse(discovery.resource_list(""))
+        parts = [p for p in stripped.split("/") if p]
+        if len(parts) == 2 and parts[0] == "apis" and parts[1] in discovery.groups():
+            return JSONResponse(discovery.api_group(parts[1]))
+        if len(parts) == 3 and parts[0] == "apis" and parts[1] in discovery.groups() and parts[2] == "v1":
+            return JSONResponse(discovery.resource_list(parts[1]))
+        if stripped in ("/healthz", "/readyz", "/livez"):
+            return PlainTextResponse("ok")
+        return _error_response(errors.ApiError(404, "NotFound", "the server could not find the requested resource"))
+
+    async def _dispatch(self, request: Request, target: Target, verb: str, fault: Fault | None) -> Response:
+        query = request.query_params
+        dry_run = query.get("dryRun") == "All"
+        rtype = target.rtype
+        if rtype.namespaced and not target.namespace and verb not in ("list", "watch"):
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        if rtype.read_only and verb not in ("get", "list", "watch"):
+            raise errors.ApiError(405, "MethodNotAllowed", f"{rtype.plural} are read-only in the stand-in cluster")
+        namespace = target.namespace if rtype.namespaced else ""
+        if verb in ("list", "watch"):
+            labels, fields = self._selectors(query.get("labelSelector"), query.get("fieldSelector"), rtype)
+            if verb == "watch":
+                return self._watch(request, target, labels, fields, fault)
+            listing = self.store.list(rtype, namespace or None, labels, fields,
+                                      int(query["limit"]) if query.get("limit") else None, query.get("continue"))
+            if "as=Table" in request.headers.get("accept", ""):
+                return JSONResponse(discovery.table(rtype, listing["items"], listing["metadata"]))
+            return JSONResponse(listing)
+        if verb == "get":
+            if target.subresource == "log":
+                return await self._log(request, namespace, target.name)
+            obj = self.store.get(rtype, namespace, target.name)
+            if "as=Table" in request.headers.get("accept", ""):
+                return JSONResponse(discovery.table(rtype, [obj], {"resourceVersion": obj["metadata"][
+                    "resourceVersion"]}))
+            return JSONResponse(obj)
+        body = await self._body(request)
+        if verb == "create":
+            if target.subresource == "eviction":
+                self.store.get(rtype, namespace, target.name)
+                self.evict(namespace, target.name, (body or {}).get("deleteOptions") or {})
+                return JSONResponse({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                     "code": 201}, status_code=201)
+            return JSONResponse(self.store.create(rtype, namespace, body, dry_run), status_code=201)
+        if verb == "update":
+            return JSONResponse(self.store.update(rtype, namespace, target.name, body, target.subresource or None,
+                                                  dry_run))
+        if verb == "patch":
+            current = self.store.get(rtype, namespace, target.name)
+            try:
+                patched = apply_patch(current, request.headers.get("content-type", ""), body)
+            except PatchError as exc:
+                raise errors.ApiError(422, "Invalid", str(exc)) from exc
+            if "resourceVersion" not in (patched.get("metadata") or {}):
+                patched.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
+            return JSONResponse(self.store.update(rtype, namespace, target.name, patched, target.subresource or None,
+                                                  dry_run))
+        options = body if isinstance(body, dict) else {}
+        propagation = query.get("propagationPolicy") or options.get("propagationPolicy")
+        if propagation is None and (options.get("orphanDependents") or _flag(query.get("orphanDependents"))):
+            propagation = "Orphan"
+        grace = query.get("gracePeriodSeconds") or options.get("gracePeriodSeconds")
+        grace_value = int(grace) if grace is not None else None
+        if verb == "delete":
+            return JSONResponse(self.store.delete(rtype, namespace, target.name, propagation=propagation,
+                                                  grace_period=grace_value,
+                                                  preconditions=options.get("preconditions"), dry_run=dry_run))
+        labels, fields = self._selectors(query.get("labelSelector"), query.get("fieldSelector"), rtype)
+        listing = self.store.list(rtype, namespace or None, labels, fields)
+        deleted = [
+            self.store.delete(rtype, item["metadata"].get("namespace", ""), item["metadata"]["name"],
+                              propagation=propagation, grace_period=grace_value, dry_run=dry_run)
+            for item in listing["items"]
+        ]
+        return JSONResponse({**listing, "items": deleted})
+
+    @staticmethod
+    def _selectors(label_text: str | None, field_text: str | None, rtype: ResourceType
+                   ) -> tuple[list[Requirement], list[FieldRequirement]]:
+        try:
+            return parse_label_selector(label_text), parse_field_selector(field_text, rtype.plural)
+        except SelectorError as exc:
+            raise errors.bad_request(str(exc)) from exc
+
+    @staticmethod
+    async def _body(request: Request) -> Any:
+        raw = await request.body()
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise errors.bad_request(f"the request body is not valid JSON: {exc}") from exc
+
+    # -- watch --------------------------------------------------------------------------------------
+
+    def _watch(self, request: Request, target: Target, labels: list[Requirement], fields: list[FieldRequirement],
+               fault: Fault | None) -> Response:
+        query = request.query_params
+        rtype = target.rtype
+        namespace = target.namespace if rtype.namespaced else ""
+        since = query.get("resourceVersion") or ""
+        timeout = min(float(query.get("timeoutSeconds") or self.max_watch_seconds), self.max_watch_seconds)
+        if fault is not None and fault.drop_after is not None:
+            timeout = min(timeout, fault.drop_after)
+        bookmarks = _flag(query.get("allowWatchBookmarks"))
+        queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
+
+        def wanted(obj: dict[str, Any]) -> bool:
+            if namespace and obj["metadata"].get("namespace") != namespace:
+                return False
+            return matches_labels(labels, obj["metadata"].get("labels")) and all(f.matches(obj) for f in fields)
+
+        def encode(kind: str, obj: dict[str, Any]) -> bytes:
+            return (json.dumps({"type": kind, "object": obj}, separators=(",", ":")) + "\n").encode()
+
+        def translate(event: WatchEvent) -> bytes | None:
+            now_in = wanted(event.object)
+            was_in = event.old is not None and wanted(event.old)
+            if event.type == "MODIFIED":
+                if now_in and was_in:
+                    return encode("MODIFIED", event.object)
+                if now_in:
+                    return encode("ADDED", event.object)
+                if was_in:
+                    return encode("DELETED", event.object)
+                return None
+            return encode(event.type, event.object) if now_in else None
+
+        unsubscribe = self.store.subscribe(lambda e: queue.put_nowait(e) if e.plural == rtype.plural else None)
+        generation = self.faults.watch_generation
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                last = self.store.revision
+                if fault is not None and fault.status == 410:
+                    yield encode("ERROR", errors.gone(f"too old resource version: {since} ({self.store.revision})")
+                                 .status())
+                    return
+                if since in ("", "0"):
+                    for obj in self.store.iter(rtype.plural, namespace or None):
+                        if wanted(obj):
+                            yield encode("ADDED", obj)
+                else:
+                    try:
+                        backlog = self.store.events_since(rtype.plural, int(since))
+                    except ValueError:
+                        yield encode("ERROR", errors.bad_request(f"invalid resourceVersion {since!r}").status())
+                        return
+                    except errors.ApiError as error:
+                        yield encode("ERROR", error.status())
+                        return
+                    for event in backlog:
+                        if event.resource_version <= last:
+                            line = translate(event)
+                            if line:
+                                yield line
+                deadline = time.monotonic() + timeout
+                next_bookmark = time.monotonic() + self.bookmark_interval
+                while True:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self.faults.watch_generation != generation:
+                        return
+                    wait = min(remaining, 0.25, max(0.0, next_bookmark - time.monotonic()) if bookmarks else 0.25)
+                    try:
+                        event = await asyncio.wait_for(queue.get(), timeout=max(wait, 0.01))
+                    except TimeoutError:
+                        if bookmarks and time.monotonic() >= next_bookmark:
+                            next_bookmark = time.monotonic() + self.bookmark_interval
+                            yield encode("BOOKMARK", {"kind": rtype.kind, "apiVersion": rtype.api_version,
+                                                      "metadata": {"resourceVersion": str(self.store.revision)}})
+                        continue
+                    if event.resource_version <= last:
+                        continue
+                    line = translate(event)
+                    if line:
+                        yield line
+            finally:
+                unsubscribe()
+
+        return StreamingResponse(stream(), media_type="application/json",
+                                 headers={"Transfer-Encoding": "chunked", "Cache-Control": "no-cache"})
+
+    # -- logs ---------------------------------------------------------------------------------------
+
+    async def _log(self, request: Request, namespace: str, name: str) -> Response:
+        query = request.query_params
+        pod = self.store.get(BY_PATH[("", "v1", "pods")], namespace, name)
+        containers = [c["name"] for c in pod["spec"].get("containers") or []]
+        init_containers = [c["name"] for c in pod["spec"].get("initContainers") or []]
+        container = query.get("container") or ""
+        if not container:
+            if len(containers) != 1:
+                raise errors.bad_request(
+                    f"a container name must be specified for pod {name}, choose one of: [{' '.join(containers)}]"
+                    + (f" or one of the init containers: [{' '.join(init_containers)}]" if init_containers else ""))
+            container = containers[0]
+        if container not in containers + init_containers:
+            raise errors.bad_request(f"container {container} is not valid for pod {name}")
+        previous = _flag(query.get("previous"))
+        statuses = (pod.get("status") or {}).get("containerStatuses", []) + (pod.get("status") or {}).get(
+            "initContainerStatuses", [])
+        state = next((s for s in statuses if s.get("name") == container), None)
+        if state is None or ("waiting" in (state.get("state") or {}) and not state.get("lastState") and not previous):
+            reason = ((state or {}).get("state", {}).get("waiting") or {}).get("reason", "ContainerCreating")
+            if container in init_containers or not state:
+                reason = reason if state else "PodInitializing"
+            raise errors.bad_request(f'container "{container}" in pod "{name}" is waiting to start: {reason}')
+        if previous and not state.get("lastState"):
+            raise errors.bad_request(f'previous terminated container "{container}" in pod "{name}" not found')
+        tail = int(query["tailLines"]) if query.get("tailLines") else None
+        limit = int(query["limitBytes"]) if query.get("limitBytes") else None
+        if limit is not None and limit <= 0:
+            raise errors.invalid("", "PodLogOptions", name, [("limitBytes", "Invalid value: must be greater than 0")])
+        since = int(query["sinceSeconds"]) if query.get("sinceSeconds") else None
+        stamps = _flag(query.get("timestamps"))
+        stream_filter = {"Stdout": "stdout", "Stderr": "stderr"}.get(query.get("stream") or "All")
+        follow = _flag(query.get("follow"))
+
+        def select(records: list[tuple[str, str, bytes]]) -> list[bytes]:
+            if stream_filter:
+                records = [r for r in records if r[1] == stream_filter]
+            if since is not None:
+                cutoff = timestamp_ago(since)
+                records = [r for r in records if r[0] >= cutoff]
+            return [(f"{r[0]} ".encode() if stamps else b"") + r[2] for r in records]
+
+        lines = select(self.logs.read_log(pod, container, previous))
+        if tail is not None:
+            lines = lines[-tail:] if tail > 0 else []
+        if not follow or previous:
+            data = b"".join(lines)
+            return Response(data[:limit] if limit is not None else data, media_type="text/plain")
+
+        async def stream() -> AsyncIterator[bytes]:
+            sent = 0
+            seen = len(self.logs.read_log(pod, container, previous))
+            for line in lines:
+                chunk = line if limit is None else line[: max(0, limit - sent)]
+                sent += len(chunk)
+                if chunk:
+                    yield chunk
+                if limit is not None and sent >= limit:
+                    return
+            while True:
+                try:
+                    current = self.store.get(BY_PATH[("", "v1", "pods")], namespace, name)
+                except errors.ApiError:
+                    return
+                running = self.logs.is_running(current, container)
+                records = self.logs.read_log(current, container, False)
+                for line in select(records[seen:]):
+                    chunk = line if limit is None else line[: max(0, limit - sent)]
+                    sent += len(chunk)
+                    if chunk:
+                        yield chunk
+                    if limit is not None and sent >= limit:
+                        return
+                seen = len(records)
+                if not running:
+                    return
+                await asyncio.sleep(0.1)
+
+        return StreamingResponse(stream(), media_type="text/plain")
+
+
+def timestamp_ago(seconds: int) -> str:
+    """The RFC 3339 (nanosecond) log timestamp `seconds` ago, for `sinceSeconds` comparisons."""
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+

@@ -1,0 +1,266 @@
+"""`DevCluster`: the stand-in cluster as one object that tests, benchmarks and the CLI start.
+
+It runs the API server (HTTP for kubeconfigs, HTTPS for in-cluster clients), the controllers and
+the kubelet on a private event loop in a background thread, so that synchronous clients (the
+official `kubernetes` package, kubectl) can be used from the caller's thread without deadlocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import secrets
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import uvicorn
+import yaml
+
+from tesk.devcluster.api import ApiServer
+from tesk.devcluster.controllers import Controllers, EventRecorder
+from tesk.devcluster.faults import Fault, Faults
+from tesk.devcluster.kubelet import Kubelet, KubeletConfig, NodeConfig
+from tesk.devcluster.resources import BY_PLURAL
+from tesk.devcluster.runtime import HostRuntime, PodmanRuntime
+from tesk.devcluster.store import Store
+from tesk.devcluster.tls import write_certificates
+
+T = TypeVar("T")
+DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def default_entrypoint() -> list[str]:
+    """The ENTRYPOINT of host images: the `tesk` script next to this Python."""
+    return [str(Path(sys.executable).with_name("tesk"))]
+
+
+@dataclass
+class DevClusterConfig:
+    """How to start the stand-in cluster. Timings default to Kubernetes' own; tests shorten them."""
+
+    port: int = 0  # HTTP port of the API for kubeconfigs (0: a free port)
+    https_port: int = 0  # HTTPS port pods reach as KUBERNETES_SERVICE_HOST/PORT (0: a free port)
+    state_dir: Path | None = None  # pod volumes, logs and PVC folders (None: a temporary folder)
+    host_images: tuple[str, ...] = ()  # images run as host processes in bubblewrap (e.g. the tesk image)
+    host_entrypoint: list[str] = field(default_factory=default_entrypoint)
+    network: str = "none"  # podman network of ordinary pods: none or host
+    node_cpu: float = 0.0  # allocatable cpu cores (0: this machine's)
+    node_memory: int = 0  # allocatable memory in bytes (0: this machine's)
+    job_backoff_base: float = 10.0  # Job controller retry back-off: base * 2^(failures-1), capped at 6 min
+    image_backoff_base: float = 10.0  # ImagePullBackOff back-off base
+    restart_backoff_base: float = 10.0  # CrashLoopBackOff back-off base
+    downward_api_delay: float = 0.0  # how long the kubelet takes to refresh Downward API files
+    history_size: int = 4096  # watch events kept; older resourceVersions answer 410 Gone
+    bookmark_interval: float = 5.0
+    namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
+
+
+class DevCluster:
+    """The stand-in cluster. Use as a context manager, or call `start()` and `stop()`."""
+
+    def __init__(self, config: DevClusterConfig | None = None) -> None:
+        self.config = config or DevClusterConfig()
+        self.faults = Faults()
+        self.tokens: dict[str, str] = {}
+        self.admin_token = self.add_user("admin")
+        self._own_state = self.config.state_dir is None
+        self.state_dir = self.config.state_dir or Path(tempfile.mkdtemp(prefix="tesk-devcluster-"))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self.store = Store(self.config.history_size)
+        self.port = 0
+        self.https_port = 0
+        self.kubelet: Kubelet | None = None
+        self.podman: PodmanRuntime | None = None
+
+    # -- addresses and credentials ----------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The HTTP base URL of the API server."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def https_url(self) -> str:
+        """The HTTPS base URL of the API server (the in-cluster address)."""
+        return f"https://127.0.0.1:{self.https_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate that signed the HTTPS serving certificate."""
+        return self.state_dir / "pki" / "ca.crt"
+
+    def add_user(self, name: str) -> str:
+        """Mint a bearer token for a user name; requests with it are accounted to that name."""
+        token = secrets.token_urlsafe(24)
+        self.tokens[token] = name
+        return token
+
+    def kubeconfig(self, user: str = "admin", namespace: str = "default", https: bool = False) -> dict[str, Any]:
+        """A kubeconfig (as a dict) for this cluster with a token for `user`."""
+        token = self.admin_token if user == "admin" else self.add_user(user)
+        cluster: dict[str, Any] = {"server": self.https_url if https else self.url}
+        if https:
+            cluster["certificate-authority"] = str(self.ca_file)
+        return {
+            "apiVersion": "v1", "kind": "Config", "preferences": {},
+            "clusters": [{"name": "tesk-devcluster", "cluster": cluster}],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": "tesk-devcluster", "context": {"cluster": "tesk-devcluster", "user": user,
+                                                                "namespace": namespace}}],
+            "current-context": "tesk-devcluster",
+        }
+
+    def write_kubeconfig(self, path: Path | str, user: str = "admin", namespace: str = "default",
+                         https: bool = False) -> Path:
+        """Write a kubeconfig file (mode 600: it holds a token) and return its path."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(yaml.safe_dump(self.kubeconfig(user, namespace, https), sort_keys=False))
+        target.chmod(0o600)
+        return target
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> DevCluster:
+        """Start the servers, controllers and kubelet; returns once the API answers."""
+        http_socket = self._bind(self.config.port)
+        https_socket = self._bind(self.config.https_port)
+        self.port = http_socket.getsockname()[1]
+        self.https_port = https_socket.getsockname()[1]
+        self._thread = threading.Thread(target=self._main, args=(http_socket, https_socket), name="devcluster",
+                                        daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError(f"the stand-in cluster did not start within {timeout} s")
+        if self._failure is not None:
+            raise RuntimeError(f"the stand-in cluster failed to start: {self._failure}") from self._failure
+        return self
+
+    def stop(self) -> None:
+        """Stop every pod and server and remove the temporary state folder."""
+        if self._loop is not None and self._stopping is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+            self._thread.join(timeout=60)
+        if self._own_state:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def __enter__(self) -> DevCluster:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @staticmethod
+    def _bind(port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        return sock
+
+    def _main(self, http_socket: socket.socket, https_socket: socket.socket) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve(http_socket, https_socket))
+        except BaseException as exc:  # reported to start() when it happens before readiness
+            self._failure = exc
+            self._ready.set()
+        finally:
+            loop.close()
+
+    async def _serve(self, http_socket: socket.socket, https_socket: socket.socket) -> None:
+        self._stopping = asyncio.Event()
+        config = self.config
+        _, cert, key = write_certificates(self.state_dir / "pki")
+        events = EventRecorder(self.store)
+        for name in config.namespaces:
+            self.store.create(BY_PLURAL["namespaces"], "", {"metadata": {"name": name}})
+        node = NodeConfig(cpu=config.node_cpu or NodeConfig().cpu, memory=config.node_memory)
+        self.podman = PodmanRuntime(config.network, cluster_label=f"tesk-devcluster-{secrets.token_hex(4)}") \
+            if shutil.which("podman") else None
+        kubelet_config = KubeletConfig(
+            state_dir=self.state_dir, node=node, host_images=config.host_images, api_port=self.https_port,
+            ca_file=self.ca_file, image_backoff_base=config.image_backoff_base,
+            restart_backoff_base=config.restart_backoff_base, downward_api_delay=config.downward_api_delay)
+        self.kubelet = Kubelet(self.store, events, kubelet_config, self.podman, HostRuntime(config.host_entrypoint),
+                               self.tokens)
+        controllers = Controllers(self.store, events, backoff_base=config.job_backoff_base,
+                                  on_pvc_bound=self.kubelet.pvc_bound, on_pvc_deleted=self.kubelet.pvc_deleted)
+        api = ApiServer(self.store, self.faults, self.kubelet, self.tokens, evict=self.kubelet.evict,
+                        bookmark_interval=config.bookmark_interval)
+        api.address = f"127.0.0.1:{self.port}"
+        servers = [
+            uvicorn.Server(uvicorn.Config(api.app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)),
+            uvicorn.Server(uvicorn.Config(api.app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1,
+                                          ssl_certfile=str(cert), ssl_keyfile=str(key))),
+        ]
+        tasks = [asyncio.create_task(servers[0].serve(sockets=[http_socket])),
+                 asyncio.create_task(servers[1].serve(sockets=[https_socket]))]
+        while not all(s.started for s in servers):
+            if any(t.done() for t in tasks):
+                await asyncio.gather(*tasks)
+                raise RuntimeError("the API server stopped during start-up")
+            await asyncio.sleep(0.01)
+        controllers.start()
+        self.kubelet.start()
+        self._ready.set()
+        await self._stopping.wait()
+        await controllers.stop()
+        await self.kubelet.stop()
+        if self.podman is not None:
+            await self.podman.remove_all()
+        for server in servers:
+            server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- access for tests -------------------------------------------------------------------------
+
+    def call(self, function: Callable[[], T], timeout: float = 30.0) -> T:
+        """Run `function` on the cluster's loop thread (for direct, race-free store access)."""
+        if self._loop is None:
+            raise RuntimeError("the stand-in cluster is not running")
+
+        async def wrapper() -> T:
+            return function()
+
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(wrapper(), self._loop)
+        return future.result(timeout)
+
+    def inject(self, **fault: Any) -> Fault:
+        """Add a fault rule (see `Fault` for the fields); returns it for `faults.remove`/`hits`."""
+        return self.faults.add(Fault(**fault))
+
+    def compact(self) -> None:
+        """Forget the watch history: older resourceVersions and continue tokens now answer 410 Gone."""
+        self.call(self.store.compact)
+
+    def drop_watches(self) -> None:
+        """Close every open watch stream now."""
+        self.faults.drop_watches()
+
+    def evict(self, namespace: str, name: str, grace_period: int | None = None) -> None:
+        """Evict a pod as the Eviction API or a node drain does (DisruptionTarget, then delete)."""
+        assert self.kubelet is not None
+        kubelet = self.kubelet
+        options = {"gracePeriodSeconds": grace_period} if grace_period is not None else {}
+        self.call(lambda: kubelet.evict(namespace, name, options))
+
+    def pvc_path(self, namespace: str, name: str) -> Path:
+        """The host folder backing a claim."""
+        assert self.kubelet is not None
+        kubelet = self.kubelet
+        pvc = self.call(lambda: self.store.find("persistentvolumeclaims", namespace, name))
+        if pvc is None:
+            raise KeyError(f"no PersistentVolumeClaim {namespace}/{name}")
+        return kubelet.pvc_path(pvc)

@@ -1,0 +1,454 @@
+"""The control plane of the stand-in: Job controller, garbage collector, TTL, PVC binder, namespaces.
+
+They behave like kube-controller-manager where a client can observe it:
+
+* Job controller: pods from the template with the Job's labels, a controller ownerReference and the
+  `batch.kubernetes.io/job-tracking` finalizer (removed once a finished pod is counted);
+  `succeeded`/`failed`/`active`/`ready`/`terminating` counts; exponential back-off between
+  retries; `backoffLimit`, `activeDeadlineSeconds`, `suspend`/resume, `podFailurePolicy`
+  (FailJob / Ignore / Count on exit codes and pod conditions); the 1.31+ condition sequence
+  `FailureTarget` -> `Failed` and `SuccessCriteriaMet` -> `Complete`, the final one only after every
+  pod has stopped; `startTime`/`completionTime`.
+* Garbage collector: dependents whose owners are all gone are deleted (background); `Orphan`
+  strips the ownerReferences, `Foreground` deletes dependents first and releases the owner once no
+  `blockOwnerDeletion` dependent is left.
+* TTL-after-finished: finished Jobs with `ttlSecondsAfterFinished` are deleted (background).
+* PVC binder and protection: claims bind at once; a claim in use by a pod stays Terminating.
+* Namespace controller: a deleted namespace empties itself, then disappears.
+
+Everything is level-triggered: a pass runs after each burst of changes and every `resync` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from tesk.devcluster.resources import BY_PLURAL
+from tesk.devcluster.store import (
+    FOREGROUND_FINALIZER,
+    ORPHAN_FINALIZER,
+    Store,
+    WatchEvent,
+    now,
+    parse_time,
+    timestamp,
+)
+
+log = logging.getLogger(__name__)
+
+JOB_TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
+PVC_PROTECTION_FINALIZER = "kubernetes.io/pvc-protection"
+EVENT_TTL = timedelta(hours=1)
+
+
+def controller_of(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The ownerReference marked `controller: true`, if any."""
+    return next((r for r in obj["metadata"].get("ownerReferences") or [] if r.get("controller")), None)
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """The status condition of this type whose status is "True", if any."""
+    return next((c for c in (obj.get("status") or {}).get("conditions") or []
+                 if c.get("type") == kind and c.get("status") == "True"), None)
+
+
+class EventRecorder:
+    """Writes `v1 Event` objects about other objects, as components do with their event recorders."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def record(self, obj: dict[str, Any], kind: str, reason: str, message: str, component: str) -> None:
+        """Record one event about `obj` (type Normal or Warning)."""
+        namespace = obj["metadata"].get("namespace") or "default"
+        if self.store.find("namespaces", "", namespace) is None:
+            return
+        moment = timestamp()
+        event = {
+            "metadata": {"name": f"{obj['metadata']['name']}.{secrets.token_hex(8)}", "namespace": namespace},
+            "involvedObject": {"kind": obj.get("kind"), "namespace": namespace, "name": obj["metadata"]["name"],
+                               "uid": obj["metadata"].get("uid"), "apiVersion": obj.get("apiVersion"),
+                               "resourceVersion": obj["metadata"].get("resourceVersion")},
+            "reason": reason, "message": message, "type": kind,
+            "source": {"component": component}, "reportingComponent": component,
+            "firstTimestamp": moment, "lastTimestamp": moment, "count": 1,
+        }
+        self.store.create(BY_PLURAL["events"], namespace, event)
+
+
+class Controllers:
+    """Runs every controller pass on the server's event loop."""
+
+    def __init__(
+        self,
+        store: Store,
+        events: EventRecorder,
+        *,
+        backoff_base: float = 10.0,
+        backoff_max: float = 360.0,
+        resync: float = 0.5,
+        on_pvc_bound: Callable[[dict[str, Any]], None] | None = None,
+        on_pvc_deleted: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.resync = resync
+        self.on_pvc_bound = on_pvc_bound
+        self.on_pvc_deleted = on_pvc_deleted
+        self._wake = asyncio.Event()
+        self._last_failure: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def start(self) -> None:
+        """Subscribe to changes and start the control loop."""
+        self._unsubscribe = self.store.subscribe(self._changed)
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop the control loop."""
+        if self._unsubscribe:
+            self._unsubscribe()
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def _changed(self, event: WatchEvent) -> None:
+        if event.plural != "events":
+            self._wake.set()
+        if event.type == "DELETED" and event.plural == "persistentvolumeclaims" and self.on_pvc_deleted:
+            self.on_pvc_deleted(event.object)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.resync)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await asyncio.sleep(0.01)  # let a burst of writes land before one pass handles them all
+            try:
+                self.reconcile()
+            except Exception:  # a controller bug must not stop the cluster; it is logged loudly
+                log.exception("devcluster controller pass failed")
+
+    def reconcile(self) -> None:
+        """One pass of every controller."""
+        self._namespaces()
+        self._pvcs()
+        self._garbage_collect()
+        for job in list(self.store.iter("jobs")):
+            self._job(job)
+        self._release_orphaned_pods()
+        self._ttl()
+        self._expire_events()
+
+    # -- Job controller -------------------------------------------------------------------------
+
+    def _pods_of(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+        uid = job["metadata"]["uid"]
+        return [p for p in self.store.iter("pods", job["metadata"]["namespace"])
+                if (controller_of(p) or {}).get("uid") == uid]
+
+    def _policy_action(self, job: dict[str, Any], pod: dict[str, Any]) -> tuple[str, str]:
+        """The podFailurePolicy action for a failed pod ("Count" when no rule matches) and its message."""
+        rules = ((job["spec"].get("podFailurePolicy") or {}).get("rules")) or []
+        statuses = (pod.get("status") or {}).get("containerStatuses", []) + (pod.get("status") or {}).get(
+            "initContainerStatuses", [])
+        for index, rule in enumerate(rules):
+            on_codes = rule.get("onExitCodes")
+            if on_codes:
+                for state in statuses:
+                    terminated = (state.get("state") or {}).get("terminated")
+                    if not terminated or (on_codes.get("containerName") not in (None, state["name"])):
+                        continue
+                    code = terminated.get("exitCode", 0)
+                    hit = code in on_codes["values"] if on_codes["operator"] == "In" else (
+                        code != 0 and code not in on_codes["values"])
+                    if hit:
+                        return rule["action"], (
+                            f"Container {state['name']} for pod {pod['metadata']['namespace']}/"
+                            f"{pod['metadata']['name']} failed with exit code {code} matching {rule['action']} "
+                            f"rule at index {index}")
+            for wanted in rule.get("onPodConditions") or []:
+                for cond in (pod.get("status") or {}).get("conditions") or []:
+                    if cond.get("type") == wanted["type"] and cond.get("status") == wanted.get("status", "True"):
+                        return rule["action"], (
+                            f"Pod {pod['metadata']['namespace']}/{pod['metadata']['name']} has condition "
+                            f"{wanted['type']} matching {rule['action']} rule at index {index}")
+        return "Count", ""
+
+    def _set_condition(self, status: dict[str, Any], kind: str, value: str, reason: str, message: str) -> None:
+        conditions = status.setdefault("conditions", [])
+        moment = timestamp()
+        for cond in conditions:
+            if cond["type"] == kind:
+                if cond["status"] != value:
+                    cond.update(status=value, reason=reason, message=message, lastTransitionTime=moment,
+                                lastProbeTime=moment)
+                return
+        conditions.append({"type": kind, "status": value, "reason": reason, "message": message,
+                           "lastProbeTime": moment, "lastTransitionTime": moment})
+
+    def _job(self, job: dict[str, Any]) -> None:
+        meta, spec = job["metadata"], job["spec"]
+        if condition(job, "Complete") or condition(job, "Failed"):
+            return
+        name, namespace = meta["name"], meta["namespace"]
+        status = dict(job.get("status") or {})
+        pods = self._pods_of(job)
+        policy = spec.get("podReplacementPolicy", "TerminatingOrFailed")
+        failed_now: list[tuple[dict[str, Any], str, str]] = []
+        for pod in pods:
+            finalizers = pod["metadata"].get("finalizers") or []
+            if JOB_TRACKING_FINALIZER not in finalizers:
+                continue
+            phase = (pod.get("status") or {}).get("phase")
+            deleting = bool(pod["metadata"].get("deletionTimestamp"))
+            if phase == "Succeeded":
+                status["succeeded"] = status.get("succeeded", 0) + 1
+            elif phase == "Failed" or (deleting and policy == "TerminatingOrFailed"):
+                action, message = self._policy_action(job, pod)
+                failed_now.append((pod, action, message))
+                if action != "Ignore":
+                    status["failed"] = status.get("failed", 0) + 1
+            else:
+                continue
+            self.store.remove_finalizer("pods", namespace, pod["metadata"]["name"], JOB_TRACKING_FINALIZER)
+        if any(action != "Ignore" for _, action, _ in failed_now):
+            self._last_failure[meta["uid"]] = asyncio.get_running_loop().time()
+        live = [p for p in self._pods_of(job)]
+        active = [p for p in live if not p["metadata"].get("deletionTimestamp")
+                  and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+        terminating = [p for p in live if p["metadata"].get("deletionTimestamp")
+                       and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+        failure: tuple[str, str] | None = None
+        if not condition(job, "FailureTarget") and not condition(job, "SuccessCriteriaMet"):
+            fail_job = next(((m) for _, a, m in failed_now if a == "FailJob"), None)
+            if fail_job:
+                failure = ("PodFailurePolicy", fail_job)
+            elif status.get("failed", 0) > spec.get("backoffLimit", 6):
+                failure = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+            elif spec.get("activeDeadlineSeconds") and status.get("startTime") and not spec.get("suspend"):
+                started = parse_time(status["startTime"])
+                if now() - started >= timedelta(seconds=spec["activeDeadlineSeconds"]):
+                    failure = ("DeadlineExceeded", "Job was active longer than specified deadline")
+            if failure:
+                self._set_condition(status, "FailureTarget", "True", *failure)
+                self.events.record(job, "Warning", failure[0], failure[1], "job-controller")
+            elif status.get("succeeded", 0) >= spec.get("completions", 1):
+                self._set_condition(status, "SuccessCriteriaMet", "True", "CompletionsReached",
+                                    "Reached expected number of succeeded pods")
+        finishing = condition({"status": status}, "FailureTarget") or condition({"status": status},
+                                                                                 "SuccessCriteriaMet")
+        if finishing or spec.get("suspend") or meta.get("deletionTimestamp"):
+            if spec.get("suspend") and not meta.get("deletionTimestamp") and not finishing:
+                self._set_condition(status, "Suspended", "True", "JobSuspended", "Job suspended")
+            if not meta.get("deletionTimestamp") or finishing:
+                for pod in active:
+                    self.store.delete(BY_PLURAL["pods"], namespace, pod["metadata"]["name"])
+                    if not finishing:
+                        self.events.record(job, "Normal", "SuccessfulDelete",
+                                           f"Deleted pod: {pod['metadata']['name']}", "job-controller")
+                terminating += active
+                active = []
+        else:
+            suspended = next((c for c in status.get("conditions") or [] if c["type"] == "Suspended"), None)
+            if suspended and suspended["status"] == "True":
+                self._set_condition(status, "Suspended", "False", "JobResumed", "Job resumed")
+                status["startTime"] = timestamp()
+            status.setdefault("startTime", timestamp())
+            wanted = min(spec.get("parallelism", 1), spec.get("completions", 1) - status.get("succeeded", 0))
+            blocked = policy == "Failed" and terminating
+            if len(active) < wanted and not blocked and self._backoff_over(job, status):
+                for _ in range(wanted - len(active)):
+                    active.append(self._create_pod(job))
+        status["active"] = len(active)
+        status["ready"] = sum(1 for p in active if condition(p, "Ready"))
+        status["terminating"] = len(terminating)
+        status.setdefault("uncountedTerminatedPods", {})
+        if not terminating:
+            target = condition({"status": status}, "FailureTarget")
+            if target:
+                self._set_condition(status, "Failed", "True", target["reason"], target["message"])
+            elif condition({"status": status}, "SuccessCriteriaMet"):
+                self._set_condition(status, "Complete", "True", "CompletionsReached",
+                                    "Reached expected number of succeeded pods")
+                status["completionTime"] = timestamp()
+                self.events.record(job, "Normal", "Completed", "Job completed", "job-controller")
+        for key in ("succeeded", "failed"):
+            if not status.get(key):
+                status.pop(key, None)
+        if status != (job.get("status") or {}):
+            current = self.store.find("jobs", namespace, name)
+            if current is None or current["metadata"]["uid"] != meta["uid"]:
+                return
+            current["status"] = status
+            self.store.update(BY_PLURAL["jobs"], namespace, name, current, "status")
+
+    def _backoff_over(self, job: dict[str, Any], status: dict[str, Any]) -> bool:
+        failures = status.get("failed", 0)
+        last = self._last_failure.get(job["metadata"]["uid"])
+        if not failures or last is None:
+            return True
+        delay = min(self.backoff_base * 2 ** (failures - 1), self.backoff_max)
+        return asyncio.get_running_loop().time() - last >= delay
+
+    def _create_pod(self, job: dict[str, Any]) -> dict[str, Any]:
+        meta = job["metadata"]
+        template = job["spec"]["template"]
+        pod_meta = dict(template.get("metadata") or {})
+        pod_meta.pop("name", None)
+        pod = {
+            "metadata": {
+                **pod_meta,
+                "generateName": f"{meta['name']}-",
+                "labels": dict(pod_meta.get("labels") or {}),
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"],
+                                     "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}],
+                "finalizers": [JOB_TRACKING_FINALIZER],
+            },
+            "spec": template["spec"],
+        }
+        created = self.store.create(BY_PLURAL["pods"], meta["namespace"], pod)
+        self.events.record(job, "Normal", "SuccessfulCreate", f"Created pod: {created['metadata']['name']}",
+                           "job-controller")
+        return created
+
+    def _release_orphaned_pods(self) -> None:
+        """Drop the job-tracking finalizer of pods whose Job is gone (or that were orphaned)."""
+        for pod in self.store.iter("pods"):
+            if JOB_TRACKING_FINALIZER not in (pod["metadata"].get("finalizers") or []):
+                continue
+            owner = controller_of(pod)
+            job = self.store.find("jobs", pod["metadata"]["namespace"], owner["name"]) if owner else None
+            if job is None or job["metadata"]["uid"] != (owner or {}).get("uid"):
+                self.store.remove_finalizer("pods", pod["metadata"]["namespace"], pod["metadata"]["name"],
+                                            JOB_TRACKING_FINALIZER)
+
+    # -- garbage collector ----------------------------------------------------------------------
+
+    def _garbage_collect(self) -> None:
+        everything = [(plural, obj) for plural in BY_PLURAL for obj in self.store.iter(plural)]
+        live = {obj["metadata"]["uid"]: obj for _, obj in everything}
+        dependents: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for plural, obj in everything:
+            for ref in obj["metadata"].get("ownerReferences") or []:
+                dependents.setdefault(ref["uid"], []).append((plural, obj))
+        for plural, obj in everything:
+            meta = obj["metadata"]
+            refs = meta.get("ownerReferences") or []
+            if not refs or meta.get("deletionTimestamp"):
+                continue
+            owners = [live.get(r["uid"]) for r in refs]
+            if all(o is None for o in owners):
+                self.store.delete(BY_PLURAL[plural], meta.get("namespace", ""), meta["name"], propagation="Background")
+                continue
+            foreground = any(o is not None and FOREGROUND_FINALIZER in (o["metadata"].get("finalizers") or [])
+                             and o["metadata"].get("deletionTimestamp") for o in owners)
+            if foreground and all(o is None or o["metadata"].get("deletionTimestamp") for o in owners):
+                self.store.delete(BY_PLURAL[plural], meta.get("namespace", ""), meta["name"], propagation="Foreground")
+                continue
+            if any(o is None for o in owners):
+                obj["metadata"]["ownerReferences"] = [r for r, o in zip(refs, owners, strict=True) if o is not None]
+                self.store.update(BY_PLURAL[plural], meta.get("namespace", ""), meta["name"], obj)
+        for plural, obj in everything:
+            meta = obj["metadata"]
+            if not meta.get("deletionTimestamp"):
+                continue
+            finalizers = meta.get("finalizers") or []
+            if ORPHAN_FINALIZER in finalizers:
+                for dep_plural, dep in dependents.get(meta["uid"], []):
+                    current = self.store.find(dep_plural, dep["metadata"].get("namespace", ""), dep["metadata"]["name"])
+                    if current is None:
+                        continue
+                    current["metadata"]["ownerReferences"] = [
+                        r for r in current["metadata"].get("ownerReferences") or [] if r["uid"] != meta["uid"]]
+                    if not current["metadata"]["ownerReferences"]:
+                        del current["metadata"]["ownerReferences"]
+                    self.store.update(BY_PLURAL[dep_plural], current["metadata"].get("namespace", ""),
+                                      current["metadata"]["name"], current)
+                self.store.remove_finalizer(plural, meta.get("namespace", ""), meta["name"], ORPHAN_FINALIZER)
+            elif FOREGROUND_FINALIZER in finalizers:
+                blocking = [
+                    d for _, d in dependents.get(meta["uid"], [])
+                    if any(r["uid"] == meta["uid"] and r.get("blockOwnerDeletion")
+                           for r in d["metadata"].get("ownerReferences") or [])
+                    and self.store.find(_, d["metadata"].get("namespace", ""), d["metadata"]["name"]) is not None
+                ]
+                if not blocking:
+                    self.store.remove_finalizer(plural, meta.get("namespace", ""), meta["name"],
+                                                FOREGROUND_FINALIZER)
+
+    # -- TTL after finished, PVCs, namespaces, events -----------------------------------------------
+
+    def _ttl(self) -> None:
+        for job in self.store.iter("jobs"):
+            ttl = job["spec"].get("ttlSecondsAfterFinished")
+            if ttl is None or job["metadata"].get("deletionTimestamp"):
+                continue
+            finished = condition(job, "Complete") or condition(job, "Failed")
+            if finished and now() >= parse_time(finished["lastTransitionTime"]) + timedelta(seconds=ttl):
+                self.store.delete(BY_PLURAL["jobs"], job["metadata"]["namespace"], job["metadata"]["name"],
+                                  propagation="Background")
+
+    def _pvcs(self) -> None:
+        in_use: set[tuple[str, str]] = set()
+        for pod in self.store.iter("pods"):
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            for volume in pod["spec"].get("volumes") or []:
+                claim = volume.get("persistentVolumeClaim")
+                if claim:
+                    in_use.add((pod["metadata"]["namespace"], claim["claimName"]))
+        for pvc in self.store.iter("persistentvolumeclaims"):
+            meta = pvc["metadata"]
+            key = (meta["namespace"], meta["name"])
+            if meta.get("deletionTimestamp"):
+                if key not in in_use:
+                    self.store.remove_finalizer("persistentvolumeclaims", *key, PVC_PROTECTION_FINALIZER)
+                continue
+            if (pvc.get("status") or {}).get("phase") == "Pending":
+                if self.on_pvc_bound:
+                    self.on_pvc_bound(pvc)
+                pvc["spec"]["volumeName"] = f"pvc-{meta['uid']}"
+                self.store.update(BY_PLURAL["persistentvolumeclaims"], *key, pvc)
+                current = self.store.find("persistentvolumeclaims", *key)
+                if current is None:
+                    continue
+                current["status"] = {"phase": "Bound", "accessModes": pvc["spec"].get("accessModes"),
+                                     "capacity": {"storage": pvc["spec"]["resources"]["requests"]["storage"]}}
+                self.store.update(BY_PLURAL["persistentvolumeclaims"], *key, current, "status")
+
+    def _namespaces(self) -> None:
+        for namespace in self.store.iter("namespaces"):
+            if not namespace["metadata"].get("deletionTimestamp"):
+                continue
+            name = namespace["metadata"]["name"]
+            remaining = 0
+            for plural, rtype in BY_PLURAL.items():
+                if not rtype.namespaced:
+                    continue
+                for obj in self.store.iter(plural, name):
+                    remaining += 1
+                    if not obj["metadata"].get("deletionTimestamp"):
+                        self.store.delete(rtype, name, obj["metadata"]["name"], propagation="Background")
+            if not remaining:
+                self.store.finalize_namespace(name)
+
+    def _expire_events(self) -> None:
+        cutoff = now() - EVENT_TTL
+        for event in self.store.iter("events"):
+            if parse_time(event["metadata"]["creationTimestamp"]) < cutoff:
+                self.store.delete(BY_PLURAL["events"], event["metadata"]["namespace"], event["metadata"]["name"])
+

@@ -1,0 +1,303 @@
+"""Container runtimes for the stand-in kubelet: podman for images, bubblewrap for host-process pods.
+
+Podman (with runc, see .ci/setup.d/10-podman.sh) runs a container per container spec, the way a
+CRI runtime does: create (errors are `CreateContainerError`), start attached (stdout and stderr read
+as separate streams), inspect (exit code, `OOMKilled`), remove. A working directory missing from
+the image is created first, as CRI-O and containerd do (podman alone refuses to start).
+
+Host-process pods run the configured "host images" (the tesk image: taskmaster and filer) as host
+processes inside a bubblewrap sandbox: a fresh root with the host's /usr, /etc and the Python
+environment read-only, a private /tmp, the host network (so it reaches the API at 127.0.0.1), and
+the pod's volumes and service-account files bound at their pod paths, so the process sees exactly
+the paths it would see in a real pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+OutputSink = Callable[[str, bytes], None]  # (stream "stdout"|"stderr", bytes of one chunk)
+
+
+@dataclass
+class Mount:
+    """A host path bound into the container."""
+
+    host: Path
+    path: str
+    read_only: bool = False
+
+
+@dataclass
+class ContainerRun:
+    """Everything needed to start one container of a pod."""
+
+    name: str  # unique engine-level name
+    image: str
+    command: list[str] | None  # Kubernetes `command` (replaces the image ENTRYPOINT); None keeps it
+    args: list[str] | None  # Kubernetes `args` (replaces the image CMD); None keeps it
+    env: dict[str, str]
+    working_dir: str | None
+    mounts: list[Mount]
+    hostname: str
+    memory_bytes: int | None = None
+    cpus: float | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ContainerResult:
+    """How a container ended (or why it never started)."""
+
+    exit_code: int
+    reason: str  # Completed, Error, OOMKilled, StartError, CreateContainerError
+    message: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    container_id: str = ""
+    started: bool = True
+
+
+class Handle(Protocol):
+    """A started container that the kubelet can stop."""
+
+    async def stop(self, grace: float) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds."""
+        ...
+
+
+class Runtime(Protocol):
+    """What the kubelet needs from a container runtime."""
+
+    async def image_present(self, image: str) -> bool:
+        """Whether the image can be run without a pull."""
+        ...
+
+    async def run(self, spec: ContainerRun, output: OutputSink,
+                  started: Callable[[Handle, str], Awaitable[None]]) -> ContainerResult:
+        """Run a container to its end, streaming output; `started` is called once it is running."""
+        ...
+
+
+async def _exec(*argv: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+async def _pump(stream: asyncio.StreamReader, name: str, output: OutputSink) -> None:
+    while chunk := await stream.read(65536):
+        output(name, chunk)
+
+
+class PodmanRuntime:
+    """Runs containers with podman; `network` is `none` (default) or `host`."""
+
+    def __init__(self, network: str = "none", cluster_label: str = "tesk-devcluster") -> None:
+        self.network = network
+        self.cluster_label = cluster_label
+        self._known_images: set[str] = set()
+
+    async def image_present(self, image: str) -> bool:
+        """`podman image exists`: no pull is attempted (these machines cannot reach a registry)."""
+        if image in self._known_images:
+            return True
+        code, _, _ = await _exec("podman", "image", "exists", image)
+        if code == 0:
+            self._known_images.add(image)
+        return code == 0
+
+    def _create_argv(self, spec: ContainerRun) -> list[str]:
+        argv = ["podman", "create", "--name", spec.name, "--pull=never", "--network", self.network,
+                "--hostname", spec.hostname, "--label", f"{self.cluster_label}=1"]
+        for key, value in spec.labels.items():
+            argv += ["--label", f"{key}={value}"]
+        for key, value in spec.env.items():
+            argv += ["--env", f"{key}={value}"]
+        for mount in spec.mounts:
+            argv += ["--volume", f"{mount.host}:{mount.path}:{'ro' if mount.read_only else 'rw'}"]
+        if spec.working_dir:
+            argv += ["--workdir", spec.working_dir]
+        if spec.memory_bytes:
+            argv += ["--memory", str(spec.memory_bytes), "--memory-swap", str(spec.memory_bytes)]
+        if spec.cpus:
+            argv += ["--cpus", f"{spec.cpus:g}"]
+        if spec.command is not None:
+            argv += ["--entrypoint", json.dumps(spec.command)]
+        argv.append(spec.image)
+        if spec.args is not None:
+            argv += spec.args
+        return argv
+
+    async def run(self, spec: ContainerRun, output: OutputSink,
+                  started: Callable[[Handle, str], Awaitable[None]]) -> ContainerResult:
+        """create -> start --attach -> inspect -> rm."""
+        code, out, err = await _exec(*self._create_argv(spec))
+        if code != 0:
+            return ContainerResult(128, "CreateContainerError", err.strip().removeprefix("Error: "), started=False)
+        container_id = out.strip()
+        try:
+            for attempt in range(2):
+                process = await asyncio.create_subprocess_exec(
+                    "podman", "start", "--attach", spec.name,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                handle = _PodmanHandle(spec.name)
+                await started(handle, f"podman://{container_id}")
+                assert process.stdout is not None and process.stderr is not None
+                err_chunks: list[bytes] = []
+
+                def sink(stream: str, chunk: bytes) -> None:
+                    if stream == "stderr":
+                        err_chunks.append(chunk)
+                    output(stream, chunk)
+
+                await asyncio.gather(_pump(process.stdout, "stdout", sink), _pump(process.stderr, "stderr", sink))
+                await process.wait()
+                state = await self._inspect(spec.name)
+                if state.get("Status") == "created" or not state.get("StartedAt", "").strip("0-: +UTC"):
+                    message = b"".join(err_chunks).decode(errors="replace").strip().removeprefix("Error: ")
+                    if attempt == 0 and "workdir" in message and "does not exist" in message and spec.working_dir:
+                        await self._make_workdir(spec.name, spec.working_dir)
+                        continue
+                    return ContainerResult(128, "StartError", message, container_id=f"podman://{container_id}",
+                                           started=False)
+                exit_code = int(state.get("ExitCode", process.returncode or 0))
+                reason = "OOMKilled" if state.get("OOMKilled") else ("Completed" if exit_code == 0 else "Error")
+                return ContainerResult(exit_code, reason, container_id=f"podman://{container_id}")
+            raise AssertionError("unreachable: the second start attempt always returns")
+        finally:
+            await _exec("podman", "rm", "--force", "--time", "0", spec.name)
+
+    @staticmethod
+    async def _inspect(name: str) -> dict[str, object]:
+        code, out, _ = await _exec("podman", "inspect", "--type", "container", name)
+        if code != 0:
+            return {}
+        data = json.loads(out)
+        return data[0].get("State", {}) if data else {}
+
+    @staticmethod
+    async def _make_workdir(name: str, working_dir: str) -> None:
+        code, out, err = await _exec("podman", "mount", name)
+        if code != 0:
+            log.warning("could not mount container %s to create its working directory: %s", name, err.strip())
+            return
+        try:
+            Path(out.strip(), working_dir.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        finally:
+            await _exec("podman", "unmount", name)
+
+    async def remove_all(self) -> None:
+        """Remove every container this cluster started (shutdown clean-up)."""
+        code, out, _ = await _exec("podman", "ps", "--all", "--quiet", "--filter", f"label={self.cluster_label}=1")
+        ids = out.split()
+        if code == 0 and ids:
+            await _exec("podman", "rm", "--force", "--time", "0", *ids)
+
+
+class _PodmanHandle:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def stop(self, grace: float) -> None:
+        await _exec("podman", "stop", "--time", str(max(0, int(grace))), self.name)
+
+
+def host_binds() -> list[str]:
+    """Read-only host folders a host-process pod needs: the OS and this Python environment."""
+    folders = {"/usr", "/etc", "/opt"}
+    for candidate in [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
+                      str(Path(__file__).resolve().parents[2]), *sys.path]:
+        if candidate and os.path.isdir(candidate):
+            folders.add(os.path.realpath(candidate))
+            folders.add(os.path.abspath(candidate))
+    # Keep only the top-most folders: binding /a and /a/b separately is redundant.
+    ordered = sorted(folders)
+    kept: list[str] = []
+    for folder in ordered:
+        if not any(folder == k or folder.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(folder)
+    return kept
+
+
+class HostRuntime:
+    """Runs host-process pods in a bubblewrap sandbox (see the module docstring)."""
+
+    def __init__(self, entrypoint: list[str]) -> None:
+        self.entrypoint = entrypoint
+
+    async def image_present(self, image: str) -> bool:
+        """Host images are always "present": the host is the image."""
+        return True
+
+    def argv(self, spec: ContainerRun) -> list[str]:
+        """The bwrap command line for a container spec."""
+        argv = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                "--hostname", spec.hostname, "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+                "--tmpfs", "/run", "--dir", "/var/tmp"]
+        for entry in sorted(os.listdir("/")):
+            target = os.path.join("/", entry)
+            if os.path.islink(target):
+                argv += ["--symlink", os.readlink(target), target]
+        for folder in host_binds():
+            argv += ["--ro-bind", folder, folder]
+        for mount in sorted(spec.mounts, key=lambda m: m.path.count("/")):
+            argv += ["--ro-bind" if mount.read_only else "--bind", str(mount.host), mount.path]
+        workdir = spec.working_dir or "/"
+        covered = [m.path for m in spec.mounts] + host_binds() + ["/tmp", "/run", "/proc", "/dev"]
+        if not any(workdir == c or workdir.startswith(c.rstrip("/") + "/") for c in covered):
+            argv += ["--dir", workdir]  # like a CRI runtime, create a working directory the "image" lacks
+        argv += ["--chdir", workdir, "--clearenv"]
+        for key, value in spec.env.items():
+            argv += ["--setenv", key, value]
+        command = spec.command if spec.command is not None else self.entrypoint
+        argv += ["--", *command, *(spec.args or [])]
+        return argv
+
+    async def run(self, spec: ContainerRun, output: OutputSink,
+                  started: Callable[[Handle, str], Awaitable[None]]) -> ContainerResult:
+        """Start bwrap, stream its output, wait for it."""
+        try:
+            process = await asyncio.create_subprocess_exec(*self.argv(spec), stdout=asyncio.subprocess.PIPE,
+                                                           stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        except OSError as exc:
+            return ContainerResult(128, "StartError", f"cannot start bwrap: {exc}", started=False)
+        await started(_ProcessHandle(process), f"host://{process.pid}")
+        assert process.stdout is not None and process.stderr is not None
+        await asyncio.gather(_pump(process.stdout, "stdout", output), _pump(process.stderr, "stderr", output))
+        code = await process.wait()
+        if code < 0:
+            code = 128 - code
+        return ContainerResult(code, "Completed" if code == 0 else "Error", container_id=f"host://{process.pid}")
+
+
+class _ProcessHandle:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    async def stop(self, grace: float) -> None:
+        if self.process.returncode is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout=max(grace, 0.1))
+        except TimeoutError:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
