@@ -36,6 +36,20 @@ class LocalRuntime:
         await asyncio.to_thread(self.area.create)
         self.mounts = await asyncio.to_thread(self.area.prepare, task)
         self.shared = [m.container for m in self.mounts]
+        self.mounts += await asyncio.to_thread(self._stream_mounts, task)
+
+    def _stream_mounts(self, task: Task) -> list[Mount]:
+        """stdout/stderr paths outside every shared folder get a file of their own, mounted in every
+        executor, so a later executor can read what an earlier one wrote (as on the PVC)."""
+        mounts: list[Mount] = []
+        for executor in task.executors:
+            for path in (executor.stdout, executor.stderr):
+                if path and not self.area.covered(path, self.shared) and path not in [m.container for m in mounts]:
+                    host = self.area.host_path(path)
+                    host.parent.mkdir(parents=True, exist_ok=True)
+                    host.touch()
+                    mounts.append(Mount(host, path))
+        return mounts
 
     async def stage_inputs(self, task: Task, note: Note) -> None:
         await asyncio.to_thread(staging.stage_inputs, task.inputs or [], self.area, note)
@@ -43,24 +57,19 @@ class LocalRuntime:
     async def stage_outputs(self, task: Task, note: Note) -> list[OutputFileLog]:
         return await asyncio.to_thread(staging.stage_outputs, task.outputs or [], self.area, note)
 
-    def _stream_file(self, task: Task, index: int, path: str | None, stream: str) -> tuple[Path, list[Mount]]:
-        """Host file for an executor's stdout/stderr: at its container path when one is given (mounted
-        on its own when no shared folder holds it), else in the area's log folder."""
+    def _stream_file(self, index: int, path: str | None, stream: str) -> Path:
+        """Host file of an executor's stdout/stderr: at its container path when one is given, else in
+        the area's log folder (only the host reads it then)."""
         if path is None:
-            return self.area.logs / f"{index}.{stream}", []
-        host = self.area.host_path(path)
-        host.parent.mkdir(parents=True, exist_ok=True)
-        if self.area.covered(path, self.shared):
-            return host, []
-        host.touch()
-        return host, [Mount(host, path)]
+            return self.area.logs / f"{index}.{stream}"
+        return self.area.host_path(path)
 
     async def run_executor(self, task: Task, index: int, note: Note) -> ExecutorOutcome:
         assert task.id is not None
         executor = task.executors[index]
         stdin = None
         if executor.stdin:
-            if not self.area.covered(executor.stdin, self.shared):
+            if not self.area.covered(executor.stdin, [m.container for m in self.mounts]):
                 raise TaskFailure(
                     f"{describe_executor(task, index)}: stdin {executor.stdin} is not in an input, output "
                     "folder or volume of the task, so there is nothing to read it from"
@@ -68,8 +77,8 @@ class LocalRuntime:
             stdin = self.area.host_path(executor.stdin)
             if not stdin.is_file():
                 raise TaskFailure(f"{describe_executor(task, index)}: stdin {executor.stdin} does not exist")
-        stdout, out_mounts = self._stream_file(task, index, executor.stdout, "stdout")
-        stderr, err_mounts = self._stream_file(task, index, executor.stderr, "stderr")
+        stdout = self._stream_file(index, executor.stdout, "stdout")
+        stderr = self._stream_file(index, executor.stderr, "stderr")
         resources = task.resources
         spec = ContainerSpec(
             name=container_name(self.instance, task.id, index),
@@ -81,7 +90,7 @@ class LocalRuntime:
             workdir=executor.workdir,
             workdir_host=self.area.host_path(executor.workdir) if executor.workdir else None,
             env=dict(executor.env or {}),
-            mounts=[*self.mounts, *out_mounts, *err_mounts],
+            mounts=self.mounts,
             labels={LABEL_INSTANCE: self.instance, LABEL_TASK: task.id, LABEL_EXECUTOR: str(index)},
             cpu_cores=float(resources.cpu_cores) if resources and resources.cpu_cores else None,
             ram_bytes=int(resources.ram_gb * 2**30) if resources and resources.ram_gb else None,

@@ -54,7 +54,9 @@ def stage_inputs(inputs: list[Input], area: TaskArea, log: Note) -> None:
             if source.is_dir():
                 shutil.copytree(source, target, dirs_exist_ok=True)
             else:
-                shutil.copyfile(source, target)
+                # A stream copy, not copyfile: a named pipe (a producer on the host) is a valid input.
+                with source.open("rb") as reader, target.open("wb") as writer:
+                    shutil.copyfileobj(reader, writer, 1024 * 1024)
         except OSError as exc:
             raise TaskFailure(f"input {item.path}: could not copy {item.url}: {exc.strerror or exc}") from exc
     if inputs:
