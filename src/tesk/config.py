@@ -88,6 +88,7 @@ SUBSYSTEM_SETTINGS = (
     "tesk.auth.settings:AuthSettings",
     "tesk.backends.local.settings:LocalSettings",
     "tesk.backends.kubernetes.settings:KubernetesSettings",
+    "tesk.api.callbacks:CallbackSettings",
 )
 
 

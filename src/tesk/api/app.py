@@ -192,8 +192,23 @@ def create_app(
     _add_health(app)
     _add_swagger(app)
     _add_error_handlers(app)
+    _add_users_tools(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
+
+
+def _add_users_tools(app: FastAPI) -> None:
+    """Event streams and callbacks, /metrics, /dashboard (issue 8; code in events, callbacks, metrics,
+    dashboard)."""
+    from tesk.api.callbacks import install_callbacks
+    from tesk.api.events import install_events
+    from tesk.dashboard import install_dashboard
+    from tesk.metrics import install_metrics
+
+    hub = install_events(app)
+    install_callbacks(app, hub)
+    install_metrics(app)
+    install_dashboard(app)
 
 
 def _add_health(app: FastAPI) -> None:
@@ -226,6 +241,8 @@ def _add_swagger(app: FastAPI) -> None:
             swagger_favicon_url="/swagger-ui/favicon-32x32.png",
             oauth2_redirect_url="/swagger-ui/oauth2-redirect.html",
             init_oauth=getattr(request.app.state, "swagger_init_oauth", None),
+            # Kept in localStorage so the dashboard (same origin) can use the token too.
+            swagger_ui_parameters={"persistAuthorization": True},
         )
 
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
 
 from tesk.api.access import Access, Caller
+from tesk.api.callbacks import check_callback
 from tesk.backends import Backend, BackendError
 from tesk.errors import ApiError, BadRequest, task_not_found
 from tesk.models import (
@@ -126,6 +127,7 @@ async def create_task(request: Request, task: Annotated[Task, Body()]) -> Respon
     _check_content_sizes(task, settings.max_content_bytes)
     backend = _backend(request)
     warnings = check_backend_parameters(task, backend.backend_parameters)
+    check_callback(task.tags, request.app.state.callbacks)
     task.id = new_task_id()
     task.state = State.QUEUED
     task.creation_time = datetime.now(UTC)

@@ -1,0 +1,103 @@
+"""A real tesk server on 127.0.0.1 running tasks with the local backend (podman), for the users' tools.
+
+Shared by tests/events, tests/client, tests/metrics and tests/dashboard: tasks really run, so their
+state changes are the ones users will see. The API-only tests use tests/api's recording backend.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tesk.api.app import create_app
+from tesk.backends.local import LocalBackend
+from tesk.backends.local.settings import LocalSettings
+from tesk.config import Settings
+from tesk.store.sql import SqlTaskStore
+from tests.conftest import ServerThread, serving
+
+IMAGE = "alpine"
+
+
+@contextmanager
+def local_server(data_dir: Path, monkeypatch: pytest.MonkeyPatch | None = None, **env: str) -> Iterator[ServerThread]:
+    """A server whose tasks run in podman containers (no network, no pulls); `env` sets TESK_* first."""
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed on this machine")
+    for name, value in env.items():
+        assert monkeypatch is not None, "pass monkeypatch to set environment variables"
+        monkeypatch.setenv(name, value)
+    settings = Settings(data_dir=data_dir)
+    store = SqlTaskStore(settings.effective_database_url)
+    backend = LocalBackend(settings, store, LocalSettings(engine="podman", network="none", pull="never"))
+    with serving(create_app(settings, store=store, backend=backend)) as server:
+        yield server
+
+
+def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(event name, parsed data) of each event of a text/event-stream response, as a browser reads it."""
+    name, data = "message", []
+    for line in response.iter_lines():
+        if line == "":
+            if data:
+                yield name, json.loads("\n".join(data))
+            name, data = "message", []
+        elif line.startswith(":"):
+            continue
+        else:
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "event":
+                name = value
+            elif field == "data":
+                data.append(value)
+
+
+class CallbackReceiver:
+    """An HTTP server on 127.0.0.1 that records callback POSTs and fails the first `fail_first` of them."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.received: list[tuple[dict[str, Any], str]] = []
+        self.failures_left = fail_first
+        self.attempts = 0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with receiver.lock:
+                    receiver.attempts += 1
+                    failing = receiver.failures_left > 0
+                    if failing:
+                        receiver.failures_left -= 1
+                    else:
+                        receiver.received.append((body, self.headers.get("X-Tesk-Delivery", "")))
+                self.send_response(503 if failing else 204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> CallbackReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
