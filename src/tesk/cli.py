@@ -24,6 +24,16 @@ def _register() -> None:
     from tesk.filer.cli import filer
 
     app.command(name="filer")(filer)
+    from tesk.backends.kubernetes.cli import taskmaster
+
+    app.command(name="taskmaster")(taskmaster)
+    from tesk.devcluster.cli import devcluster
+
+    app.command(name="devcluster")(devcluster)
+    from tesk.client.commands import run, task_app
+
+    app.add_typer(task_app, name="task")
+    app.command(name="run", context_settings={"allow_interspersed_args": False})(run)
 
 
 def main() -> None:

@@ -1,0 +1,111 @@
+"""`KubernetesBackend`: submit creates a taskmaster Job and its spec ConfigMap; cancel labels them.
+
+The API writes the task to the store first, then calls `submit`. Two writes reach the cluster: the
+taskmaster Job, then the spec ConfigMap owned by it (so deleting the Job removes everything). If the
+cluster refuses either, whatever was made is deleted and the API answers with the reason; the task
+ends SYSTEM_ERROR in the store rather than staying QUEUED. The controller (one list+watch) keeps the
+store's state, logs and times in step with the cluster afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from tesk.backends import BackendError
+from tesk.backends.kubernetes import labels as lb
+from tesk.backends.kubernetes import manifests
+from tesk.backends.kubernetes.controller import Controller, label_cancel
+from tesk.backends.kubernetes.kube import Kube, KubeError, load_api_client
+from tesk.backends.kubernetes.settings import KubernetesSettings
+from tesk.config import Settings
+from tesk.models import State, TaskLog
+from tesk.store import StoredTask, TaskStore
+
+log = logging.getLogger("tesk.kubernetes")
+
+
+class KubernetesBackend:
+    name = "kubernetes"
+    backend_parameters: frozenset[str] = frozenset()
+
+    def __init__(self, settings: Settings, store: TaskStore, k8s: KubernetesSettings | None = None,
+                 kube: Kube | None = None, elect: bool = True) -> None:
+        self.settings = k8s or KubernetesSettings()
+        self.store = store
+        self.kube = kube or Kube(load_api_client(self.settings.kubeconfig, self.settings.context),
+                                 self.settings.namespace)
+        self.controller = Controller(self.settings, self.kube, store, elect=elect,
+                                     tick_seconds=min(2.0, max(0.2, self.settings.unschedulable_grace_seconds / 4)))
+
+    async def start(self) -> None:
+        try:
+            await self.controller.start()
+        except KubeError as exc:
+            raise RuntimeError(f"the Kubernetes backend could not start: {exc}") from None
+        log.info("kubernetes backend: namespace %s, taskmaster image %s", self.settings.namespace,
+                 self.settings.taskmaster_image)
+
+    async def stop(self) -> None:
+        await self.controller.stop()
+
+    async def submit(self, stored: StoredTask) -> None:
+        task = stored.task
+        try:
+            job = manifests.taskmaster_job(self.settings, task, stored.owner, stored.team)
+        except ValueError as exc:
+            raise BackendError(str(exc), 400) from None
+        await asyncio.to_thread(self._create, job, task)
+
+    def _create(self, job: dict[str, object], task: object) -> None:
+        task_id = job["metadata"]["name"]  # type: ignore[index]
+        try:
+            created = self.kube.create(job)
+        except KubeError as exc:
+            raise BackendError(f"Kubernetes refused the taskmaster Job of task {task_id}: {exc}",
+                               503 if exc.status in (0, 429) or exc.status >= 500 else 500) from None
+        self.controller.cache.put("Job", created)
+        owner = manifests.Owner(created["metadata"]["name"], created["metadata"]["uid"])
+        try:
+            self.kube.create(manifests.spec_configmap(task, owner))  # type: ignore[arg-type]
+        except (KubeError, ValueError) as exc:
+            try:
+                self.kube.delete("Job", task_id, "Background")
+            except KubeError as cleanup:
+                log.error("task %s: could not delete its taskmaster Job after a failed create (%s); "
+                          "the controller will end it", task_id, cleanup, extra={"task_id": task_id})
+            status = 400 if isinstance(exc, ValueError) else 503 if exc.status in (0, 429) or exc.status >= 500 \
+                else 500
+            raise BackendError(f"Kubernetes refused the spec ConfigMap of task {task_id}: {exc}", status) from None
+
+    async def cancel(self, stored: StoredTask, by: str) -> None:
+        """Label the taskmaster Job and its pods (resourceVersion preconditions); the taskmaster stops.
+
+        When no taskmaster pod runs (still Pending, or between restarts), the controller deletes the
+        Job instead, so a cancel always wins and no pod survives it.
+        """
+        task_id = stored.id
+        job = self.controller.cache.job(task_id) or await asyncio.to_thread(self.kube.get, "Job", task_id)
+        if job is None:
+            await self.store.update(task_id, state=State.CANCELED, logs=_with_line(
+                stored, f"cancelled by {by} before its taskmaster Job existed"))
+            return
+        try:
+            labelled = await asyncio.to_thread(label_cancel, self.kube, "Job", job, by)
+            if labelled is not None:
+                self.controller.cache.put("Job", labelled)
+            for pod in self.controller.cache.pods(task_id):
+                labels = pod["metadata"].get("labels") or {}
+                phase = (pod.get("status") or {}).get("phase")
+                if labels.get(lb.ROLE) == lb.Role.TASKMASTER.value and phase in (None, "Pending", "Running"):
+                    await asyncio.to_thread(label_cancel, self.kube, "Pod", pod, by)
+        except KubeError as exc:
+            log.warning("task %s: labelling it for cancel failed (%s); the controller will delete its Job",
+                        task_id, exc, extra={"task_id": task_id})
+        self.controller.notify({task_id})
+
+
+def _with_line(stored: StoredTask, line: str) -> list[TaskLog]:
+    logs = [log.model_copy(deep=True) for log in (stored.task.logs or [])] or [TaskLog()]
+    logs[0].system_logs = [*(logs[0].system_logs or []), line]
+    return logs

@@ -1,0 +1,240 @@
+"""A small synchronous layer over the official `kubernetes` client that speaks plain dicts.
+
+Objects stay JSON dicts end to end (the manifests are dicts, the controller keeps trimmed dicts), so
+every call asks the client for the raw response instead of its generated models. Transient failures
+(429, 5xx, dropped connections) are retried with jittered backoff; everything else surfaces as
+`KubeError` carrying the status code and the API server's message. Callers in async code run these
+methods with `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+log = logging.getLogger("tesk.kubernetes")
+
+Obj = dict[str, Any]
+
+
+class KubeError(Exception):
+    """A Kubernetes request failed; `status` is the HTTP status (0 when the server was not reached)."""
+
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+    @classmethod
+    def from_api(cls, exc: ApiException, what: str) -> KubeError:
+        message = exc.reason or ""
+        reason = ""
+        try:
+            body = json.loads(exc.body or "{}")
+            message = body.get("message") or message
+            reason = body.get("reason") or ""
+        except (ValueError, TypeError):
+            pass
+        return cls(int(exc.status or 0), f"{what}: {message} (HTTP {exc.status})", reason)
+
+
+class WatchExpired(Exception):
+    """The resourceVersion a watch resumed from is gone (410): the caller must list again."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    api: str
+    plural: str
+    method: str
+
+
+KINDS: dict[str, Kind] = {
+    "Job": Kind("batch", "jobs", "namespaced_job"),
+    "Pod": Kind("core", "pods", "namespaced_pod"),
+    "ConfigMap": Kind("core", "configmaps", "namespaced_config_map"),
+    "PersistentVolumeClaim": Kind("core", "persistentvolumeclaims", "namespaced_persistent_volume_claim"),
+    "Lease": Kind("coordination", "leases", "namespaced_lease"),
+}
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def load_api_client(kubeconfig: Path | None = None, context: str | None = None) -> client.ApiClient:
+    """Kubeconfig when given, else in-cluster service account, else `$KUBECONFIG`/`~/.kube/config`."""
+    configuration = client.Configuration()
+    if kubeconfig is not None:
+        config.load_kube_config(str(kubeconfig), context=context, client_configuration=configuration)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            config.load_kube_config(context=context, client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+class Kube:
+    """Namespaced CRUD, list, watch and pod logs for the kinds a task uses."""
+
+    def __init__(self, api_client: client.ApiClient, namespace: str, attempts: int = 5) -> None:
+        self.api_client = api_client
+        self.namespace = namespace
+        self.attempts = attempts
+        self._apis = {"batch": client.BatchV1Api(api_client), "core": client.CoreV1Api(api_client),
+                      "coordination": client.CoordinationV1Api(api_client)}
+
+    def _method(self, kind: str, verb: str) -> Callable[..., Any]:
+        spec = KINDS[kind]
+        return getattr(self._apis[spec.api], f"{verb}_{spec.method}")  # type: ignore[no-any-return]
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        delay = 0.2
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return fn(*args, _preload_content=False, **kwargs)
+            except ApiException as exc:
+                if exc.status in RETRY_STATUSES and attempt < self.attempts:
+                    retry_after = (exc.headers or {}).get("Retry-After") if exc.headers else None
+                    pause = float(retry_after) if retry_after and retry_after.isdigit() else delay
+                    log.warning("%s: HTTP %s, retrying in %.1fs", what, exc.status, pause)
+                    time.sleep(pause * (0.8 + 0.4 * random.random()))
+                    delay = min(delay * 2, 5.0)
+                    continue
+                raise KubeError.from_api(exc, what) from None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if attempt < self.attempts:
+                    log.warning("%s: %s, retrying in %.1fs", what, exc, delay)
+                    time.sleep(delay * (0.8 + 0.4 * random.random()))
+                    delay = min(delay * 2, 5.0)
+                    continue
+                raise KubeError(0, f"{what}: the Kubernetes API server could not be reached ({exc})") from None
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _json(response: Any) -> Obj:
+        data = response.data
+        return json.loads(data) if data else {}
+
+    def create(self, body: Obj) -> Obj:
+        kind = body["kind"]
+        what = f"create {kind} {body['metadata'].get('name')}"
+        return self._json(self._call(what, self._method(kind, "create"), self.namespace, body))
+
+    def get(self, kind: str, name: str) -> Obj | None:
+        """The object, or None when it does not exist."""
+        try:
+            return self._json(self._call(f"get {kind} {name}", self._method(kind, "read"), name, self.namespace))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch(self, kind: str, name: str, patch: Obj) -> Obj:
+        """JSON merge patch; a `metadata.resourceVersion` in it makes it conditional (409 when stale)."""
+        fn = self._method(kind, "patch")
+        return self._json(self._call(f"patch {kind} {name}", fn, name, self.namespace, patch,
+                                     _content_type="application/merge-patch+json"))
+
+    def replace(self, kind: str, name: str, body: Obj) -> Obj:
+        return self._json(self._call(f"replace {kind} {name}", self._method(kind, "replace"), name,
+                                     self.namespace, body))
+
+    def delete(self, kind: str, name: str, propagation: str = "Background",
+               grace_seconds: int | None = None) -> bool:
+        """Delete; False when it was already gone (NotFound is success: someone else won the race)."""
+        body = {"propagationPolicy": propagation}
+        if grace_seconds is not None:
+            body["gracePeriodSeconds"] = grace_seconds  # type: ignore[assignment]
+        try:
+            self._call(f"delete {kind} {name}", self._method(kind, "delete"), name, self.namespace, body=body)
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def delete_collection(self, kind: str, label_selector: str, propagation: str = "Background") -> None:
+        fn = self._method(kind, "delete_collection")
+        self._call(f"delete {KINDS[kind].plural} {label_selector}", fn, self.namespace,
+                   label_selector=label_selector, body={"propagationPolicy": propagation})
+
+    def list(self, kind: str, label_selector: str, page: int = 500) -> tuple[list[Obj], str]:
+        """Every object matching the selector (paged), and the list's resourceVersion to watch from."""
+        items: list[Obj] = []
+        token: str | None = None
+        fn = self._method(kind, "list")
+        while True:
+            kwargs: dict[str, Any] = {"label_selector": label_selector, "limit": page}
+            if token:
+                kwargs["_continue"] = token
+            body = self._json(self._call(f"list {KINDS[kind].plural} {label_selector}", fn, self.namespace,
+                                         **kwargs))
+            items.extend(body.get("items") or [])
+            meta = body.get("metadata") or {}
+            token = meta.get("continue")
+            if not token:
+                return items, str(meta.get("resourceVersion") or "")
+
+    def watch(self, kind: str, label_selector: str, resource_version: str | None, timeout_seconds: int,
+              stop: threading.Event, on_response: Callable[[Any], None] | None = None) -> Iterator[tuple[str, Obj]]:
+        """Events `(type, object)` until the server ends the stream or `stop` is set.
+
+        Without a resourceVersion the server first sends the current objects as ADDED (one request
+        instead of a list plus a watch). Raises `WatchExpired` on 410 Gone.
+        """
+        kwargs: dict[str, Any] = {"label_selector": label_selector, "watch": True,
+                                  "timeout_seconds": timeout_seconds, "allow_watch_bookmarks": True}
+        if resource_version:
+            kwargs["resource_version"] = resource_version
+        try:
+            response = self._method(kind, "list")(self.namespace, _preload_content=False, **kwargs)
+        except ApiException as exc:
+            if exc.status == 410:
+                raise WatchExpired() from None
+            raise KubeError.from_api(exc, f"watch {KINDS[kind].plural}") from None
+        if on_response is not None:
+            on_response(response)
+        try:
+            for line in iter_resp_lines(response):
+                if stop.is_set():
+                    return
+                event = json.loads(line)
+                obj = event.get("object") or {}
+                if event.get("type") == "ERROR":
+                    if obj.get("code") == 410:
+                        raise WatchExpired()
+                    raise KubeError(int(obj.get("code") or 0), f"watch {KINDS[kind].plural}: {obj.get('message')}")
+                yield event["type"], obj
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            if not stop.is_set():
+                log.info("watch of %s ended early (%s); resuming", KINDS[kind].plural, exc)
+        finally:
+            response.release_conn()
+
+    def read_log(self, pod: str, container: str, limit_bytes: int, stream: str | None = None) -> str:
+        """About the last `limit_bytes` of a container's log (`stream`: Stdout or Stderr, else both).
+
+        The server caps bytes from the *start* of what it sends, so we ask for the last lines (or,
+        for one stream, where tailLines is not allowed, a bounded read) and keep the end ourselves.
+        """
+        kwargs: dict[str, Any] = {"container": container, "limit_bytes": 4 * limit_bytes}
+        if stream:
+            kwargs["stream"] = stream
+        else:
+            kwargs["tail_lines"] = 1000
+        response = self._call(f"read log of pod {pod}", self._apis["core"].read_namespaced_pod_log, pod,
+                              self.namespace, **kwargs)
+        data = bytes(response.data)[-limit_bytes:]
+        return data.decode("utf-8", errors="replace")

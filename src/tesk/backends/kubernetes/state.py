@@ -1,0 +1,204 @@
+"""From Kubernetes objects to TES states: pure functions, shared by the controller and the taskmaster.
+
+The taskmaster publishes what only it knows (executor results, log tails, the final state) in the
+task's result ConfigMap; everything else is read from the objects Kubernetes keeps anyway. The API's
+controller calls `task_state` with one task's taskmaster Job, its pods and that result, so a task
+whose taskmaster never started or died still gets a truthful state (TESK showed SYSTEM_ERROR for a
+Job the controller had not started yet, and QUEUED forever for a pod that could never start).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tesk.backends.kubernetes import labels as lb
+from tesk.models import State, TaskLog
+
+Obj = dict[str, Any]
+
+RESULT_STATE = "state"
+RESULT_LOG = "log.json"
+MAX_RESULT_BYTES = 900 * 1024
+
+IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff"})
+FATAL_WAITING_REASONS = frozenset({"InvalidImageName", "CreateContainerConfigError", "CreateContainerError"})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A task's state as the cluster shows it; `reason` goes to system_logs when the task ends on it."""
+
+    state: State
+    reason: str | None = None
+    log: TaskLog | None = None
+
+
+# -- the result ConfigMap -----------------------------------------------------------------------
+
+def encode_result(state: State, log: TaskLog) -> dict[str, str]:
+    """ConfigMap data for a state and log, trimmed to fit: older executors' tails shrink first."""
+    log = log.model_copy(deep=True)
+    while True:
+        body = log.model_dump_json(exclude_none=True)
+        if len(body.encode()) <= MAX_RESULT_BYTES:
+            return {RESULT_STATE: state.value, RESULT_LOG: body}
+        streams = [(len(ex.stdout or ""), i, "stdout") for i, ex in enumerate(log.logs)]
+        streams += [(len(ex.stderr or ""), i, "stderr") for i, ex in enumerate(log.logs)]
+        size, index, name = max(streams)
+        if size == 0:  # nothing left to trim: drop system log lines from the front
+            if not log.system_logs:
+                raise ValueError("the task's result does not fit in a ConfigMap")
+            log.system_logs = log.system_logs[1:]
+            continue
+        text = getattr(log.logs[index], name)
+        setattr(log.logs[index], name, text[len(text) // 2:])
+
+
+def decode_result(data: dict[str, str] | None) -> tuple[State, TaskLog] | None:
+    if not data or RESULT_STATE not in data:
+        return None
+    try:
+        return State(data[RESULT_STATE]), TaskLog.model_validate_json(data.get(RESULT_LOG) or "{}")
+    except ValueError:
+        return None
+
+
+# -- objects ------------------------------------------------------------------------------------
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def condition(obj: Obj, kind: str) -> Obj | None:
+    """The condition of that type whose status is "True" (never `conditions[0]`: 1.31+ adds interim ones)."""
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind and cond.get("status") == "True":
+            return cond  # type: ignore[no-any-return]
+    return None
+
+
+def job_finished(job: Obj) -> str | None:
+    """"Complete" or "Failed" once the Job controller has decided (interim conditions count too)."""
+    if condition(job, "Complete") or condition(job, "SuccessCriteriaMet"):
+        return "Complete"
+    if condition(job, "Failed") or condition(job, "FailureTarget"):
+        return "Failed"
+    return None
+
+
+def container_status(pod: Obj, name: str) -> Obj | None:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == name:
+            return status  # type: ignore[no-any-return]
+    return None
+
+
+def terminated(pod: Obj, container: str) -> Obj | None:
+    status = container_status(pod, container)
+    return ((status or {}).get("state") or {}).get("terminated")
+
+
+def disrupted(pod: Obj) -> str | None:
+    """Why Kubernetes took the pod away (eviction, preemption, node drain), or None."""
+    cond = condition(pod, "DisruptionTarget")
+    if cond is None:
+        return None
+    return f"{cond.get('reason') or 'Disrupted'}: {cond.get('message') or 'the pod was evicted or preempted'}"
+
+
+def pod_blocker(pod: Obj, now: datetime, unschedulable_grace: float, image_pull_grace: float) -> str | None:
+    """Why a Pending pod will not start, once it has waited longer than its grace; None otherwise.
+
+    Unschedulable counts from the condition's last transition, image pulls from the pod's creation;
+    an invalid image name or a missing Secret/ConfigMap never heals, so it is reported at once.
+    """
+    status = pod.get("status") or {}
+    if status.get("phase") not in (None, "Pending"):
+        return None
+    name = (pod.get("metadata") or {}).get("name", "?")
+    created = parse_time((pod.get("metadata") or {}).get("creationTimestamp")) or now
+    for cstatus in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        waiting = (cstatus.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        message = waiting.get("message") or ""
+        image = cstatus.get("image") or ""
+        if reason in FATAL_WAITING_REASONS:
+            return f"pod {name} cannot start its container {cstatus.get('name')}: {reason}: {message}".rstrip(": ")
+        if reason in IMAGE_PULL_REASONS and (now - created).total_seconds() >= image_pull_grace:
+            return (f"pod {name} could not pull image {image!r} for {int((now - created).total_seconds())}s "
+                    f"({reason}: {message})").replace(": )", ")")
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
+                and cond.get("reason") == "Unschedulable":
+            since = parse_time(cond.get("lastTransitionTime")) or created
+            if (now - since).total_seconds() >= unschedulable_grace:
+                return (f"pod {name} could not be scheduled for {int((now - since).total_seconds())}s: "
+                        f"{cond.get('message') or 'no node fits its requests'}")
+    return None
+
+
+def _role(obj: Obj) -> str | None:
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(lb.ROLE)
+
+
+def task_state(job: Obj | None, pods: list[Obj], result: dict[str, str] | None, now: datetime,
+               unschedulable_grace: float, image_pull_grace: float) -> Verdict:
+    """The first rule that applies wins (research notes §4.7, adapted to a published result).
+
+    `pods` are every pod of the task (taskmaster, filers, executors); `result` the result ConfigMap's data.
+    """
+    published = decode_result(result)
+    if published is not None and published[0].is_terminal:
+        return Verdict(published[0], log=published[1])
+    if job is None:
+        return Verdict(State.SYSTEM_ERROR, "the task's taskmaster Job was deleted before the task finished")
+    labels = (job.get("metadata") or {}).get("labels") or {}
+    if labels.get(lb.CANCEL) == lb.CANCEL_REQUESTED:
+        return Verdict(State.CANCELING, log=published[1] if published else None)
+    finished = job_finished(job)
+    taskmasters = [p for p in pods if _role(p) == lb.Role.TASKMASTER.value]
+    if finished == "Failed":
+        cond = condition(job, "Failed") or condition(job, "FailureTarget") or {}
+        if cond.get("reason") == "DeadlineExceeded":
+            why = "the task ran longer than this server's deadline and was stopped"
+        else:
+            why = f"the taskmaster failed ({cond.get('reason') or 'Failed'}: {cond.get('message') or ''})"
+            last = _last_message(taskmasters)
+            if last:
+                why += f"; its last words: {last}"
+        return Verdict(State.SYSTEM_ERROR, why, published[1] if published else None)
+    if finished == "Complete":
+        return Verdict(State.SYSTEM_ERROR, "the taskmaster ended without reporting a result",
+                       published[1] if published else None)
+    for pod in taskmasters:
+        blocker = pod_blocker(pod, now, unschedulable_grace, image_pull_grace)
+        if blocker:
+            return Verdict(State.SYSTEM_ERROR, f"the taskmaster could not start: {blocker}")
+    running = [p for p in taskmasters if (p.get("status") or {}).get("phase") == "Running"]
+    if not running and published is None:
+        return Verdict(State.QUEUED)
+    if published is not None and published[0] is State.RUNNING:
+        return Verdict(State.RUNNING, log=published[1])
+    executors_started = any(
+        _role(p) == lb.Role.EXECUTOR.value and (p.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed")
+        for p in pods
+    )
+    log = published[1] if published else None
+    return Verdict(State.RUNNING if executors_started else State.INITIALIZING, log=log)
+
+
+def _last_message(pods: list[Obj]) -> str | None:
+    for pod in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True):
+        term = terminated(pod, "taskmaster")
+        if term and term.get("message"):
+            return str(term["message"]).strip().splitlines()[-1][:500]
+    return None
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True)

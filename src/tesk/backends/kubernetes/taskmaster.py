@@ -1,0 +1,439 @@
+"""`tesk taskmaster`: runs one task inside the cluster with the shared runner.
+
+`KubernetesRuntime` does each step as Kubernetes objects (PVC, inputs filer Job, one Job per executor,
+outputs filer Job) and learns how they end from ONE label-selected watch of the task's pods, never by
+polling. Every step is create-or-adopt by deterministic name, so a taskmaster pod that died and was
+restarted by its Job picks up where it stopped: finished executors are not run again.
+
+`ResultReporter` publishes the task's log (executor results, bounded stdout/stderr tails, outputs,
+system logs) and state in the task's result ConfigMap, which the API's controller watches. To keep
+the request count low it writes when something new is worth showing, at most every few seconds, and
+always at the end; INITIALIZING and RUNNING need no write at all (the controller sees the pods).
+
+Cancel: the API labels this pod; the watch (or the Downward API labels file) shows it, the runner is
+aborted, the running Job is deleted with foreground propagation, and the task ends CANCELED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from tesk.backends.kubernetes import labels as lb
+from tesk.backends.kubernetes import manifests
+from tesk.backends.kubernetes.kube import Kube, KubeError, Obj, WatchExpired, load_api_client
+from tesk.backends.kubernetes.labels import Role
+from tesk.backends.kubernetes.settings import KubernetesSettings
+from tesk.backends.kubernetes.state import (
+    decode_result,
+    disrupted,
+    encode_result,
+    parse_time,
+    pod_blocker,
+    terminated,
+)
+from tesk.models import OutputFileLog, State, Task, TaskLog
+from tesk.runner import ExecutorOutcome, Note, TaskFailure, TaskRunner, describe_executor
+
+log = logging.getLogger("tesk.taskmaster")
+
+PUBLISH_INTERVAL = 5.0
+NO_POD_GRACE = 60.0
+"""A Job with no pod after this long is read once: its conditions say why (quota, admission, ...)."""
+
+
+class PodWatch(threading.Thread):
+    """The task's pods, kept current by one watch (resumed on stream end, restarted on 410)."""
+
+    def __init__(self, kube: Kube, task_id: str, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(name="tesk-taskmaster-watch", daemon=True)
+        self.kube, self.task_id, self.loop = kube, task_id, loop
+        self.pods: dict[str, Obj] = {}
+        self.synced = threading.Event()
+        self.stop_event = threading.Event()
+        self.changed = asyncio.Event()
+        self.listeners: list[Any] = []
+        self._response: Any = None
+
+    def run(self) -> None:
+        version: str | None = None
+        selector = lb.selector({lb.TASK_ID: self.task_id})
+        delay = 0.5
+        while not self.stop_event.is_set():
+            try:
+                fresh = version is None
+                seen: set[str] = set()
+                for kind, obj in self.kube.watch("Pod", selector, version, 300, self.stop_event,
+                                                 self._remember):
+                    version = obj.get("metadata", {}).get("resourceVersion") or version
+                    if kind == "BOOKMARK":
+                        if fresh and not self.synced.is_set():
+                            self._mark_synced(seen)
+                        continue
+                    name = obj["metadata"]["name"]
+                    seen.add(name)
+                    if kind == "DELETED":
+                        self.pods.pop(name, None)
+                    else:
+                        self.pods[name] = obj
+                    self._notify()
+                if fresh and not self.synced.is_set():
+                    self._mark_synced(seen)  # no pods at all, and the stream ended
+                delay = 0.5
+            except WatchExpired:
+                version = None
+            except KubeError as exc:
+                if self.stop_event.is_set():
+                    return
+                log.warning("watching the task's pods: %s; retrying in %.1fs", exc, delay)
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, 30)
+
+    def _mark_synced(self, seen: set[str]) -> None:
+        # After a restart (version None) objects gone meanwhile must be forgotten.
+        for name in set(self.pods) - seen:
+            del self.pods[name]
+        self.synced.set()
+
+    def _remember(self, response: Any) -> None:
+        self._response = response
+        if not self.synced.is_set():
+            # The initial ADDED events arrive right after the response starts; give them a moment.
+            threading.Timer(0.5, self._mark_synced_if_quiet, args=(response,)).start()
+
+    def _mark_synced_if_quiet(self, response: Any) -> None:
+        if self._response is response and not self.synced.is_set():
+            self.synced.set()
+            self._notify()
+
+    def _notify(self) -> None:
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        self.changed.set()
+        for listener in self.listeners:
+            listener()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self._response is not None:
+            try:
+                self._response.shutdown()
+            except Exception:  # noqa: BLE001 (socket already closed)
+                pass
+
+    def of_job(self, job: str) -> list[Obj]:
+        pods = [p for p in self.pods.values()
+                if any(ref.get("name") == job for ref in p["metadata"].get("ownerReferences") or [])]
+        return sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+
+    async def changes(self, timeout: float) -> None:
+        """Return on the next change, or after `timeout` (grace times are checked on each wake-up)."""
+        self.changed.clear()
+        try:
+            await asyncio.wait_for(self.changed.wait(), timeout)
+        except TimeoutError:
+            pass
+
+
+class KubernetesRuntime:
+    """The runner's `Runtime`: each step a Kubernetes object, owned by the taskmaster Job."""
+
+    def __init__(self, kube: Kube, settings: KubernetesSettings, owner: manifests.Owner, watch: PodWatch,
+                 abort: Any) -> None:
+        self.kube, self.settings, self.owner, self.watch = kube, settings, owner, watch
+        self.abort = abort
+        self.has_volume = False
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    async def _create(self, body: Obj) -> None:
+        """Create, or adopt what a previous taskmaster of this task made (same deterministic name)."""
+        try:
+            await self._call(self.kube.create, body)
+        except KubeError as exc:
+            if exc.status != 409:
+                raise TaskFailure(f"Kubernetes refused {body['kind']} {body['metadata']['name']}: {exc}") from None
+            log.info("%s %s already exists (made before a restart): adopting it", body["kind"],
+                     body["metadata"]["name"])
+
+    async def prepare(self, task: Task, note: Note) -> None:
+        if manifests.needs_volume(task):
+            await self._create(manifests.data_pvc(self.settings, task, self.owner))
+            self.has_volume = True
+
+    async def stage_inputs(self, task: Task, note: Note) -> None:
+        if task.inputs:
+            await self._filer(task, "inputs", note)
+
+    async def stage_outputs(self, task: Task, note: Note) -> list[OutputFileLog]:
+        if not task.outputs:
+            return []
+        result = await self._filer(task, "outputs", note)
+        return [OutputFileLog.model_validate(o) for o in result.get("outputs") or []]
+
+    async def _filer(self, task: Task, direction: Literal["inputs", "outputs"], note: Note) -> dict[str, Any]:
+        body = manifests.filer_job(self.settings, task, direction, self.owner)
+        name = body["metadata"]["name"]
+        await self._create(body)
+        pod, term = await self._wait(name, "filer", self.settings.backoff_limit("FILER"),
+                                     f"the {direction} filer")
+        report = _last_json(term.get("message") or "")
+        if term.get("exitCode") == 0 and direction == "outputs":
+            text = await self._call(self.kube.read_log, pod["metadata"]["name"], "filer", 4 * 1024 * 1024,
+                                    "Stdout" if self.settings.split_log_streams else None)
+            report = _last_json(text) or report
+        for line in (report or {}).get("system_logs") or []:
+            if "error" not in (report or {}) or line != report.get("error"):
+                note(line)
+        if term.get("exitCode") != 0:
+            error = (report or {}).get("error") or (term.get("message") or "").strip()[-500:] or \
+                f"exit code {term.get('exitCode')}"
+            raise TaskFailure(f"staging {direction} failed: {error}")
+        return report or {}
+
+    async def run_executor(self, task: Task, index: int, note: Note) -> ExecutorOutcome:
+        body = manifests.executor_job(self.settings, task, index, self.owner)
+        name = body["metadata"]["name"]
+        await self._create(body)
+        what = describe_executor(task, index)
+        try:
+            pod, term = await self._wait(name, "executor", self.settings.backoff_limit("EXECUTOR"), what)
+        except asyncio.CancelledError:
+            log.info("stopping %s: deleting Job %s", what, name)
+            await self._call(self.kube.delete, "Job", name, "Foreground", 0)
+            raise
+        if term.get("reason") == "OOMKilled":
+            note(f"{what} ran out of memory (OOMKilled); ask for more ram_gb")
+        stdout, stderr = await self._logs(pod["metadata"]["name"])
+        start = parse_time(term.get("startedAt")) or datetime.now(UTC)
+        return ExecutorOutcome(exit_code=int(term.get("exitCode") or 0), start_time=start,
+                               end_time=parse_time(term.get("finishedAt")) or start, stdout=stdout, stderr=stderr)
+
+    async def _logs(self, pod: str) -> tuple[str, str]:
+        limit = self.settings.log_tail_bytes
+        try:
+            if self.settings.split_log_streams:
+                out = await self._call(self.kube.read_log, pod, "executor", limit, "Stdout")
+                err = await self._call(self.kube.read_log, pod, "executor", limit, "Stderr")
+                return out, err
+            return await self._call(self.kube.read_log, pod, "executor", limit), ""
+        except KubeError as exc:
+            log.warning("could not read the log of pod %s: %s", pod, exc)
+            return "", ""
+
+    async def _wait(self, job: str, container: str, backoff_limit: int, what: str) -> tuple[Obj, Obj]:
+        """Wait (on the pod watch) until the Job's pod ends for good; return that pod and its end.
+
+        Raises TaskFailure for what no retry fixes: a pod that cannot start past its grace, or a
+        Job that vanished; aborts as PREEMPTED when Kubernetes evicted or preempted the pod.
+        """
+        created = time.monotonic()
+        checked_job = False
+        while True:
+            pods = self.watch.of_job(job)
+            failed = []
+            for pod in pods:
+                phase = (pod.get("status") or {}).get("phase")
+                term = terminated(pod, container)
+                if phase == "Succeeded" and term:
+                    return pod, term
+                if phase == "Failed":
+                    reason = disrupted(pod)
+                    if reason:
+                        self.abort(State.PREEMPTED, f"{what} was stopped by Kubernetes ({reason})")
+                        await asyncio.Event().wait()  # the abort cancels us
+                    failed.append((pod, term or {"exitCode": 1, "message": (pod.get("status") or {}).get("message")}))
+                blocker = pod_blocker(pod, datetime.now(UTC), self.settings.unschedulable_grace_seconds,
+                                      self.settings.image_pull_grace_seconds)
+                if blocker:
+                    raise TaskFailure(f"{what} could not start: {blocker}")
+            if len(failed) > backoff_limit:
+                return failed[-1]
+            if not pods and not checked_job and time.monotonic() - created > NO_POD_GRACE:
+                checked_job = True
+                current = await self._call(self.kube.get, "Job", job)
+                if current is None:
+                    raise TaskFailure(f"{what}: its Job {job} was deleted by someone else")
+                for cond in (current.get("status") or {}).get("conditions") or []:
+                    if cond.get("type") in ("Failed", "FailureTarget") and cond.get("status") == "True":
+                        raise TaskFailure(f"{what}: Job {job} failed: {cond.get('reason')}: {cond.get('message')}")
+            await self.watch.changes(timeout=1.0)
+
+    async def release(self, task: Task, final_state: State) -> None:
+        """Child Jobs first (their pods hold the PVC), then the PVC; the rest goes with the Job's TTL."""
+        selector = lb.selector({lb.TASK_ID: task.id or ""}) + f",{lb.ROLE}!={Role.TASKMASTER.value}"
+        try:
+            if self.has_volume or final_state in (State.CANCELED, State.SYSTEM_ERROR, State.PREEMPTED):
+                await self._call(self.kube.delete_collection, "Job", selector, "Background")
+            if self.has_volume:
+                await self._call(self.kube.delete, "PersistentVolumeClaim",
+                                 lb.child_name(task.id or "", Role.DATA), "Background")
+        except KubeError as exc:
+            log.error("releasing the task's Jobs and PVC failed (%s); they go when the taskmaster Job "
+                      "expires", exc)
+
+
+class ResultReporter:
+    """The runner's `Reporter`: the result ConfigMap, created on first write, merge-patched after."""
+
+    def __init__(self, kube: Kube, task_id: str, owner: manifests.Owner, interval: float = PUBLISH_INTERVAL) -> None:
+        self.kube, self.task_id, self.owner, self.interval = kube, task_id, owner, interval
+        self.cancelled = False
+        self._created = False
+        self._published = (-1, -1)
+        self._last = 0.0
+
+    async def update(self, state: State, log: TaskLog) -> bool:
+        if self.cancelled:
+            return False
+        progress = (len(log.logs), len(log.system_logs or []))
+        if progress != self._published and time.monotonic() - self._last >= self.interval and log.logs:
+            await self._publish(state, log)
+        return not self.cancelled
+
+    async def finish(self, state: State, log: TaskLog) -> None:
+        await self._publish(state, log)
+
+    async def _publish(self, state: State, log: TaskLog) -> None:
+        data = encode_result(state, log)
+        self._published = (len(log.logs), len(log.system_logs or []))
+        self._last = time.monotonic()
+        await asyncio.to_thread(self._write, data)
+
+    def _write(self, data: dict[str, str]) -> None:
+        name = lb.child_name(self.task_id, Role.RESULT)
+        if not self._created:
+            try:
+                self.kube.create(manifests.result_configmap(self.task_id, self.owner, data))
+                self._created = True
+                return
+            except KubeError as exc:
+                if exc.status != 409:
+                    raise
+                self._created = True
+        self.kube.patch("ConfigMap", name, {"data": data})
+
+
+def _last_json(text: str) -> dict[str, Any] | None:
+    """The filer's report: the last line of its output that is a JSON object."""
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
+
+
+def read_labels_file(path: Path) -> dict[str, str]:
+    """The Downward API `labels` file: `key="value"` lines, values quoted as Go strings."""
+    labels: dict[str, str] = {}
+    try:
+        text = path.read_text()
+    except OSError:
+        return labels
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        try:
+            labels[key.strip()] = json.loads(value.strip())
+        except ValueError:
+            labels[key.strip()] = value.strip().strip('"')
+    return labels
+
+
+async def load_spec(kube: Kube, task_id: str, spec: Path) -> Task:
+    """The task from the mounted spec ConfigMap; through the API if the volume is still empty."""
+    for _ in range(20):
+        if spec.is_file():
+            return manifests.decode_spec(spec.read_bytes())
+        await asyncio.sleep(0.1)
+    cm = None
+    for _ in range(30):
+        cm = await asyncio.to_thread(kube.get, "ConfigMap", lb.child_name(task_id, Role.SPEC))
+        if cm is not None:
+            break
+        await asyncio.sleep(1)
+    if cm is None:
+        raise TaskFailure(f"the task's spec ConfigMap {lb.child_name(task_id, Role.SPEC)} does not exist")
+    return manifests.decode_spec(base64.b64decode(cm["binaryData"][manifests.SPEC_KEY]))
+
+
+async def run_taskmaster(kube: Kube, settings: KubernetesSettings, task_id: str, spec: Path,
+                         labels_file: Path | None, pod_name: str | None) -> State | None:
+    """Run (or resume) the task; the final state, or None when a previous run had already finished it."""
+    loop = asyncio.get_running_loop()
+    watch = PodWatch(kube, task_id, loop)
+    watch.start()
+    try:
+        await asyncio.to_thread(watch.synced.wait, 30)
+        me = watch.pods.get(pod_name or "")
+        owner = _owner_from_pod(me) or await _owner_from_job(kube, task_id)
+        others = [p for p in watch.of_job(task_id) if p["metadata"]["name"] != pod_name]
+        if others:  # a restart: a previous taskmaster may have finished the task already
+            cm = await asyncio.to_thread(kube.get, "ConfigMap", lb.child_name(task_id, Role.RESULT))
+            done = decode_result((cm or {}).get("data"))
+            if done is not None and done[0].is_terminal:
+                log.info("task %s already ended %s in an earlier taskmaster pod", task_id, done[0].value)
+                return None
+        task = await load_spec(kube, task_id, spec)
+        reporter = ResultReporter(kube, task_id, owner)
+        runner: TaskRunner | None = None
+
+        def check_cancel() -> None:
+            pod = watch.pods.get(pod_name or "") or {}
+            labels = dict(pod.get("metadata", {}).get("labels") or {})
+            if labels_file is not None:
+                labels |= read_labels_file(labels_file)
+            if labels.get(lb.CANCEL) == lb.CANCEL_REQUESTED and not reporter.cancelled:
+                by = (pod.get("metadata", {}).get("annotations") or {}).get(lb.ANNOTATION_CANCELED_BY, "a user")
+                reporter.cancelled = True
+                log.info("task %s: cancel requested by %s", task_id, by)
+                if runner is not None:
+                    runner.abort(State.CANCELED, f"cancelled by {by}")
+
+        runtime = KubernetesRuntime(kube, settings, owner, watch, lambda s, r: runner and runner.abort(s, r))
+        runner = TaskRunner(task, runtime, reporter)
+        watch.listeners.append(check_cancel)
+        check_cancel()
+
+        async def poll_labels_file() -> None:
+            while True:  # the Downward API file: a second signal that needs no API call
+                await asyncio.sleep(1)
+                check_cancel()
+
+        poller = asyncio.create_task(poll_labels_file())
+        try:
+            return await runner.run()
+        finally:
+            poller.cancel()
+    finally:
+        watch.stop()
+
+
+def _owner_from_pod(pod: Obj | None) -> manifests.Owner | None:
+    for ref in (pod or {}).get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == "Job":
+            return manifests.Owner(ref["name"], ref["uid"])
+    return None
+
+
+async def _owner_from_job(kube: Kube, task_id: str) -> manifests.Owner:
+    job = await asyncio.to_thread(kube.get, "Job", task_id)
+    if job is None:
+        raise SystemExit(f"tesk taskmaster: the taskmaster Job {task_id} does not exist")
+    return manifests.Owner(job["metadata"]["name"], job["metadata"]["uid"])

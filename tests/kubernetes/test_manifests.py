@@ -1,0 +1,176 @@
+"""Manifest builders: every object validates (strict) for an old and a new Kubernetes, plus our checks."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from tesk.backends.kubernetes import labels as lb
+from tesk.backends.kubernetes import manifests
+from tesk.backends.kubernetes.settings import KubernetesSettings
+from tesk.models import Task
+
+VERSIONS = ("1.27.0", "1.37.0")
+OWNER = manifests.Owner("task-0123456789abcdefghjkmnpqrs", "8c2b0d8e-7a0e-4c3b-9a57-0d1f3b2f6c11")
+
+
+def make_task(**extra: Any) -> Task:
+    body: dict[str, Any] = {
+        "name": "x" * 300,
+        "inputs": [{"url": "http://example.org/in.txt", "path": "/data/in/in.txt"},
+                   {"content": "hello", "path": "/data/in/sub/hello.txt"}],
+        "outputs": [{"url": "s3://bucket/out/", "path": "/data/out", "type": "DIRECTORY"},
+                    {"url": "s3://bucket/logs/", "path": "/logs/*.txt", "path_prefix": "/logs"}],
+        "volumes": ["/scratch"],
+        "resources": {"cpu_cores": 2, "ram_gb": 1.5, "disk_gb": 3, "zones": ["eu-west-1a"]},
+        "executors": [
+            {"image": "alpine", "command": ["sh", "-c", "echo $0 > /data/out/x", "it's"], "env": {"A": "1"},
+             "workdir": "/data"},
+            {"image": "ubuntu:22.04", "command": ["wc", "-l"], "stdin": "/data/in/in.txt",
+             "stdout": "/data/out/count's.txt", "stderr": "/logs/err.txt"},
+        ],
+        **extra,
+    }
+    task = Task.model_validate(body)
+    task.id = OWNER.name
+    return task
+
+
+def settings(**values: Any) -> KubernetesSettings:
+    return KubernetesSettings(**values)
+
+
+def all_manifests(s: KubernetesSettings, task: Task) -> list[dict[str, Any]]:
+    return [
+        manifests.taskmaster_job(s, task, "alice@example.org", "team:EBI"),
+        manifests.spec_configmap(task, OWNER),
+        manifests.data_pvc(s, task, OWNER),
+        manifests.filer_job(s, task, "inputs", OWNER),
+        manifests.filer_job(s, task, "outputs", OWNER),
+        *(manifests.executor_job(s, task, i, OWNER) for i in range(len(task.executors))),
+        manifests.result_configmap(task.id or "", OWNER, {"state": "RUNNING"}),
+    ]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("variant", ["plain", "everything"])
+def test_every_manifest_validates_strictly(version: str, variant: str) -> None:
+    s = settings() if variant == "plain" else settings(
+        TESK_API_TASKMASTER_DEBUG=True, TESK_API_TASKMASTER_FTP_SECRET_NAME="ftp",
+        TESK_API_TASKMASTER_EXECUTOR_SECRET_NAME="exec-secret", storage_class="fast",
+        task_deadline_seconds=3600, filer_secret_name="s3-creds",
+        TESK_API_TASKMASTER_ENVIRONMENT_={"TRANSFER_PVC_NAME": "transfer", "CONTAINER_BASE_PATH": "/transfer",
+                                          "HOST_BASE_PATH": "/mnt/data", "EXECUTOR_BACKOFF_LIMIT": "1"})
+    for obj in all_manifests(s, make_task()):
+        kubernetes_validate.validate(obj, version, strict=True)
+        assert lb.check_object_names(obj) == [], obj["kind"]
+
+
+def test_every_object_and_pod_template_carries_the_task_labels() -> None:
+    task = make_task()
+    for obj in all_manifests(settings(), task):
+        assert obj["metadata"]["labels"][lb.TASK_ID] == task.id
+        assert obj["metadata"]["labels"][lb.MANAGED_BY] == "tesk"
+        if obj["kind"] == "Job":
+            template = obj["spec"]["template"]["metadata"]["labels"]
+            assert template[lb.TASK_ID] == task.id and template[lb.ROLE] == obj["metadata"]["labels"][lb.ROLE]
+        if obj["metadata"]["labels"][lb.ROLE] != "taskmaster":
+            assert obj["metadata"]["ownerReferences"] == [OWNER.reference()]
+
+
+def test_taskmaster_job_follows_the_seed_variables() -> None:
+    s = settings(TESK_API_TASKMASTER_IMAGE_NAME="reg.example/tesk", TESK_API_TASKMASTER_IMAGE_VERSION="9.9",
+                 TESK_API_TASKMASTER_SERVICE_ACCOUNT_NAME="tm", TESK_API_TASKMASTER_DEBUG=True,
+                 TESK_API_TASKMASTER_ENVIRONMENT_={"FILER_BACKOFF_LIMIT": "4"}, job_ttl_seconds=77)
+    job = manifests.taskmaster_job(s, make_task(), "alice@example.org", None)
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert container["image"] == "reg.example/tesk:9.9" and container["imagePullPolicy"] == "Always"
+    assert pod["serviceAccountName"] == "tm" and "--debug" in container["args"]
+    assert env["FILER_BACKOFF_LIMIT"] == "4" and env["TESK_API_TASKMASTER_ENVIRONMENT_FILER_BACKOFF_LIMIT"] == "4"
+    assert env["TESK_API_TASKMASTER_DEBUG"] == "true"
+    assert job["spec"]["ttlSecondsAfterFinished"] == 77
+    # The raw creator goes in an annotation, a label-safe form (hash-suffixed) in the label.
+    assert job["metadata"]["annotations"][lb.ANNOTATION_USER] == "alice@example.org"
+    assert job["metadata"]["labels"][lb.CREATOR_USER].startswith("alice_example.org-")
+    assert "json-input" not in job["metadata"].get("annotations", {})
+
+
+def test_spec_configmap_holds_the_task_and_the_filer_documents() -> None:
+    task = make_task()
+    cm = manifests.spec_configmap(task, OWNER)
+    docs = {k: json.loads(gzip.decompress(base64.b64decode(v))) for k, v in cm["binaryData"].items()}
+    assert docs["task.json.gz"]["id"] == task.id
+    assert docs["task.json.gz"]["inputs"][1]["content"] == manifests.CONTENT_PLACEHOLDER  # inline content only in the filer document
+    assert docs["inputs.json.gz"]["inputs"][1]["content"] == "hello"
+    assert docs["inputs.json.gz"]["base"] == manifests.FILER_AREA
+    assert docs["outputs.json.gz"]["direction"] == "outputs"
+
+
+def test_a_task_too_large_for_a_configmap_is_refused_with_a_reason() -> None:
+    import os
+
+    task = make_task(inputs=[{"content": base64.b64encode(os.urandom(1_000_000)).decode(), "path": "/d/x"}])
+    with pytest.raises(manifests.ManifestError, match="limit of a Kubernetes ConfigMap"):
+        manifests.spec_configmap(task, OWNER)
+
+
+def test_paths_map_by_identity_onto_one_volume() -> None:
+    task = make_task()
+    points = manifests.task_mount_points(task)
+    assert points == ["/data/in", "/data/out", "/logs", "/scratch"]
+    job = manifests.executor_job(settings(), task, 0, OWNER)
+    mounts = job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {m["mountPath"]: m["subPath"] for m in mounts} == {p: p[1:] for p in points}
+
+
+@pytest.mark.parametrize("path", ["/usr/tool", "/etc/x.conf", "/top.txt"])
+def test_paths_that_would_hide_the_image_are_refused(path: str) -> None:
+    task = make_task(inputs=[{"content": "x", "path": path}])
+    with pytest.raises(manifests.ManifestError, match="/data"):
+        manifests.task_mount_points(task)
+
+
+def test_executor_runs_its_command_without_a_shell_and_quotes_stdio_paths() -> None:
+    task = make_task()
+    first = manifests.executor_job(settings(), task, 0, OWNER)["spec"]["template"]["spec"]
+    assert first["containers"][0]["command"] == ["sh", "-c", "echo $0 > /data/out/x", "it's"]
+    assert first["automountServiceAccountToken"] is False and first["enableServiceLinks"] is False
+    second = manifests.executor_job(settings(), task, 1, OWNER)["spec"]["template"]["spec"]["containers"][0]
+    assert second["command"] == ["/bin/sh", "-c",
+                                 "exec \"$@\" < /data/in/in.txt > '/data/out/count'\"'\"'s.txt' 2> /logs/err.txt",
+                                 "sh", "wc", "-l"]
+    assert second["resources"] == {"requests": {"cpu": "2", "memory": "1536Mi"},
+                                   "limits": {"cpu": "2", "memory": "1536Mi"}}
+
+
+def test_executor_and_filer_backoff_limits_come_from_the_seed_environment() -> None:
+    s = settings(TESK_API_TASKMASTER_ENVIRONMENT_={"EXECUTOR_BACKOFF_LIMIT": "3", "FILER_BACKOFF_LIMIT": "5"})
+    assert manifests.executor_job(s, make_task(), 0, OWNER)["spec"]["backoffLimit"] == 3
+    assert manifests.filer_job(s, make_task(), "inputs", OWNER)["spec"]["backoffLimit"] == 5
+    assert manifests.executor_job(settings(), make_task(), 0, OWNER)["spec"]["backoffLimit"] == 0
+    with pytest.raises(ValueError, match="EXECUTOR_BACKOFF_LIMIT must be a whole number"):
+        settings(TESK_API_TASKMASTER_ENVIRONMENT_={"EXECUTOR_BACKOFF_LIMIT": "two"}).backoff_limit("EXECUTOR")
+
+
+def test_ftp_credentials_reach_filers_by_reference_only() -> None:
+    s = settings(TESK_API_TASKMASTER_FTP_SECRET_NAME="ftp-secret")
+    container = manifests.filer_job(s, make_task(), "inputs", OWNER)["spec"]["template"]["spec"]["containers"][0]
+    ftp = [e for e in container["env"] if e["name"].startswith("TESK_FTP_")]
+    assert ftp and all("value" not in e and e["valueFrom"]["secretKeyRef"]["name"] == "ftp-secret" for e in ftp)
+    tm = manifests.taskmaster_job(s, make_task(), "u", None)["spec"]["template"]["spec"]["containers"][0]
+    assert not [e for e in tm["env"] if e["name"].startswith("TESK_FTP_")]
+
+
+def test_a_task_without_files_needs_no_volume() -> None:
+    task = Task.model_validate({"executors": [{"image": "alpine", "command": ["true"]}]})
+    task.id = OWNER.name
+    assert not manifests.needs_volume(task)
+    pod = manifests.executor_job(settings(), task, 0, OWNER)["spec"]["template"]["spec"]
+    assert pod["volumes"] == [] and "volumeMounts" not in pod["containers"][0]
