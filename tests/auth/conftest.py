@@ -46,6 +46,7 @@ USERS: dict[str, list[str]] = {
     "frank": [entitlement("CSC", "SDO")],  # another environment
     "grace": [entitlement("EBI", "TEST")],  # member of another team
     "heidi": [entitlement("EBI", "SDO"), entitlement("EBI", "TEST")],  # member of two teams
+    "ivan": [entitlement("EBI", "TEST", "ADMIN")],  # admin of the other team
 }
 
 
