@@ -295,3 +295,16 @@ def test_a_creator_who_left_the_team_loses_the_task(
         response = tes.get(f"/tasks/{old}")
     assert response.status_code == 403
     assert entitlement("EBI", "SDO") in response.json()["message"]
+
+
+@pytest.mark.parametrize("require", [False, True])
+def test_metrics_open_unless_configured(
+    tmp_path: Path, oidc_provider: OidcProvider, user_tokens: dict[str, str], require: bool
+) -> None:
+    auth = AuthSettings(profile="auth", issuer=oidc_provider.url, metrics_require_auth=require)
+    for api in start_api(tmp_path, auth, user_tokens):
+        with client(api.url) as http:
+            anonymous = http.get("/metrics")
+            with_token = http.get("/metrics", headers={"Authorization": f"Bearer {user_tokens['erin']}"})
+    assert anonymous.status_code == (401 if require else 200)
+    assert with_token.status_code == 200
