@@ -6,6 +6,8 @@ that one container image serves every role.
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 app = typer.Typer(
@@ -18,6 +20,12 @@ app = typer.Typer(
 
 def _register() -> None:
     """Import the sub-command modules (kept lazy so `tesk --help` stays fast)."""
+    from tesk.client.commands import run, task_app
+
+    app.add_typer(task_app, name="task")
+    app.command(name="run", context_settings={"allow_interspersed_args": False})(run)
+    if sys.argv[1:2] in (["task"], ["run"]):
+        return  # a client command: importing the server's modules would only slow it down
     from tesk.api.serve import serve
 
     app.command(name="serve")(serve)
