@@ -189,9 +189,9 @@ async def test_unknown_kid_is_refused_without_hammering_the_provider(
     auth: Authenticator, counting: Counting, oidc_provider: OidcProvider, user_tokens: dict[str, str]
 ) -> None:
     await auth.authenticate(bearer(user_tokens["alice"]))
+    stranger = SigningKey("unknown")
     for n in range(5):
-        stranger = SigningKey(f"unknown-{n}")
-        assert "unknown-" in await refused(auth, bearer(stranger.sign(oidc_provider.claims())))
+        assert "unknown-" in await refused(auth, bearer(stranger.sign(oidc_provider.claims(), kid=f"unknown-{n}")))
     assert counting.count("/jwks") == 1, "refetches of the JWKS must be bounded by the refresh interval"
 
 
