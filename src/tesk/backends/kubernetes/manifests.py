@@ -201,7 +201,8 @@ def _security_context() -> dict[str, Any]:
 
 
 def taskmaster_job(settings: KubernetesSettings, task: Task, user: str, group: str | None) -> Manifest:
-    """The taskmaster Job: runs `tesk taskmaster` with the spec ConfigMap and its own labels mounted."""
+    """The taskmaster Job: runs `tesk taskmaster` (the image's entrypoint is `tesk`) with the spec
+    ConfigMap and its own labels mounted."""
     assert task.id is not None
     task_id = lb.check_task_id(task.id)
     annotations = {lb.ANNOTATION_USER: user}
@@ -218,8 +219,7 @@ def taskmaster_job(settings: KubernetesSettings, task: Task, user: str, group: s
     container: dict[str, Any] = {
         "name": "taskmaster",
         "image": settings.taskmaster_image,
-        "command": ["tesk", "taskmaster"],
-        "args": ["--task-id", task_id, "--spec", f"{SPEC_DIR}/{SPEC_KEY}",
+        "args": ["taskmaster", "--task-id", task_id, "--spec", f"{SPEC_DIR}/{SPEC_KEY}",
                  "--labels-file", f"{PODINFO_DIR}/labels", *(["--debug"] if settings.debug else [])],
         "env": env,
         "resources": {"requests": {"cpu": settings.taskmaster_cpu, "memory": settings.taskmaster_memory},
@@ -325,8 +325,7 @@ def filer_job(settings: KubernetesSettings, task: Task, direction: Literal["inpu
     container: dict[str, Any] = {
         "name": "filer",
         "image": settings.filer_image,
-        "command": ["tesk", "filer"],
-        "args": [f"{SPEC_DIR}/{INPUTS_KEY if direction == 'inputs' else OUTPUTS_KEY}"],
+        "args": ["filer", f"{SPEC_DIR}/{INPUTS_KEY if direction == 'inputs' else OUTPUTS_KEY}"],
         "env": env,
         "resources": {"requests": {"cpu": settings.filer_cpu, "memory": settings.filer_memory},
                       "limits": {"memory": settings.filer_memory}},

@@ -9,7 +9,6 @@ Job the controller had not started yet, and QUEUED forever for a pod that could 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -198,7 +197,3 @@ def _last_message(pods: list[Obj]) -> str | None:
         if term and term.get("message"):
             return str(term["message"]).strip().splitlines()[-1][:500]
     return None
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True)

@@ -1,0 +1,102 @@
+"""State mapping from recorded Job/Pod/result objects, one row per rule, and the result encoding."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tesk.backends.kubernetes import labels as lb
+from tesk.backends.kubernetes.state import decode_result, encode_result, pod_blocker, task_state
+from tesk.models import ExecutorLog, State, TaskLog
+
+NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
+TASK = "task-01jz0000000000000000000000"
+
+
+def ts(seconds_ago: float) -> str:
+    return (NOW - timedelta(seconds=seconds_ago)).isoformat().replace("+00:00", "Z")
+
+
+def job(conditions: list[dict[str, str]] | None = None, labels: dict[str, str] | None = None,
+        **status: Any) -> dict[str, Any]:
+    return {"kind": "Job", "metadata": {"name": TASK, "labels": {lb.TASK_ID: TASK, lb.ROLE: "taskmaster",
+                                                                 **(labels or {})},
+                                        "annotations": {}, "creationTimestamp": ts(600)},
+            "status": {"conditions": conditions or [], **status}}
+
+
+def pod(role: str = "taskmaster", phase: str = "Pending", created: float = 10, **status: Any) -> dict[str, Any]:
+    return {"kind": "Pod", "metadata": {"name": f"{TASK}-{role}-x", "labels": {lb.TASK_ID: TASK, lb.ROLE: role},
+                                        "creationTimestamp": ts(created)},
+            "status": {"phase": phase, **status}}
+
+
+def waiting(reason: str, message: str = "") -> dict[str, Any]:
+    return {"containerStatuses": [{"name": "taskmaster", "image": "reg/tesk:1",
+                                   "state": {"waiting": {"reason": reason, "message": message}}}]}
+
+
+UNSCHEDULABLE = {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                 "message": "0/3 nodes are available: 3 Insufficient memory.",
+                                 "lastTransitionTime": ts(400)}]}
+RESULT_DONE = encode_result(State.COMPLETE, TaskLog(logs=[ExecutorLog(exit_code=0, stdout="hi\n")]))
+RESULT_RUNNING = encode_result(State.RUNNING, TaskLog(logs=[ExecutorLog(exit_code=0)]))
+
+ROWS: list[tuple[str, Any, list[Any], Any, State, str | None]] = [
+    ("published terminal result wins", job(), [pod(phase="Succeeded")], RESULT_DONE, State.COMPLETE, None),
+    ("job deleted before a result", None, [], None, State.SYSTEM_ERROR, "deleted"),
+    ("cancel label, not finished", job(labels={lb.CANCEL: "requested"}), [pod(phase="Running")], None,
+     State.CANCELING, None),
+    ("backoff exhausted (1.31+ interim condition first)",
+     job([{"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit"},
+          {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]),
+     [pod(phase="Failed", containerStatuses=[{"name": "taskmaster", "state": {"terminated": {
+         "exitCode": 1, "message": "Traceback...\nKubeError: forbidden"}}}])], None,
+     State.SYSTEM_ERROR, "forbidden"),
+    ("deadline", job([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]), [], None,
+     State.SYSTEM_ERROR, "longer than this server's deadline"),
+    ("condition with status False is not a failure",
+     job([{"type": "Failed", "status": "False"}]), [pod(phase="Running")], None, State.INITIALIZING, None),
+    ("complete without a result", job([{"type": "Complete", "status": "True"}]), [], None,
+     State.SYSTEM_ERROR, "without reporting"),
+    ("no pod yet (TESK said SYSTEM_ERROR here)", job(), [], None, State.QUEUED, None),
+    ("pod pending, pulling within grace", job(), [pod(**waiting("ErrImagePull"))], None, State.QUEUED, None),
+    ("pod pending, pull failing past grace", job(), [pod(created=120, **waiting("ImagePullBackOff", "not found"))],
+     None, State.SYSTEM_ERROR, "could not pull image 'reg/tesk:1'"),
+    ("invalid image name fails at once", job(), [pod(**waiting("InvalidImageName", "bad ref"))], None,
+     State.SYSTEM_ERROR, "InvalidImageName"),
+    ("unschedulable past grace", job(), [pod(created=500, **UNSCHEDULABLE)], None, State.SYSTEM_ERROR,
+     "Insufficient memory"),
+    ("taskmaster running, no executor yet", job(), [pod(phase="Running")], None, State.INITIALIZING, None),
+    ("executor pod running", job(), [pod(phase="Running"), pod("executor", "Running")], None, State.RUNNING, None),
+    ("published RUNNING between executors", job(), [pod(phase="Running"), pod("executor", "Pending")],
+     RESULT_RUNNING, State.RUNNING, None),
+]
+
+
+@pytest.mark.parametrize(("name", "job_obj", "pods", "result", "state", "reason"), ROWS, ids=[r[0] for r in ROWS])
+def test_task_state(name: str, job_obj: Any, pods: list[Any], result: Any, state: State, reason: str | None) -> None:
+    verdict = task_state(job_obj, pods, result, NOW, unschedulable_grace=300, image_pull_grace=60)
+    assert verdict.state is state
+    if reason is None:
+        assert verdict.reason is None
+    else:
+        assert verdict.reason is not None and reason in verdict.reason
+
+
+def test_pod_blocker_only_for_pending_pods() -> None:
+    assert pod_blocker(pod(phase="Running", created=999, **waiting("ImagePullBackOff")), NOW, 0, 0) is None
+    assert pod_blocker(pod(created=500, **UNSCHEDULABLE), NOW, 1000, 0) is None
+
+
+def test_result_round_trip_and_trimming_keeps_the_ends_of_logs() -> None:
+    big = "a" * 600_000 + "END"
+    log = TaskLog(logs=[ExecutorLog(exit_code=0, stdout=big, stderr="e" * 500_000 + "FIN")], system_logs=["x"])
+    data = encode_result(State.EXECUTOR_ERROR, log)
+    assert sum(len(v) for v in data.values()) <= 900 * 1024
+    state, decoded = decode_result(data) or (None, None)
+    assert state is State.EXECUTOR_ERROR and decoded is not None
+    assert decoded.logs[0].stdout.endswith("END") and decoded.logs[0].stderr.endswith("FIN")
+    assert decode_result({"state": "NOT_A_STATE"}) is None and decode_result(None) is None
