@@ -142,7 +142,9 @@ def provider_key() -> SigningKey:
 
 
 @pytest.fixture(scope="session")
-def oidc_provider(tmp_path_factory: pytest.TempPathFactory, provider_key: SigningKey) -> Iterator[OidcProvider]:
+def oidc_provider(
+    tmp_path_factory: pytest.TempPathFactory, provider_key: SigningKey
+) -> Iterator[OidcProvider]:
     provider = OidcProvider(tmp_path_factory.mktemp("oidc"), [provider_key])
     provider.start()
     yield provider

@@ -83,7 +83,9 @@ def api(
         ("heidi", {}, "SDO"),  # several teams and no tag: the first by name
     ],
 )
-def test_create_records_creator_and_team(api: AuthApi, user: str, tags: dict[str, str], team: str | None) -> None:
+def test_create_records_creator_and_team(
+    api: AuthApi, user: str, tags: dict[str, str], team: str | None
+) -> None:
     assert api.recorded(api.create(user, **tags)) == (user, team)
 
 
@@ -227,7 +229,13 @@ def test_no_token_is_401_with_a_json_body(api: AuthApi) -> None:
 
 def test_service_info_and_health_stay_open(api: AuthApi) -> None:
     with client(api.url) as http:
-        for path in ("/ga4gh/tes/v1/service-info", "/v1/service-info", "/service-info", "/healthz", "/readyz"):
+        for path in (
+            "/ga4gh/tes/v1/service-info",
+            "/v1/service-info",
+            "/service-info",
+            "/healthz",
+            "/readyz",
+        ):
             assert http.get(path).status_code == 200, path
 
 
@@ -265,7 +273,9 @@ def test_owner_model(tmp_path: Path, oidc_provider: OidcProvider, user_tokens: d
             assert tes.post(f"/tasks/{theirs}:cancel").status_code == 200
 
 
-def test_swagger_authorize_button(tmp_path: Path, oidc_provider: OidcProvider, user_tokens: dict[str, str]) -> None:
+def test_swagger_authorize_button(
+    tmp_path: Path, oidc_provider: OidcProvider, user_tokens: dict[str, str]
+) -> None:
     auth = AuthSettings(profile="auth", issuer=oidc_provider.url, swagger_client_id="tesk-swagger")
     for api in start_api(tmp_path, auth, user_tokens):
         with client(api.url) as http:

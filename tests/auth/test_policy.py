@@ -41,9 +41,9 @@ def test_roles() -> None:
     roles = ELIXIR.roles(user("u", entitlement("EBI", "SDO", "ADMIN"), entitlement("EBI", "TEST")))
     assert roles.teams == {"SDO", "TEST"}
     assert roles.admin_of == {"SDO"}
-    assert ELIXIR.visibility(user("u", entitlement("EBI", "SDO", "ADMIN"), entitlement("EBI", "TEST"))) == Visibility(
-        owner="u", owner_teams=frozenset({"SDO", "TEST"}), teams=frozenset({"SDO"})
-    )
+    assert ELIXIR.visibility(
+        user("u", entitlement("EBI", "SDO", "ADMIN"), entitlement("EBI", "TEST"))
+    ) == Visibility(owner="u", owner_teams=frozenset({"SDO", "TEST"}), teams=frozenset({"SDO"}))
     assert ELIXIR.visibility(user("u", entitlement("EBI", "ADMIN"))) == EVERYONE
 
 
@@ -92,5 +92,7 @@ def test_owner_model_admin_by_claim(claim: object) -> None:
 
 def test_build_policy() -> None:
     assert isinstance(build_policy(AuthSettings(profile="noauth")), OpenPolicy)
-    assert isinstance(build_policy(AuthSettings(profile="auth", issuer="https://x", model="owner")), OwnerPolicy)
+    assert isinstance(
+        build_policy(AuthSettings(profile="auth", issuer="https://x", model="owner")), OwnerPolicy
+    )
     assert isinstance(build_policy(AuthSettings(profile="auth", issuer="https://x")), ElixirPolicy)

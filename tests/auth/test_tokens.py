@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -18,7 +19,7 @@ import jwt
 import pytest
 from pydantic import ValidationError
 
-from tesk.auth import ANONYMOUS, AuthSettings, Authenticator, ProviderUnavailable, Unauthenticated
+from tesk.auth import ANONYMOUS, Authenticator, AuthSettings, ProviderUnavailable, Unauthenticated
 from tests.auth.conftest import (
     AUDIENCE,
     INTROSPECTOR,
@@ -75,11 +76,15 @@ def counting() -> Counting:
 @pytest.fixture
 def auth(oidc_provider: OidcProvider, counting: Counting) -> Authenticator:
     return Authenticator(
-        settings(oidc_provider.url), needed_claims=frozenset({"eduperson_entitlement"}), client=counting.client
+        settings(oidc_provider.url),
+        needed_claims=frozenset({"eduperson_entitlement"}),
+        client=counting.client,
     )
 
 
-async def test_provider_issued_jwt_gives_user_and_groups(auth: Authenticator, user_tokens: dict[str, str]) -> None:
+async def test_provider_issued_jwt_gives_user_and_groups(
+    auth: Authenticator, user_tokens: dict[str, str]
+) -> None:
     principal = await auth.authenticate(bearer(user_tokens["heidi"]))
     assert principal.user_id == "heidi"
     assert principal.groups == frozenset(USERS["heidi"])
@@ -125,17 +130,23 @@ async def test_expiry_within_leeway_passes(
     assert (await auth.authenticate(bearer(token))).user_id == "alice"
 
 
-async def test_not_yet_valid(auth: Authenticator, oidc_provider: OidcProvider, provider_key: SigningKey) -> None:
+async def test_not_yet_valid(
+    auth: Authenticator, oidc_provider: OidcProvider, provider_key: SigningKey
+) -> None:
     token = provider_key.sign(oidc_provider.claims(nbf=int(time.time()) + 600))
     assert "not valid yet" in await refused(auth, bearer(token))
 
 
-async def test_missing_exp(auth: Authenticator, oidc_provider: OidcProvider, provider_key: SigningKey) -> None:
+async def test_missing_exp(
+    auth: Authenticator, oidc_provider: OidcProvider, provider_key: SigningKey
+) -> None:
     token = provider_key.sign(oidc_provider.claims(exp=None))
     assert "'exp'" in await refused(auth, bearer(token))
 
 
-async def test_wrong_issuer(auth: Authenticator, oidc_provider: OidcProvider, provider_key: SigningKey) -> None:
+async def test_wrong_issuer(
+    auth: Authenticator, oidc_provider: OidcProvider, provider_key: SigningKey
+) -> None:
     token = provider_key.sign(oidc_provider.claims(iss="https://evil.example"))
     assert "another issuer" in await refused(auth, bearer(token))
 
@@ -146,13 +157,17 @@ async def test_wrong_audience_from_the_provider(auth: Authenticator, oidc_provid
     assert AUDIENCE in await refused(auth, bearer(token))
 
 
-async def test_audience_unchecked_when_not_configured(oidc_provider: OidcProvider, counting: Counting) -> None:
+async def test_audience_unchecked_when_not_configured(
+    oidc_provider: OidcProvider, counting: Counting
+) -> None:
     auth = Authenticator(settings(oidc_provider.url, audience=None), client=counting.client)
     token = oidc_provider.token("alice", resource="urn:other:service")
     assert (await auth.authenticate(bearer(token))).user_id == "alice"
 
 
-async def test_bad_signature(auth: Authenticator, oidc_provider: OidcProvider, provider_key: SigningKey) -> None:
+async def test_bad_signature(
+    auth: Authenticator, oidc_provider: OidcProvider, provider_key: SigningKey
+) -> None:
     forger = SigningKey(provider_key.kid)  # same kid, another key
     assert "signature" in await refused(auth, bearer(forger.sign(oidc_provider.claims())))
 
@@ -191,7 +206,9 @@ async def test_unknown_kid_is_refused_without_hammering_the_provider(
     await auth.authenticate(bearer(user_tokens["alice"]))
     stranger = SigningKey("unknown")
     for n in range(5):
-        assert "unknown-" in await refused(auth, bearer(stranger.sign(oidc_provider.claims(), kid=f"unknown-{n}")))
+        assert "unknown-" in await refused(
+            auth, bearer(stranger.sign(oidc_provider.claims(), kid=f"unknown-{n}"))
+        )
     assert counting.count("/jwks") == 1, "refetches of the JWKS must be bounded by the refresh interval"
 
 
@@ -208,14 +225,14 @@ async def test_key_rotation(tmp_path: Path, counting: Counting) -> None:
         provider.stop()
         provider.keys = [new_key]
         provider.start()
-        time.sleep(0.2)
+        await asyncio.sleep(0.2)
         rotated = provider.token("bob")
         assert jwt.get_unverified_header(rotated)["kid"] == "rotation-new"
         assert (await auth.authenticate(bearer(rotated))).user_id == "bob"
         assert counting.count("/jwks") == 2
         # Tokens signed with the retired key no longer verify once the JWKS dropped it.
         retired = old_key.sign(provider.claims())
-        time.sleep(0.2)
+        await asyncio.sleep(0.2)
         assert "rotation-old" in await refused(auth, bearer(retired))
     finally:
         provider.stop()
@@ -250,7 +267,9 @@ async def test_opaque_token_audience_checked(oidc_provider: OidcProvider, counti
     assert AUDIENCE in await refused(auth, bearer(oidc_provider.token("alice", resource=OPAQUE_RESOURCE)))
 
 
-async def test_introspection_with_wrong_credentials_is_503(oidc_provider: OidcProvider, counting: Counting) -> None:
+async def test_introspection_with_wrong_credentials_is_503(
+    oidc_provider: OidcProvider, counting: Counting
+) -> None:
     auth = Authenticator(
         settings(oidc_provider.url, client_id=INTROSPECTOR[0], client_secret="wrong"), client=counting.client
     )
@@ -305,7 +324,7 @@ class Userinfo:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 outer.calls += 1
                 ok = self.headers.get("Authorization") == f"Bearer {known}"
                 self.send_response(200 if ok else 401)
@@ -383,7 +402,9 @@ async def test_tokens_never_reach_logs_or_messages(
     oidc_provider: OidcProvider, provider_key: SigningKey, user_tokens: dict[str, str], caplog: Any
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    auth = Authenticator(settings(oidc_provider.url, client_id=INTROSPECTOR[0], client_secret=INTROSPECTOR[1]))
+    auth = Authenticator(
+        settings(oidc_provider.url, client_id=INTROSPECTOR[0], client_secret=INTROSPECTOR[1])
+    )
     tokens = [
         user_tokens["alice"],
         provider_key.sign(oidc_provider.claims(exp=int(time.time()) - 600)),

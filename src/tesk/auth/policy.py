@@ -70,7 +70,9 @@ class OwnerPolicy:
         self.needed_claims = frozenset({admin_claim}) if admin_value else frozenset()
 
     def _is_admin(self, principal: Principal) -> bool:
-        return bool(self._admin_value) and self._admin_value in claim_values(principal.claims.get(self._admin_claim))
+        return bool(self._admin_value) and self._admin_value in claim_values(
+            principal.claims.get(self._admin_claim)
+        )
 
     def team_for_create(self, principal: Principal, tags: Mapping[str, str]) -> str | None:
         return None
@@ -84,9 +86,13 @@ class OwnerPolicy:
     def check_access(self, principal: Principal, task_id: str, owner: str, team: str | None) -> None:
         if not self.can_access(principal, owner, team):
             admin = (
-                f" or an admin ({self._admin_value!r} in claim {self._admin_claim!r})" if self._admin_value else ""
+                f" or an admin ({self._admin_value!r} in claim {self._admin_claim!r})"
+                if self._admin_value
+                else ""
             )
-            raise Forbidden(f"Task {task_id!r} belongs to another user: only its creator{admin} may see or cancel it.")
+            raise Forbidden(
+                f"Task {task_id!r} belongs to another user: only its creator{admin} may see or cancel it."
+            )
 
 
 @dataclass(frozen=True)
@@ -178,7 +184,9 @@ class ElixirPolicy:
             return
         admin = self.full_name(self._admin)
         if team is None:
-            raise Forbidden(f"Task {task_id!r} belongs to no team: only super admins (group {admin}) may access it.")
+            raise Forbidden(
+                f"Task {task_id!r} belongs to no team: only super admins (group {admin}) may access it."
+            )
         if owner == principal.user_id:
             raise Forbidden(
                 f"Task {task_id!r} was created for team {team!r}: you need group {self.full_name(team)} "

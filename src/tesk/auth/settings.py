@@ -14,7 +14,16 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ASYMMETRIC_ALGORITHMS = (
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
 )
 """Signature algorithms that verify with a public key; only these may ever be allowed."""
 
@@ -72,13 +81,17 @@ class AuthSettings(BaseSettings):
         "a client id is set.",
     )
     client_id: str | None = Field(
-        None, alias="TESK_OIDC_CLIENT_ID", description="Client id this API uses to call the introspection endpoint."
+        None,
+        alias="TESK_OIDC_CLIENT_ID",
+        description="Client id this API uses to call the introspection endpoint.",
     )
     client_secret: SecretStr | None = Field(
         None, alias="TESK_OIDC_CLIENT_SECRET", description="Client secret for the introspection endpoint."
     )
     user_claim: str = Field(
-        "sub", alias="TESK_OIDC_USER_CLAIM", description="Claim that holds the user id recorded as task creator."
+        "sub",
+        alias="TESK_OIDC_USER_CLAIM",
+        description="Claim that holds the user id recorded as task creator.",
     )
     algorithms: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(ASYMMETRIC_ALGORITHMS),
@@ -117,10 +130,14 @@ class AuthSettings(BaseSettings):
         description="Claim (token or userinfo) listing the user's groups.",
     )
     group_prefix: str = Field(
-        ELIXIR_GROUP_PREFIX, alias="TESK_API_AUTHORISATION_GROUP_PREFIX", description="Text before each group name."
+        ELIXIR_GROUP_PREFIX,
+        alias="TESK_API_AUTHORISATION_GROUP_PREFIX",
+        description="Text before each group name.",
     )
     group_suffix: str = Field(
-        ELIXIR_GROUP_SUFFIX, alias="TESK_API_AUTHORISATION_GROUP_SUFFIX", description="Text after each group name."
+        ELIXIR_GROUP_SUFFIX,
+        alias="TESK_API_AUTHORISATION_GROUP_SUFFIX",
+        description="Text after each group name.",
     )
     delimiter: str = Field(
         ":", alias="TESK_API_AUTHORISATION_DELIMITER", description="Separator of nested group names."

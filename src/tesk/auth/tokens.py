@@ -67,7 +67,9 @@ def bearer_token(headers: Mapping[str, str]) -> str:
     """The token of an `Authorization: Bearer` header, or a 401 that says what is wrong with it."""
     value = headers.get("authorization")
     if value is None:
-        raise Unauthenticated("This server requires authentication: send 'Authorization: Bearer <access token>'.")
+        raise Unauthenticated(
+            "This server requires authentication: send 'Authorization: Bearer <access token>'."
+        )
     match = _BEARER.match(value)
     if match is None:
         scheme = value.strip().split(" ", 1)[0] if value.strip() else ""
@@ -75,7 +77,9 @@ def bearer_token(headers: Mapping[str, str]) -> str:
             raise Unauthenticated(
                 f"Authorization scheme {scheme[:20]!r} is not supported: send 'Authorization: Bearer <access token>'."
             )
-        raise Unauthenticated("Malformed Authorization header: expected 'Bearer <access token>' with one token.")
+        raise Unauthenticated(
+            "Malformed Authorization header: expected 'Bearer <access token>' with one token."
+        )
     return match.group(1)
 
 
@@ -202,7 +206,9 @@ class Authenticator:
             metadata = await self.metadata()
             uri = metadata.get("jwks_uri")
             if not uri:
-                raise ProviderUnavailable("The OIDC discovery document has no jwks_uri; JWTs cannot be checked.")
+                raise ProviderUnavailable(
+                    "The OIDC discovery document has no jwks_uri; JWTs cannot be checked."
+                )
             try:
                 keys = (await self._get_json(uri)).get("keys")
             except ProviderUnavailable:
@@ -365,7 +371,9 @@ class Authenticator:
         try:
             claims = response.json()
         except ValueError as error:
-            raise ProviderUnavailable(f"The userinfo endpoint {url} sent no JSON (signed userinfo is not supported).") from error
+            raise ProviderUnavailable(
+                f"The userinfo endpoint {url} sent no JSON (signed userinfo is not supported)."
+            ) from error
         if not isinstance(claims, dict):
             raise ProviderUnavailable(f"The userinfo endpoint {url} sent no JSON object.")
         return claims
@@ -381,7 +389,9 @@ class Authenticator:
             try:
                 cached = await self._userinfo(url, token)
             except Unauthenticated:
-                log.info("userinfo refused a token that verified locally; continuing without %s", sorted(missing))
+                log.info(
+                    "userinfo refused a token that verified locally; continuing without %s", sorted(missing)
+                )
                 cached = {}
             self._cache.put(key, cached, claims.get("exp"))
         if not isinstance(cached, dict) or ("sub" in cached and cached["sub"] != claims.get("sub")):
@@ -391,6 +401,8 @@ class Authenticator:
     def _principal(self, claims: dict[str, Any]) -> Principal:
         user_id = claims.get(self.settings.user_claim)
         if not isinstance(user_id, str) or not user_id:
-            raise Unauthenticated(f"The token does not name a user: it lacks the {self.settings.user_claim!r} claim.")
+            raise Unauthenticated(
+                f"The token does not name a user: it lacks the {self.settings.user_claim!r} claim."
+            )
         groups = frozenset(claim_values(claims.get(self.settings.groups_claim)))
         return Principal(user_id=user_id, groups=groups, claims=MappingProxyType(dict(claims)))
