@@ -1,0 +1,154 @@
+"""schemathesis (property-based) against the live server, using the official TES 1.1 spec file.
+
+Every operation gets generated requests, valid and invalid; the server must never answer 5xx, and
+every documented (200) answer must match the spec's schema. Bounded to stay well under a minute.
+
+The schema is loaded at import (not with `schemathesis.pytest.from_fixture`, which breaks on
+pytest 9: it sets `Function._nodeid`), so the live server's URL is passed per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import shutil
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from schemathesis.openapi.checks import JsonSchemaError
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
+
+from tesk.models import ExecutorLog, OutputFileLog, State, TaskLog
+from tesk.store.sql import SqlTaskStore
+from tests.api.conftest import Api
+from tests.conformance.conftest import offline_spec
+
+MAX_EXAMPLES = 40
+CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+
+_spec_dir = Path(tempfile.mkdtemp(prefix="tesk-spec-"))
+atexit.register(shutil.rmtree, _spec_dir, True)
+schema = schemathesis.openapi.from_path(offline_spec(_spec_dir))
+schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True)
+
+
+MINIMAL_VIEW_OPERATIONS = {"ListTasks", "GetTask"}
+"""Their MINIMAL answers are `{id, state}` as the spec's view text says, which its own tesTask schema
+(executors required) contradicts; those answers are checked by `assert_minimal` instead."""
+
+
+@schema.parametrize()
+def test_generated_requests_get_no_server_error_and_spec_shaped_answers(case: schemathesis.Case, live: Api) -> None:
+    minimal = case.operation.definition.raw.get("operationId") in MINIMAL_VIEW_OPERATIONS and is_minimal(case.query)
+    checks = [not_a_server_error, content_type_conformance] if minimal else CHECKS
+    response = case.call_and_validate(base_url=live.url + "/ga4gh/tes/v1", checks=checks)
+    if minimal and response.status_code == 200:
+        body = response.json()
+        for task in body["tasks"] if "tasks" in body else [body]:
+            assert_minimal(task)
+
+
+def is_minimal(query: dict[str, object] | None) -> bool:
+    return str((query or {}).get("view") or "MINIMAL").upper() == "MINIMAL"
+
+
+def assert_minimal(task: dict[str, object]) -> None:
+    assert set(task) == {"id", "state"}, task
+    assert isinstance(task["id"], str) and task["state"] in {s.value for s in State}, task
+
+
+FULL_TASK: dict[str, object] = {
+    "name": "conformance",
+    "description": "every field of tesTask",
+    "inputs": [
+        {"name": "in", "description": "d", "url": "s3://bucket/in.txt", "path": "/data/in.txt", "type": "FILE"},
+        {"path": "/data/inline.txt", "content": "hello", "streamable": False},
+    ],
+    "outputs": [
+        {"name": "out", "url": "s3://bucket/out/", "path": "/data/out", "type": "DIRECTORY"},
+        {"url": "s3://bucket/logs/", "path": "/data/*.log", "path_prefix": "/data/"},
+    ],
+    "resources": {"cpu_cores": 2, "ram_gb": 1.5, "disk_gb": 10, "preemptible": True, "zones": ["z1"],
+                  "backend_parameters": {"vmsize": "small"}, "backend_parameters_strict": False},
+    "executors": [{"image": "alpine", "command": ["sh", "-c", "echo hi"], "workdir": "/data", "stdin": "/data/in.txt",
+                   "stdout": "/data/out/stdout", "stderr": "/data/err", "env": {"A": "1"}, "ignore_error": True}],
+    "volumes": ["/scratch"],
+    "tags": {"suite": "conformance", "empty": ""},
+}
+
+
+def finished_logs() -> list[TaskLog]:
+    started = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    return [
+        TaskLog(
+            logs=[ExecutorLog(start_time=started, end_time=started, stdout="hi\n", stderr="", exit_code=0)],
+            metadata={"node": "n1"},
+            start_time=started,
+            end_time=started,
+            outputs=[OutputFileLog(url="s3://bucket/out/a", path="/data/out/a", size_bytes=12)],
+            system_logs=["pulled alpine"],
+        )
+    ]
+
+
+def test_every_view_of_a_finished_task_matches_the_spec(live: Api) -> None:
+    """Generated requests almost never hit an existing id; this checks the 200 answers that matter."""
+    created = live.tes.post("/tasks", json=FULL_TASK)
+    schema["/tasks"]["POST"].validate_response(created)
+    task_id = created.json()["id"]
+    asyncio.run(_finish(live.store.url, task_id))
+    queued = live.tes.post("/tasks", json={"executors": [{"image": "alpine", "command": ["true"]}]}).json()["id"]
+    for params in ({}, {"view": "MINIMAL"}, {"view": "BASIC"}, {"view": "FULL"}):
+        for some_id in (task_id, queued):
+            got = live.tes.get(f"/tasks/{some_id}", params=params)
+            assert got.status_code == 200, got.text
+            if is_minimal(params):
+                assert_minimal(got.json())
+            else:
+                schema["/tasks/{id}"]["GET"].validate_response(got)
+        listed = live.tes.get("/tasks", params={**params, "page_size": 1})
+        assert listed.status_code == 200 and listed.json()["next_page_token"], listed.text
+        if is_minimal(params):
+            assert_minimal(listed.json()["tasks"][0])
+        else:
+            schema["/tasks"]["GET"].validate_response(listed)
+    full = live.tes.get(f"/tasks/{task_id}", params={"view": "FULL"}).json()
+    assert full["logs"][0]["outputs"][0]["size_bytes"] == "12"
+    cancelled = live.tes.post(f"/tasks/{queued}:cancel")
+    schema["/tasks/{id}:cancel"]["POST"].validate_response(cancelled)
+    schema["/service-info"]["GET"].validate_response(live.tes.get("/service-info"))
+
+
+async def _finish(url: str, task_id: str) -> None:
+    """Write a complete run's logs through a second store on the same database (as a backend would)."""
+    store = SqlTaskStore(url)
+    await store.open()
+    try:
+        assert await store.update(task_id, state=State.COMPLETE, logs=finished_logs()) is not None
+    finally:
+        await store.close()
+
+
+def test_the_schema_checks_can_fail(live: Api) -> None:
+    """Guard against a check that passes vacuously (e.g. an unresolved service-info $ref)."""
+    info = live.tes.get("/service-info").json()
+    del info["organization"]
+    with pytest.raises(JsonSchemaError, match='"organization" is a required property'):
+        schema["/service-info"]["GET"].validate_response(_fake(live, "/service-info", info))
+    task_id = live.tes.post("/tasks", json=FULL_TASK).json()["id"]
+    body = live.tes.get(f"/tasks/{task_id}", params={"view": "FULL"}).json()
+    body["executors"][0]["command"] = "echo hi"
+    with pytest.raises(JsonSchemaError, match='"echo hi" is not of type "array"'):
+        schema["/tasks/{id}"]["GET"].validate_response(_fake(live, f"/tasks/{task_id}", body))
+
+
+def _fake(live: Api, path: str, body: object) -> httpx.Response:
+    """A response carrying `body`, as if the server had sent it."""
+    response = httpx.Response(200, json=body, request=httpx.Request("GET", live.url + "/ga4gh/tes/v1" + path))
+    response.elapsed = timedelta(0)
+    return response
