@@ -118,7 +118,7 @@ class TaskArea:
             host = self.base.joinpath(*resolved, part)
             try:
                 mode = os.lstat(host).st_mode
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 raise NotFoundError(f"{original} does not exist in the task area") from None
             if stat.S_ISLNK(mode):
                 hops += 1

@@ -170,6 +170,8 @@ async def with_retries(
             return await op()
         except TransientError as exc:
             if attempt >= attempts:
+                if attempts == 1:
+                    raise
                 raise TransientError(f"{exc} (gave up after {attempts} attempts)") from exc
             attempt += 1
             log(f"{exc}; retrying in {delay:g} s (attempt {attempt} of {attempts})")

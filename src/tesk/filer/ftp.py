@@ -91,7 +91,8 @@ class FtpScheme:
                 yield ftp, posixpath.normpath(path) if path.strip("/") else "/"
             finally:
                 try:
-                    ftp.quit()
+                    if ftp.sock is not None:
+                        ftp.quit()
                 except (OSError, EOFError, ftplib.Error):
                     ftp.close()
         except FilerError:
@@ -218,4 +219,8 @@ def _make_dirs(ftp: ftplib.FTP, folder: str) -> None:
     for part in [p for p in folder.split("/") if p]:
         current = posixpath.join(current, part)
         if not _is_dir(ftp, current):
-            ftp.mkd(current)
+            try:
+                ftp.mkd(current)
+            except ftplib.error_perm:
+                if not _is_dir(ftp, current):  # another transfer may have made it meanwhile
+                    raise

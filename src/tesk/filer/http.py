@@ -198,6 +198,8 @@ class _translate:
             ) from None
         if isinstance(exc, aiohttp.ClientConnectorError):
             raise TransientError(f"{where}: cannot connect: {exc.os_error.strerror or exc.os_error}") from None
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            raise TransientError(f"{where}: the connection ended before the whole body arrived ({exc})") from None
         if isinstance(exc, aiohttp.InvalidURL):
             raise FilerError(f"{where}: not a valid URL") from None
         if isinstance(exc, aiohttp.ClientError):

@@ -246,4 +246,5 @@ def _expand(container_path: str, host: Path, url: str, declared: FileType | None
 
 async def _upload(scheme: Scheme, upload: _Upload, run: _Run) -> OutputFileLog:
     await run.move(f"upload {redact(upload.url)}", lambda progress: scheme.upload(upload.host_path, upload.url, progress))
-    return OutputFileLog(url=upload.url, path=upload.container_path, size_bytes=str(upload.host_path.stat().st_size))
+    size = upload.host_path.stat().st_size
+    return OutputFileLog(url=redact(upload.url), path=upload.container_path, size_bytes=str(size))

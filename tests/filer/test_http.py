@@ -1,0 +1,128 @@
+"""http(s) against a real server on 127.0.0.1: success, errors, retries, timeouts, redirects, PUT."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tesk.filer import FilerError, RefusedError, StagingError, TaskArea, TransientError, stage_inputs, stage_outputs
+from tesk.filer.errors import NotFoundError
+from tesk.models import FileType, Input, Output
+
+from .conftest import HttpPeer, Log, make_settings
+
+
+async def test_download_is_byte_exact(http_peer: HttpPeer, area: TaskArea, log: Log) -> None:
+    payload = os.urandom(3 * 1024 * 1024 + 17)  # several blocks plus a ragged end
+    http_peer.files["a.bin"] = payload
+    await stage_inputs([Input(path="/data/a.bin", url=f"{http_peer.url}/files/a.bin")], area, make_settings(), log)
+    assert area.host_path("/data/a.bin").read_bytes() == payload
+    assert f"input /data/a.bin: {http_peer.url}/files/a.bin, 3.0 MiB" in log.text()
+
+
+async def test_404_names_the_url_and_what_the_server_said(http_peer: HttpPeer, area: TaskArea) -> None:
+    with pytest.raises(NotFoundError) as caught:
+        await stage_inputs([Input(path="/data/x", url=f"{http_peer.url}/files/nope")], area, make_settings(), Log())
+    assert str(caught.value) == (
+        f"{http_peer.url}/files/nope: download failed, the server answered 404 Not Found: "
+        "no such file here; check the URL"
+    )
+    assert http_peer.hits["/files/nope"] == 1  # a 4xx is never retried
+
+
+async def test_403_says_credentials_and_is_not_retried(http_peer: HttpPeer, area: TaskArea) -> None:
+    with pytest.raises(FilerError, match="403 Forbidden: <Error>no access</Error>; the server wants credentials"):
+        await stage_inputs([Input(path="/data/x", url=f"{http_peer.url}/forbidden")], area, make_settings(), Log())
+    assert http_peer.hits["/forbidden"] == 1
+
+
+async def test_500_then_success_is_retried_with_log_lines(http_peer: HttpPeer, area: TaskArea, log: Log) -> None:
+    await stage_inputs([Input(path="/data/f", url=f"{http_peer.url}/flaky")], area, make_settings(), log)
+    assert area.host_path("/data/f").read_bytes() == b"finally"
+    assert http_peer.hits["/flaky"] == 3
+    retries = [line for line in log if "retrying" in line]
+    assert len(retries) == 2 and "500 Internal Server Error: database is warming up" in retries[0]
+
+
+async def test_persistent_5xx_gives_up_and_counts_attempts(http_peer: HttpPeer, area: TaskArea) -> None:
+    with pytest.raises(TransientError, match=r"503 Service Unavailable: maintenance until tomorrow \(gave up after 3"):
+        await stage_inputs([Input(path="/data/x", url=f"{http_peer.url}/down")], area, make_settings(), Log())
+    assert http_peer.hits["/down"] == 3
+
+
+async def test_slow_server_times_out(http_peer: HttpPeer, area: TaskArea) -> None:
+    http_peer.slow_seconds = 3
+    settings = make_settings(timeout=0.5, retries=0)
+    with pytest.raises(TransientError, match=r"no answer or data from the server for 0.5 s \(TESK_FILER_TIMEOUT\)"):
+        await stage_inputs([Input(path="/data/x", url=f"{http_peer.url}/slow")], area, settings, Log())
+
+
+async def test_transfer_timeout_is_not_retried(http_peer: HttpPeer, area: TaskArea) -> None:
+    http_peer.files["big"] = b"z" * (8 * 1024 * 1024)
+    settings = make_settings(transfer_timeout=1e-9)
+    with pytest.raises(FilerError, match="TESK_FILER_TRANSFER_TIMEOUT"):
+        await stage_inputs([Input(path="/data/x", url=f"{http_peer.url}/files/big")], area, settings, Log())
+    assert http_peer.hits["/files/big"] == 1
+
+
+async def test_redirect_is_followed_and_loops_are_stopped(http_peer: HttpPeer, area: TaskArea) -> None:
+    http_peer.files["a.bin"] = b"target"
+    await stage_inputs([Input(path="/data/r", url=f"{http_peer.url}/redirect")], area, make_settings(), Log())
+    assert area.host_path("/data/r").read_bytes() == b"target"
+    with pytest.raises(FilerError, match="more than 10 redirects"):
+        await stage_inputs([Input(path="/data/l", url=f"{http_peer.url}/redirect-loop")], area, make_settings(), Log())
+
+
+async def test_truncated_body_is_an_error(http_peer: HttpPeer, area: TaskArea) -> None:
+    with pytest.raises(TransientError, match=r"/short: the connection ended (after 10 of 1000 bytes|before the whole body arrived)"):
+        await stage_inputs([Input(path="/data/s", url=f"{http_peer.url}/short")], area, make_settings(retries=0), Log())
+
+
+async def test_http_directory_input_is_refused_with_advice(http_peer: HttpPeer, area: TaskArea) -> None:
+    item = Input(path="/data/d", url=f"{http_peer.url}/files/", type=FileType.DIRECTORY)
+    with pytest.raises(RefusedError, match="no folder listing; give each file as its own input"):
+        await stage_inputs([item], area, make_settings(), Log())
+
+
+async def test_credentials_never_appear_in_messages(http_peer: HttpPeer, area: TaskArea) -> None:
+    url = f"{http_peer.url.replace('http://', 'http://bob:hunter2@')}/files/nope?X-Amz-Signature=abc123&part=1"
+    with pytest.raises(NotFoundError) as caught:
+        await stage_inputs([Input(path="/data/x", url=url)], area, make_settings(), Log())
+    message = str(caught.value)
+    assert "hunter2" not in message and "bob" not in message and "abc123" not in message
+    assert "X-Amz-Signature=REDACTED&part=1" in message
+
+
+async def test_local_targets_refused_when_enabled(http_peer: HttpPeer, area: TaskArea) -> None:
+    settings = make_settings(deny_local_http=True)
+    http_peer.files["a"] = b"a"
+    with pytest.raises(RefusedError, match="loopback or link-local"):
+        await stage_inputs([Input(path="/data/a", url=f"{http_peer.url}/files/a")], area, settings, Log())
+    port = http_peer.url.rsplit(":", 1)[1]
+    with pytest.raises(RefusedError, match="resolves to 127.0.0.1"):  # a name, checked at connect time
+        await stage_inputs([Input(path="/data/b", url=f"http://localhost:{port}/files/a")], area, settings, Log())
+    with pytest.raises(RefusedError, match="169.254.169.254 is a loopback or link-local"):
+        await stage_inputs(
+            [Input(path="/data/c", url="http://169.254.169.254/latest/meta-data/")], area, settings, Log()
+        )
+    assert http_peer.hits.get("/files/a") is None
+
+
+async def test_put_outputs_only_to_allowed_hosts(http_peer: HttpPeer, area: TaskArea, log: Log) -> None:
+    payload = os.urandom(2 * 1024 * 1024 + 5)
+    host = area.host_path("/out/r.bin")
+    host.parent.mkdir(parents=True)
+    host.write_bytes(payload)
+    out = Output(path="/out/r.bin", url=f"{http_peer.url}/upload/r.bin")
+    with pytest.raises(StagingError, match="HTTP PUT of outputs to 127.0.0.1 is not enabled"):
+        await stage_outputs([out], area, make_settings(), Log())
+    netloc = http_peer.url.removeprefix("http://")
+    logs = await stage_outputs([out], area, make_settings(http_put_hosts=f"example.org, {netloc}"), log)
+    assert http_peer.puts["/upload/r.bin"] == payload
+    assert http_peer.put_headers["/upload/r.bin"]["Content-Length"] == str(len(payload))
+    assert logs[0].size_bytes == str(len(payload))
+    with pytest.raises(StagingError, match="405 Method Not Allowed: read-only area"):
+        await stage_outputs(
+            [Output(path="/out/r.bin", url=f"{http_peer.url}/readonly/r.bin")], area, make_settings(http_put_hosts="*"), Log()
+        )
