@@ -47,7 +47,9 @@ class TaskRunner:
     with `reason` in its `system_logs`.
     """
 
-    def __init__(self, task: Task, runtime: Runtime, reporter: Reporter) -> None:
+    def __init__(self, task: Task, runtime: Runtime, reporter: Reporter, notes: list[str] | None = None) -> None:
+        """`notes` are system log lines recorded before the task ran (e.g. ignored backend_parameters);
+        they open this run's `system_logs`."""
         if task.id is None:
             raise ValueError("a task needs its id before it can run")
         self.task = task
@@ -57,6 +59,7 @@ class TaskRunner:
         self._handle: asyncio.Task[State] | None = None
         self._abort: tuple[State, str] | None = None
         self._finishing = False
+        self._notes = list(notes or [])
 
     def abort(self, state: State, reason: str) -> None:
         """Stop the task and end it in `state` (CANCELED for a cancel); a no-op once it is finishing."""
@@ -69,7 +72,7 @@ class TaskRunner:
     async def run(self) -> State:
         """Run the task to its final state and return that state; never raises for task failures."""
         self._handle = asyncio.current_task()  # type: ignore[assignment]
-        task_log = TaskLog(start_time=now(), logs=[], outputs=[], system_logs=[])
+        task_log = TaskLog(start_time=now(), logs=[], outputs=[], system_logs=self._notes)
         notes = task_log.system_logs
         assert notes is not None
         state = State.SYSTEM_ERROR

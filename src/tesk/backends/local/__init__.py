@@ -155,8 +155,12 @@ class LocalBackend:
             if stored is None or stored.state is not State.QUEUED:
                 return
             task = stored.task
+            earlier = list(task.logs or [])
+            # A log entry without a start time holds notes made before any run (the API's warnings):
+            # they belong to this run's log rather than to an attempt of their own.
+            notes = earlier.pop().system_logs or [] if earlier and earlier[-1].start_time is None else []
             runtime = LocalRuntime(TaskArea(self.task_dir / task_id), self.engine, self.local, self.instance)
-            runner = TaskRunner(task, runtime, StoreReporter(self.store, task_id, list(task.logs or [])))
+            runner = TaskRunner(task, runtime, StoreReporter(self.store, task_id, earlier), notes)
             self.runners[task_id] = runner
             await runner.run()
         except Exception:  # the scheduler must get its capacity back whatever happened

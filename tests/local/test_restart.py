@@ -1,0 +1,142 @@
+"""Restart safety through the real server: `tesk serve` is killed with SIGKILL while tasks run."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.local.conftest import IMAGE, engine_available
+
+pytestmark = pytest.mark.containers
+
+TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "PREEMPTED"}
+
+
+class Server:
+    """`tesk serve` as a child process on a loopback port, with its own data folder."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/ga4gh/tes/v1"
+        self.env = os.environ | env | {"TESK_DATA_DIR": str(data_dir)}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = (self.data_dir / "server.log").open("ab")
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "tesk"), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env, stdout=log, stderr=log,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, (self.data_dir / "server.log").read_text()
+            try:
+                if httpx.get(f"{self.url}/service-info", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("tesk serve did not answer within 30 s")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def task(self, task_id: str) -> dict:  # type: ignore[type-arg]
+        response = httpx.get(f"{self.url}/tasks/{task_id}", params={"view": "FULL"}, timeout=10)
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    if not engine_available("podman"):
+        pytest.skip("podman is not installed on this machine")
+    srv = Server(tmp_path, {
+        "TESK_LOCAL_NETWORK": "host", "TESK_LOCAL_PULL": "never", "TESK_LOCAL_DEFAULT_CPU_CORES": "0.1",
+    })
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+class Gate:
+    """An HTTP endpoint on 127.0.0.1 that answers 404 until the test opens it."""
+
+    def __init__(self) -> None:
+        gate = self
+        self.open = False
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                self.send_response(200 if gate.open else 404)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/go"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def task_ids_with_containers() -> set[str]:
+    """Task ids on the labels of every container podman has (one call, however many tasks)."""
+    out = subprocess.run(["podman", "ps", "-a", "--format", '{{index .Labels "tesk.task-id"}}'],
+                         capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def test_kill_9_while_ten_tasks_run_then_restart(server: Server) -> None:
+    # Every run waits for a go-ahead from the test over host networking: the first runs are still
+    # running when the server is killed, and the runs after the restart end as soon as they start.
+    gate = Gate()
+    wait = f"until wget -q -O /dev/null {gate.url}; do sleep 0.1; done; echo done"
+    body = {"executors": [{"image": IMAGE, "command": ["sh", "-c", wait]}]}
+    ids = [httpx.post(f"{server.url}/tasks", json=body, timeout=10).json()["id"] for _ in range(10)]
+    deadline = time.monotonic() + 30
+    while not all(server.task(i)["state"] == "RUNNING" for i in ids):
+        assert time.monotonic() < deadline, [server.task(i)["state"] for i in ids]
+        time.sleep(0.1)
+    while not set(ids) <= task_ids_with_containers():
+        assert time.monotonic() < deadline, "every running task has its labelled container"
+        time.sleep(0.1)
+
+    server.kill()
+    time.sleep(0.5)
+    assert set(ids) <= task_ids_with_containers(), "the containers outlive the killed server"
+    server.start()
+    gate.open = True
+    deadline = time.monotonic() + 60
+    while not all(server.task(i)["state"] in TERMINAL for i in ids):
+        assert time.monotonic() < deadline, [server.task(i)["state"] for i in ids]
+        time.sleep(0.2)
+    for task_id in ids:
+        task = server.task(task_id)
+        assert task["state"] == "COMPLETE", task
+        interrupted, rerun = task["logs"]
+        assert any("server stopped while the task was RUNNING" in line for line in interrupted["system_logs"])
+        assert rerun["logs"][0]["stdout"] == "done\n"
+    assert not set(ids) & task_ids_with_containers(), "no container of these tasks is left"
+    gate.server.shutdown()
