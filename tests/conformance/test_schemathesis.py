@@ -9,11 +9,10 @@ pytest 9: it sets `Function._nodeid`), so the live server's URL is passed per ca
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import shutil
 import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -23,10 +22,9 @@ from schemathesis.openapi.checks import JsonSchemaError
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from tesk.models import ExecutorLog, OutputFileLog, State, TaskLog
-from tesk.store.sql import SqlTaskStore
+from tesk.models import State
 from tests.api.conftest import Api
-from tests.conformance.conftest import offline_spec
+from tests.conformance.conftest import FULL_TASK, finish, offline_spec
 
 MAX_EXAMPLES = 40
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
@@ -62,46 +60,12 @@ def assert_minimal(task: dict[str, object]) -> None:
     assert isinstance(task["id"], str) and task["state"] in {s.value for s in State}, task
 
 
-FULL_TASK: dict[str, object] = {
-    "name": "conformance",
-    "description": "every field of tesTask",
-    "inputs": [
-        {"name": "in", "description": "d", "url": "s3://bucket/in.txt", "path": "/data/in.txt", "type": "FILE"},
-        {"path": "/data/inline.txt", "content": "hello", "streamable": False},
-    ],
-    "outputs": [
-        {"name": "out", "url": "s3://bucket/out/", "path": "/data/out", "type": "DIRECTORY"},
-        {"url": "s3://bucket/logs/", "path": "/data/*.log", "path_prefix": "/data/"},
-    ],
-    "resources": {"cpu_cores": 2, "ram_gb": 1.5, "disk_gb": 10, "preemptible": True, "zones": ["z1"],
-                  "backend_parameters": {"vmsize": "small"}, "backend_parameters_strict": False},
-    "executors": [{"image": "alpine", "command": ["sh", "-c", "echo hi"], "workdir": "/data", "stdin": "/data/in.txt",
-                   "stdout": "/data/out/stdout", "stderr": "/data/err", "env": {"A": "1"}, "ignore_error": True}],
-    "volumes": ["/scratch"],
-    "tags": {"suite": "conformance", "empty": ""},
-}
-
-
-def finished_logs() -> list[TaskLog]:
-    started = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-    return [
-        TaskLog(
-            logs=[ExecutorLog(start_time=started, end_time=started, stdout="hi\n", stderr="", exit_code=0)],
-            metadata={"node": "n1"},
-            start_time=started,
-            end_time=started,
-            outputs=[OutputFileLog(url="s3://bucket/out/a", path="/data/out/a", size_bytes=12)],
-            system_logs=["pulled alpine"],
-        )
-    ]
-
-
 def test_every_view_of_a_finished_task_matches_the_spec(live: Api) -> None:
     """Generated requests almost never hit an existing id; this checks the 200 answers that matter."""
     created = live.tes.post("/tasks", json=FULL_TASK)
     schema["/tasks"]["POST"].validate_response(created)
     task_id = created.json()["id"]
-    asyncio.run(_finish(live.store.url, task_id))
+    finish(live, task_id)
     queued = live.tes.post("/tasks", json={"executors": [{"image": "alpine", "command": ["true"]}]}).json()["id"]
     for params in ({}, {"view": "MINIMAL"}, {"view": "BASIC"}, {"view": "FULL"}):
         for some_id in (task_id, queued):
@@ -122,16 +86,6 @@ def test_every_view_of_a_finished_task_matches_the_spec(live: Api) -> None:
     cancelled = live.tes.post(f"/tasks/{queued}:cancel")
     schema["/tasks/{id}:cancel"]["POST"].validate_response(cancelled)
     schema["/service-info"]["GET"].validate_response(live.tes.get("/service-info"))
-
-
-async def _finish(url: str, task_id: str) -> None:
-    """Write a complete run's logs through a second store on the same database (as a backend would)."""
-    store = SqlTaskStore(url)
-    await store.open()
-    try:
-        assert await store.update(task_id, state=State.COMPLETE, logs=finished_logs()) is not None
-    finally:
-        await store.close()
 
 
 def test_the_schema_checks_can_fail(live: Api) -> None:
