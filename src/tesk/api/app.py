@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,12 +20,20 @@ from swagger_ui_bundle import swagger_ui_path
 
 import tesk
 from tesk.api.access import Access
-from tesk.api.routes import json_response, router
+from tesk.api.routes import (
+    CREATE_TASK_OPENAPI,
+    GET_TASK_OPENAPI,
+    create_task,
+    get_task,
+    json_response,
+    router,
+    validation_message,
+)
 from tesk.auth.fastapi import AuthAccess, add_security, build_access
 from tesk.backends import Backend, load_backend
 from tesk.config import Settings
 from tesk.errors import ApiError
-from tesk.models import TES_VERSION, ServiceInfo, dump
+from tesk.models import TES_VERSION, CreateTaskResponse, ServiceInfo, Task, dump
 from tesk.store import TaskStore
 from tesk.store.sql import SqlTaskStore
 
@@ -120,21 +129,6 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def _validation_message(exc: RequestValidationError) -> str:
-    """Name the field and the rule broken, in one line a person can act on."""
-    parts = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body",)) or "body"
-        msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        if tuple(error.get("loc", ())) == ("body",) and error.get("type") in ("model_attributes_type", "dict_type", "missing"):
-            msg = "the request body must be a JSON object describing a task (Content-Type: application/json)"
-        if error.get("type") == "json_invalid":
-            msg = f"the request body is not valid JSON ({error.get('ctx', {}).get('error', 'parse error')})"
-            where = "body"
-        parts.append(f"{where}: {msg}")
-    return "Invalid request: " + "; ".join(parts)
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -174,8 +168,6 @@ def create_app(
     app.state.store = store
     app.state.backend = backend
     app.state.access = access
-    if isinstance(access, AuthAccess):
-        add_security(app, access.settings, protected_prefixes=TES_PREFIXES)
     app.state.ready = False
     app.state.service_info = build_service_info(settings, backend, supported_storage(settings))
 
@@ -185,7 +177,12 @@ def create_app(
     # Legacy py-tes 0.4 / Snakemake path, routed before /tasks/{id} would swallow it.
     app.add_api_route("/v1/tasks/service-info", service_info_alias, methods=["GET"], include_in_schema=False)
     for prefix in TES_PREFIXES:
+        app.router.add_route(f"{prefix}/tasks/{{id}}", get_task, methods=["GET"], include_in_schema=False)
+        app.router.add_route(f"{prefix}/tasks", create_task, methods=["POST"], include_in_schema=False)
         app.include_router(router, prefix=prefix, include_in_schema=prefix == TES_PREFIXES[0], tags=["TES"])
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    if isinstance(access, AuthAccess):
+        add_security(app, access.settings, protected_prefixes=TES_PREFIXES)
     # Nextflow asks for {endpoint}/service-info at the root.
     app.add_api_route("/service-info", service_info_alias, methods=["GET"], include_in_schema=False)
 
@@ -209,6 +206,22 @@ def _add_users_tools(app: FastAPI) -> None:
     install_callbacks(app, hub)
     install_metrics(app)
     install_dashboard(app)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's generated document plus the operations served by plain Starlette endpoints."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        paths = schema["paths"]
+        paths.setdefault(f"{TES_PREFIXES[0]}/tasks/{{id}}", {})["get"] = GET_TASK_OPENAPI
+        paths.setdefault(f"{TES_PREFIXES[0]}/tasks", {})["post"] = CREATE_TASK_OPENAPI
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (Task, CreateTaskResponse):
+            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(model_schema.pop("$defs", {}))
+            components[model.__name__] = model_schema
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def _add_health(app: FastAPI) -> None:
@@ -255,7 +268,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return json_response({"message": _validation_message(exc), "status_code": 400}, 400)
+        return json_response({"message": validation_message(exc.errors()), "status_code": 400}, 400)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 
 from tesk.api.access import Access, Caller
 from tesk.api.callbacks import check_callback
@@ -21,7 +23,6 @@ from tesk.backends import Backend, BackendError
 from tesk.errors import ApiError, BadRequest, task_not_found
 from tesk.models import (
     ACTIVE_STATES,
-    CreateTaskResponse,
     ListTasksResponse,
     ServiceInfo,
     State,
@@ -112,14 +113,13 @@ async def list_tasks(
     return json_response(body)
 
 
-@router.post(
-    "/tasks",
-    response_model=CreateTaskResponse,
-    summary="CreateTask",
-    operation_id="CreateTask",
-)
-async def create_task(request: Request, task: Annotated[Task, Body()]) -> Response:
-    """Create a task; it starts QUEUED. Only `id` is returned (py-tes rejects extra keys)."""
+async def create_task(request: Request) -> Response:
+    """CreateTask: the task starts QUEUED; only `id` is returned (py-tes rejects extra keys).
+
+    A plain Starlette endpoint, described by `CREATE_TASK_OPENAPI`: the body is read as JSON whatever
+    its Content-Type (`curl -d` sends a form type), and validated once, by the model.
+    """
+    task = parse_task(await request.body())
     access = _access(request)
     caller = await access.caller(request)
     team = access.team_for_create(caller, task.tags or {})
@@ -149,22 +149,84 @@ async def create_task(request: Request, task: Annotated[Task, Body()]) -> Respon
     return json_response({"id": task.id})
 
 
-@router.get("/tasks/{id}", response_model=Task, summary="GetTask", operation_id="GetTask")
-async def get_task(
-    request: Request,
-    id: str,  # noqa: A002 (the spec's parameter name)
-    view: Annotated[str, Query(description="MINIMAL (default), BASIC or FULL")] = "MINIMAL",
-) -> Response:
-    """One task, shaped by the view."""
-    parsed_view = parse_view(view)
-    stored = await _visible_task(request, id)
+def parse_task(body: bytes) -> Task:
+    """The request body as a Task, or a 400 that names each field and the rule it broke."""
+    if not body.strip():
+        raise BadRequest("The request body is empty; send a JSON task with at least 'executors'.")
+    try:
+        return Task.model_validate_json(body)
+    except ValidationError as exc:
+        raise BadRequest(validation_message(exc.errors())) from None
+
+
+def validation_message(errors: Sequence[Any]) -> str:
+    """Name the field and the rule broken, in one line a person can act on."""
+    parts = []
+    for error in errors[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if error.get("type") == "json_invalid":
+            detail = error.get("ctx", {}).get("error", "parse error")
+            where, msg = "body", f"the request body is not valid JSON ({detail})"
+        elif where == "body" or error.get("type") == "model_type":
+            msg = "the request body must be a JSON object describing a task"
+        parts.append(f"{where}: {msg}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "Invalid request: " + "; ".join(parts) + more
+
+
+_TASK_REF = {"$ref": "#/components/schemas/Task"}
+
+CREATE_TASK_OPENAPI: dict[str, Any] = {
+    "summary": "CreateTask",
+    "operationId": "CreateTask",
+    "tags": ["TES"],
+    "description": "Create a new task. The user provides a Task document, which the server uses as a basis "
+    "and adds additional fields.",
+    "requestBody": {"required": True, "content": {"application/json": {"schema": _TASK_REF}}},
+    "responses": {
+        "200": {
+            "description": "The new task's id",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateTaskResponse"}}},
+        }
+    },
+}
+
+
+async def get_task(request: Request) -> Response:
+    """GetTask: one task, shaped by the view.
+
+    The hottest route (clients poll it every few seconds per task), so it is a plain Starlette
+    endpoint: FastAPI's per-request dependency solving would halve its throughput. It is described in
+    the OpenAPI document by `GET_TASK_OPENAPI`.
+    """
+    parsed_view = parse_view(request.query_params.get("view", "MINIMAL"))
+    stored = await _visible_task(request, request.path_params["id"])
     if parsed_view is View.MINIMAL:
         return json_response({"id": stored.id, "state": stored.state.value})
     return json_response(render_task(stored.task, parsed_view))
 
 
+GET_TASK_OPENAPI: dict[str, Any] = {
+    "summary": "GetTask",
+    "operationId": "GetTask",
+    "tags": ["TES"],
+    "description": "Get a single task, based on providing the exact task ID string.",
+    "parameters": [
+        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+        {
+            "name": "view",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "enum": [v.value for v in View], "default": "MINIMAL"},
+        },
+    ],
+    "responses": {"200": {"description": "The task", "content": {"application/json": {"schema": _TASK_REF}}}},
+}
+
+
 @router.post("/tasks/{id}:cancel", summary="CancelTask", operation_id="CancelTask")
-async def cancel_task(request: Request, id: str) -> Response:  # noqa: A002
+async def cancel_task(request: Request, id: str) -> Response:
     """Cancel a task: CANCELING, then CANCELED once the backend has stopped it.
 
     A task that already finished is left as it is and the answer is still `{}`.

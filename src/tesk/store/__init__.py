@@ -6,7 +6,6 @@ it. `TaskStore` is the protocol; `tesk.store.sql.SqlTaskStore` implements it for
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -141,7 +140,3 @@ def new_task_id() -> str:
         chars.append(_CROCKFORD[value & 31])
         value >>= 5
     return "task-" + "".join(reversed(chars))
-
-
-def tags_json(tags: dict[str, str] | None) -> str:
-    return json.dumps(tags or {}, sort_keys=True, separators=(",", ":"))
