@@ -9,7 +9,9 @@ tokens carry its groups in `eduperson_entitlement`.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import secrets
 import shutil
 import subprocess
 import time
@@ -122,6 +124,57 @@ class OidcProvider:
         response = httpx.post(f"{self.url}/token", data=data, auth=(user, f"{user}-secret"), timeout=10)
         response.raise_for_status()
         token: str = response.json()["access_token"]
+        return token
+
+    def login(
+        self,
+        user: str,
+        *,
+        client_id: str,
+        redirect_uri: str,
+        authorization_url: str,
+        token_url: str,
+        scope: str = "openid eduperson_entitlement",
+    ) -> str:
+        """An access token by the authorization code flow with PKCE, as Swagger UI gets one.
+
+        The provider logs in the user named by `login_hint` without a form (see provider.mjs).
+        """
+        verifier = secrets.token_urlsafe(48)
+        challenge = b64url(hashlib.sha256(verifier.encode()).digest())
+        state = secrets.token_urlsafe(8)
+        params = {
+            "client_id": client_id,
+            "response_type": "code",
+            "redirect_uri": redirect_uri,
+            "scope": scope,
+            "state": state,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "login_hint": user,
+        }
+        with httpx.Client(timeout=10) as browser:
+            response = browser.get(authorization_url, params=params)
+            for _ in range(10):
+                location = response.headers.get("location", "")
+                if location.startswith(redirect_uri):
+                    break
+                assert response.is_redirect, f"{response.status_code}: {response.text[:300]}"
+                response = browser.get(httpx.URL(str(response.url)).join(location))
+            returned = httpx.URL(location).params
+            assert returned["state"] == state
+            answer = browser.post(
+                token_url,
+                data={
+                    "grant_type": "authorization_code",
+                    "code": returned["code"],
+                    "redirect_uri": redirect_uri,
+                    "client_id": client_id,
+                    "code_verifier": verifier,
+                },
+            )
+        answer.raise_for_status()
+        token: str = answer.json()["access_token"]
         return token
 
     def claims(self, **overrides: Any) -> dict[str, Any]:

@@ -276,19 +276,42 @@ def test_owner_model(tmp_path: Path, oidc_provider: OidcProvider, user_tokens: d
 def test_swagger_authorize_button(
     tmp_path: Path, oidc_provider: OidcProvider, user_tokens: dict[str, str]
 ) -> None:
+    """What the API publishes for Swagger UI is enough to log in (code + PKCE) and call the API."""
     auth = AuthSettings(profile="auth", issuer=oidc_provider.url, swagger_client_id="tesk-swagger")
     for api in start_api(tmp_path, auth, user_tokens):
         with client(api.url) as http:
             schema = http.get("/openapi.json").json()
             page = http.get("/").text
-    oauth = schema["components"]["securitySchemes"]["oidc"]["flows"]["authorizationCode"]
-    assert oauth["authorizationUrl"] == f"{oidc_provider.url}/auth"
-    assert oauth["tokenUrl"] == f"{oidc_provider.url}/token"
-    assert "openid" in oauth["scopes"]
-    assert schema["paths"]["/ga4gh/tes/v1/tasks"]["get"]["security"] == [{"bearer": []}, {"oidc": []}]
-    assert "security" not in schema["paths"]["/ga4gh/tes/v1/service-info"]["get"]
-    assert '"clientId": "tesk-swagger"' in page
-    assert '"usePkceWithAuthorizationCodeGrant": true' in page
+            assert http.get("/swagger-ui/oauth2-redirect.html").status_code == 200
+        oauth = schema["components"]["securitySchemes"]["oidc"]["flows"]["authorizationCode"]
+        assert oauth["authorizationUrl"] == f"{oidc_provider.url}/auth"
+        assert oauth["tokenUrl"] == f"{oidc_provider.url}/token"
+        assert schema["paths"]["/ga4gh/tes/v1/tasks"]["get"]["security"] == [{"bearer": []}, {"oidc": []}]
+        assert "security" not in schema["paths"]["/ga4gh/tes/v1/service-info"]["get"]
+        assert '"clientId": "tesk-swagger"' in page
+        assert '"usePkceWithAuthorizationCodeGrant": true' in page
+        api.tokens["grace-by-swagger"] = oidc_provider.login(
+            "grace",
+            client_id="tesk-swagger",
+            redirect_uri=f"{api.url}/swagger-ui/oauth2-redirect.html",
+            authorization_url=oauth["authorizationUrl"],
+            token_url=oauth["tokenUrl"],
+            scope=" ".join(oauth["scopes"]),
+        )
+        assert api.recorded(api.create("grace-by-swagger")) == ("grace", "TEST")
+
+
+@pytest.mark.parametrize("require", [False, True])
+def test_metrics_open_unless_configured(
+    tmp_path: Path, oidc_provider: OidcProvider, user_tokens: dict[str, str], require: bool
+) -> None:
+    auth = AuthSettings(profile="auth", issuer=oidc_provider.url, metrics_require_auth=require)
+    for api in start_api(tmp_path, auth, user_tokens):
+        with client(api.url) as http:
+            anonymous = http.get("/metrics")
+            with_token = http.get("/metrics", headers={"Authorization": f"Bearer {user_tokens['erin']}"})
+    assert anonymous.status_code == (401 if require else 200)
+    assert with_token.status_code == 200
 
 
 def test_a_creator_who_left_the_team_loses_the_task(
@@ -305,16 +328,3 @@ def test_a_creator_who_left_the_team_loses_the_task(
         response = tes.get(f"/tasks/{old}")
     assert response.status_code == 403
     assert entitlement("EBI", "SDO") in response.json()["message"]
-
-
-@pytest.mark.parametrize("require", [False, True])
-def test_metrics_open_unless_configured(
-    tmp_path: Path, oidc_provider: OidcProvider, user_tokens: dict[str, str], require: bool
-) -> None:
-    auth = AuthSettings(profile="auth", issuer=oidc_provider.url, metrics_require_auth=require)
-    for api in start_api(tmp_path, auth, user_tokens):
-        with client(api.url) as http:
-            anonymous = http.get("/metrics")
-            with_token = http.get("/metrics", headers={"Authorization": f"Bearer {user_tokens['erin']}"})
-    assert anonymous.status_code == (401 if require else 200)
-    assert with_token.status_code == 200

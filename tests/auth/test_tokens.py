@@ -450,3 +450,20 @@ def test_auth_without_a_provider_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
         AuthSettings(profile="auth")
     with pytest.raises(ValidationError, match="exactly one of 'auth' or 'noauth'"):
         AuthSettings(profile="auth,noauth")  # type: ignore[arg-type]
+
+
+async def test_opaque_token_via_the_providers_userinfo(
+    oidc_provider: OidcProvider, counting: Counting
+) -> None:
+    """A user's token from the authorization code flow, checked (and its groups read) at userinfo."""
+    token = oidc_provider.login(
+        "grace",
+        client_id="tesk-swagger",
+        redirect_uri="http://127.0.0.1:8080/swagger-ui/oauth2-redirect.html",
+        authorization_url=f"{oidc_provider.url}/auth",
+        token_url=f"{oidc_provider.url}/token",
+    )
+    auth = Authenticator(settings(oidc_provider.url), client=counting.client)
+    principal = await auth.authenticate(bearer(token))
+    assert (principal.user_id, principal.groups) == ("grace", frozenset(USERS["grace"]))
+    assert counting.count("/me") == 1
