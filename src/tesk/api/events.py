@@ -18,13 +18,14 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Message, Receive, Scope, Send
 
 from tesk.api.routes import _access, _store, _visible_task
 from tesk.logs import task_context
@@ -149,6 +150,28 @@ def _hub(request: Request) -> EventHub:
     return hub
 
 
+class EventStream(EventSourceResponse):
+    """An SSE response that always completes its HTTP response, even when the server shuts down.
+
+    sse-starlette stops streams on shutdown by cancelling them, which leaves the response unfinished
+    and makes uvicorn log an error per open stream; closing the body ourselves keeps the log clean.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        finished = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal finished
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                finished = True
+            await send(message)
+
+        await super().__call__(scope, receive, tracking)
+        if not finished:
+            with suppress(OSError, RuntimeError):  # the client may be gone already
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 def _sse(event: TaskEvent) -> ServerSentEvent:
     return ServerSentEvent(data=json.dumps(event.payload()), event="state", retry=RETRY_MILLISECONDS)
 
@@ -165,10 +188,10 @@ router = APIRouter()
     "/tasks/{id}/events",
     summary="StreamTaskEvents (tesk extension)",
     operation_id="StreamTaskEvents",
-    response_class=EventSourceResponse,
+    response_class=EventStream,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
 )
-async def task_events(request: Request, id: str) -> EventSourceResponse:  # noqa: A002 (spec name)
+async def task_events(request: Request, id: str) -> EventStream:  # noqa: A002 (spec name)
     """State changes of one task as Server-Sent Events: the current state, then each change.
 
     `event: state`, `data: {"id", "state", "time"}`. The stream ends after a final state. Same access
@@ -196,17 +219,17 @@ async def task_events(request: Request, id: str) -> EventSourceResponse:  # noqa
                     last = event.state
                     yield _sse(event)
 
-    return EventSourceResponse(stream(), ping=PING_SECONDS)
+    return EventStream(stream(), ping=PING_SECONDS)
 
 
 @router.get(
     "/events",
     summary="StreamEvents (tesk extension)",
     operation_id="StreamEvents",
-    response_class=EventSourceResponse,
+    response_class=EventStream,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
 )
-async def all_events(request: Request) -> EventSourceResponse:
+async def all_events(request: Request) -> EventStream:
     """State changes of every task the caller may see (the tasks ListTasks would show them)."""
     access = _access(request)
     caller = await access.caller(request)
@@ -228,7 +251,7 @@ async def all_events(request: Request) -> EventSourceResponse:
                         continue
                 yield _sse(event)
 
-    return EventSourceResponse(stream(), ping=PING_SECONDS)
+    return EventStream(stream(), ping=PING_SECONDS)
 
 
 @contextmanager

@@ -1,0 +1,152 @@
+"""The dashboard in headless chromium: list, filters, a task's executor output, live state changes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+
+from tesk.api.app import create_app
+from tesk.auth.principal import Forbidden, Principal, Unauthenticated
+from tesk.config import Settings
+from tesk.store import Visibility
+from tesk.store.sql import SqlTaskStore
+from tests.api.conftest import Api, RecordingBackend, create, task_body
+from tests.conftest import ServerThread, client, serving
+from tests.events.conftest import IMAGE, local_server, sse_events
+
+pytestmark = pytest.mark.browser
+
+
+def finish(tes: Any, task_id: str) -> str:
+    with tes.stream("GET", f"/tasks/{task_id}/events") as response:
+        return [data["state"] for _, data in sse_events(response)][-1]
+
+
+def row_ids(page: Any) -> list[str]:
+    return page.eval_on_selector_all("#tasks tbody tr", "rows => rows.map(r => r.dataset.id)")
+
+
+def state_of(page: Any, task_id: str) -> str:
+    return page.get_attribute(f'#tasks tr[data-id="{task_id}"] .state', "data-state")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerThread]:
+    """Requested before `page`, so the browser (and its event stream) closes before the server stops."""
+    with local_server(tmp_path) as running:
+        yield running
+
+
+@pytest.mark.containers
+def test_list_filter_detail_and_live_change(server: ServerThread, page: Any, tmp_path: Path) -> None:
+    with client(server.url + "/ga4gh/tes/v1") as tes:
+        hello = create(tes, name="hello", tags={"project": "a"},
+                       executors=[{"image": IMAGE, "command": ["sh", "-c", "echo hello from the dashboard test"]}])
+        other = create(tes, name="other", tags={"project": "b"}, executors=[{"image": IMAGE, "command": ["true"]}])
+        assert finish(tes, hello) == "COMPLETE" and finish(tes, other) == "COMPLETE"
+
+        page.goto(server.url + "/dashboard/")
+        page.wait_for_selector(f'#tasks tr[data-id="{other}"]')
+        assert row_ids(page) == [other, hello]
+        page.wait_for_selector("#live.on")
+        assert page.inner_text('#counts .count[data-state="COMPLETE"] .n') == "2"
+        page.screenshot(path=str(tmp_path / "list.png"))
+
+        page.fill("#f-tag", "project=a")
+        page.click("#filters button[type=submit]")
+        page.wait_for_function("document.querySelectorAll('#tasks tbody tr').length === 1")
+        assert row_ids(page) == [hello]
+        assert "tag=project%3Da" in page.url
+
+        page.click(f'#tasks tr[data-id="{hello}"]')
+        page.wait_for_selector('#detail .executor[data-executor="0"] pre.stdout')
+        assert page.inner_text('#detail .executor[data-executor="0"] pre.stdout').strip() == "hello from the dashboard test"
+        assert "exit 0" in page.inner_text('#detail .executor[data-executor="0"] h4')
+        assert "executor 0 finished, exit code 0" in page.inner_text("#detail .timeline")
+        page.screenshot(path=str(tmp_path / "detail.png"))
+
+        page.click("#f-reset")
+        page.wait_for_function("document.querySelectorAll('#tasks tbody tr').length === 2")
+        page.evaluate("window.notReloaded = true")
+        slow = create(tes, name="slow", executors=[{"image": IMAGE, "command": ["sleep", "2"]}])
+        page.wait_for_selector(f'#tasks tr[data-id="{slow}"]')  # a new task appears by itself
+        page.wait_for_function(
+            f"""document.querySelector('#tasks tr[data-id="{slow}"] .state')?.dataset.state === 'RUNNING'""",
+            timeout=20000,
+        )
+        page.wait_for_function(
+            f"""document.querySelector('#tasks tr[data-id="{slow}"] .state')?.dataset.state === 'COMPLETE'""",
+            timeout=20000,
+        )
+        assert page.evaluate("window.notReloaded") is True, "the page reloaded instead of updating itself"
+        page.wait_for_function("document.querySelector('#counts .count[data-state=\"COMPLETE\"] .n').textContent === '3'")
+
+
+class HeaderAccess:
+    """A stand-in for tesk.auth at the Access seam: the bearer token *is* the user id; owners only."""
+
+    async def caller(self, request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        if not header.startswith("Bearer "):
+            raise Unauthenticated("A bearer token is required.")
+        return Principal(user_id=header.removeprefix("Bearer "))
+
+    def team_for_create(self, caller: Principal, tags: Any) -> str | None:
+        return None
+
+    def visibility(self, caller: Principal) -> Visibility:
+        return Visibility(owner=caller.user_id)
+
+    def check_access(self, caller: Principal, task_id: str, owner: str, team: str | None) -> None:
+        if owner != caller.user_id:
+            raise Forbidden(f"task {task_id} belongs to someone else")
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[Api]:
+    settings = Settings(data_dir=tmp_path)
+    store = SqlTaskStore(settings.effective_database_url)
+    backend = RecordingBackend(store)
+    with serving(create_app(settings, store=store, backend=backend, access=HeaderAccess())) as server:
+        api = Api(server.url, backend, store)
+        yield api
+        api.http.close()
+        api.tes.close()
+
+
+def test_with_auth_the_page_asks_for_a_token_and_shows_only_the_callers_tasks(guarded: Api, page: Any) -> None:
+    mine = guarded.tes.post("/tasks", json=task_body(name="mine"), headers={"Authorization": "Bearer alice"}).json()["id"]
+    theirs = guarded.tes.post("/tasks", json=task_body(name="theirs"), headers={"Authorization": "Bearer bob"}).json()["id"]
+
+    page.goto(guarded.url + "/dashboard/")
+    page.wait_for_selector("#banner:not([hidden])")
+    assert "A bearer token is required." in page.inner_text("#banner")
+    assert page.is_visible("#token-input")
+
+    page.fill("#token-input", "alice")
+    page.click("#token-save")
+    page.wait_for_selector(f'#tasks tr[data-id="{mine}"]')
+    assert row_ids(page) == [mine]
+    assert page.inner_text('#counts .count[data-state=""] .n') == "1"
+    page.wait_for_selector("#live.on")
+    guarded.tes.post(f"/tasks/{theirs}:cancel", headers={"Authorization": "Bearer bob"})
+    guarded.tes.post(f"/tasks/{mine}:cancel", headers={"Authorization": "Bearer alice"})
+    page.wait_for_function(f"""document.querySelector('#tasks tr[data-id="{mine}"] .state')?.dataset.state === 'CANCELED'""")
+    assert row_ids(page) == [mine], "another user's task must not appear"
+
+    # The token Swagger UI's Authorize button keeps (persistAuthorization) is used when none was pasted.
+    page.click("#token-button")
+    page.click("#token-clear")
+    swagger = {"oidc": {"name": "oidc", "schema": {"type": "oauth2"}, "token": {"access_token": "bob"}}}
+    page.evaluate(f"localStorage.setItem('authorized', {json.dumps(json.dumps(swagger))})")
+    page.reload()
+    page.wait_for_selector(f'#tasks tr[data-id="{theirs}"]')
+    assert row_ids(page) == [theirs]
