@@ -46,7 +46,9 @@ def _profile(value: str) -> str:
 class AuthSettings(BaseSettings):
     """Who may call the API: bearer-token validation (OIDC) and the authorisation model."""
 
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     profile: Literal["noauth", "auth"] = Field(
         "noauth",
