@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,19 +237,18 @@ def s3_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Peer]:
     binary = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
     logfile = tmp_path_factory.mktemp("moto") / "moto.log"
     with open(logfile, "wb") as out:
-        proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out)
+        env = os.environ | {"INITIAL_NO_AUTH_ACTION_COUNT": "3"}
+        proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out, env=env)
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-                break
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"moto_server did not start: {logfile.read_text()[-2000:]}") from None
                 time.sleep(0.1)
-        request = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"3", method="POST")
-        urllib.request.urlopen(request, timeout=5).close()
         iam = boto3.client(
             "iam", endpoint_url=endpoint, aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1"
         )

@@ -69,7 +69,7 @@ class ObjectStoreScheme:
                 try:
                     await obstore.head_async(store, key)
                     return FileType.FILE
-                except StoreNotFound:
+                except (StoreNotFound, FileNotFoundError):
                     pass
             async for batch in obstore.list(store, _folder(key), chunk_size=1):
                 if batch:
@@ -137,7 +137,7 @@ class _translated:
         if exc is None or isinstance(exc, FilerError):
             return False
         where = redact(self.url)
-        if isinstance(exc, StoreNotFound):
+        if isinstance(exc, (StoreNotFound, FileNotFoundError)):  # obstore raises the builtin now
             raise NotFoundError(f"{where}: not found; check the bucket and object name") from None
         if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
             raise FilerError(
