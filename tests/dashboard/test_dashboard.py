@@ -8,16 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.requests import Request
-
-from tesk.api.app import create_app
-from tesk.auth.principal import Forbidden, Principal, Unauthenticated
-from tesk.config import Settings
-from tesk.store import Visibility
-from tesk.store.sql import SqlTaskStore
-from tests.api.conftest import Api, RecordingBackend, create, task_body
-from tests.conftest import ServerThread, client, serving
-from tests.events.conftest import IMAGE, local_server, sse_events
+from tests.api.conftest import Api, create, task_body
+from tests.conftest import ServerThread, client
+from tests.events.conftest import IMAGE, guarded_api, local_server, sse_events
 
 pytestmark = pytest.mark.browser
 
@@ -87,39 +80,9 @@ def test_list_filter_detail_and_live_change(server: ServerThread, page: Any, tmp
         page.wait_for_function("document.querySelector('#counts .count[data-state=\"COMPLETE\"] .n').textContent === '3'")
 
 
-class HeaderAccess:
-    """A stand-in for tesk.auth at the Access seam: the bearer token *is* the user id; owners only."""
-
-    async def caller(self, request: Request) -> Principal:
-        header = request.headers.get("authorization", "")
-        if not header.startswith("Bearer "):
-            raise Unauthenticated("A bearer token is required.")
-        return Principal(user_id=header.removeprefix("Bearer "))
-
-    def team_for_create(self, caller: Principal, tags: Any) -> str | None:
-        return None
-
-    def visibility(self, caller: Principal) -> Visibility:
-        return Visibility(owner=caller.user_id)
-
-    def check_access(self, caller: Principal, task_id: str, owner: str, team: str | None) -> None:
-        if owner != caller.user_id:
-            raise Forbidden(f"task {task_id} belongs to someone else")
-
-    async def aclose(self) -> None:
-        return None
-
-
 @pytest.fixture
 def guarded(tmp_path: Path) -> Iterator[Api]:
-    settings = Settings(data_dir=tmp_path)
-    store = SqlTaskStore(settings.effective_database_url)
-    backend = RecordingBackend(store)
-    with serving(create_app(settings, store=store, backend=backend, access=HeaderAccess())) as server:
-        api = Api(server.url, backend, store)
-        yield api
-        api.http.close()
-        api.tes.close()
+    yield from guarded_api(tmp_path)
 
 
 def test_with_auth_the_page_asks_for_a_token_and_shows_only_the_callers_tasks(guarded: Api, page: Any) -> None:

@@ -18,11 +18,16 @@ from typing import Any
 import httpx
 import pytest
 
+from starlette.requests import Request
+
 from tesk.api.app import create_app
+from tesk.auth.principal import Forbidden, Principal, Unauthenticated
 from tesk.backends.local import LocalBackend
 from tesk.backends.local.settings import LocalSettings
 from tesk.config import Settings
+from tesk.store import Visibility
 from tesk.store.sql import SqlTaskStore
+from tests.api.conftest import Api, RecordingBackend
 from tests.conftest import ServerThread, serving
 
 IMAGE = "alpine"
@@ -101,3 +106,37 @@ class CallbackReceiver:
         self.server.shutdown()
         self.server.server_close()
 
+
+class HeaderAccess:
+    """A stand-in for tesk.auth at the Access seam: the bearer token *is* the user id; owners only."""
+
+    async def caller(self, request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        if not header.startswith("Bearer "):
+            raise Unauthenticated("A bearer token is required.")
+        return Principal(user_id=header.removeprefix("Bearer "))
+
+    def team_for_create(self, caller: Principal, tags: Any) -> str | None:
+        return None
+
+    def visibility(self, caller: Principal) -> Visibility:
+        return Visibility(owner=caller.user_id)
+
+    def check_access(self, caller: Principal, task_id: str, owner: str, team: str | None) -> None:
+        if owner != caller.user_id:
+            raise Forbidden(f"task {task_id} belongs to someone else")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def guarded_api(tmp_path: Path) -> Iterator[Api]:
+    """The API (recording backend) behind `HeaderAccess`: every request needs `Bearer <user>`."""
+    settings = Settings(data_dir=tmp_path)
+    store = SqlTaskStore(settings.effective_database_url)
+    backend = RecordingBackend(store)
+    with serving(create_app(settings, store=store, backend=backend, access=HeaderAccess())) as server:
+        api = Api(server.url, backend, store)
+        yield api
+        api.http.close()
+        api.tes.close()

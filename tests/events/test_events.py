@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import Api, create, make_api
+from tests.api.conftest import Api, create, make_api, task_body
 from tests.conftest import client
-from tests.events.conftest import IMAGE, local_server, sse_events
+from tests.events.conftest import IMAGE, guarded_api, local_server, sse_events
 
 FINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "PREEMPTED"}
 
@@ -81,3 +81,23 @@ def test_unknown_task_stream_is_a_json_404(api: Api) -> None:
     r = api.tes.get("/tasks/task-nosuchtask/events")
     assert r.status_code == 404
     assert "task-nosuchtask" in r.json()["message"]
+
+
+@pytest.fixture
+def guarded(tmp_path: Path):  # type: ignore[no-untyped-def]
+    yield from guarded_api(tmp_path)
+
+
+def test_streams_honour_access_like_get_and_list(guarded: Api) -> None:
+    alice, bob = {"Authorization": "Bearer alice"}, {"Authorization": "Bearer bob"}
+    assert guarded.tes.get("/events").status_code == 401
+    mine = guarded.tes.post("/tasks", json=task_body(), headers=alice).json()["id"]
+    theirs = guarded.tes.post("/tasks", json=task_body(), headers=bob).json()["id"]
+    r = guarded.tes.get(f"/tasks/{theirs}/events", headers=alice)
+    assert r.status_code == 403 and theirs in r.json()["message"]
+    with guarded.tes.stream("GET", "/events", headers=alice) as response:
+        events = sse_events(response)
+        guarded.tes.post(f"/tasks/{theirs}:cancel", headers=bob)
+        guarded.tes.post(f"/tasks/{mine}:cancel", headers=alice)
+        seen = [next(events)[1] for _ in range(2)]
+    assert [(d["id"], d["state"]) for d in seen] == [(mine, "CANCELING"), (mine, "CANCELED")]
