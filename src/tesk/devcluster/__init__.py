@@ -50,7 +50,21 @@ How pods run
   (`key="value"` lines, sorted, Go-quoted).
 """
 
-from tesk.devcluster.cluster import DevCluster, DevClusterConfig
-from tesk.devcluster.faults import Fault, RequestRecord
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["DevCluster", "DevClusterConfig", "Fault", "RequestRecord"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import lazily, so `tesk --help` does not load the server stack for the `devcluster` command."""
+    if name in ("DevCluster", "DevClusterConfig"):
+        from tesk.devcluster import cluster
+
+        return getattr(cluster, name)
+    if name in ("Fault", "RequestRecord"):
+        from tesk.devcluster import faults
+
+        return getattr(faults, name)
+    raise AttributeError(f"module 'tesk.devcluster' has no attribute {name!r}")

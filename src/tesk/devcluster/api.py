@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tesk.devcluster import discovery, errors
+from tesk.devcluster import discovery, errors, protobuf
 from tesk.devcluster.faults import Fault, Faults, RequestRecord
 from tesk.devcluster.patch import PatchError, apply_patch
 from tesk.devcluster.resources import BY_PATH, ResourceType
@@ -277,6 +277,11 @@ class ApiServer:
         raw = await request.body()
         if not raw:
             return None
+        if request.headers.get("content-type", "").startswith(protobuf.CONTENT_TYPE):
+            try:
+                return protobuf.decode(raw)
+            except (protobuf.ProtobufError, UnicodeDecodeError, KeyError) as exc:
+                raise errors.ApiError(415, "UnsupportedMediaType", str(exc)) from exc
         try:
             return json.loads(raw)
         except ValueError as exc:

@@ -82,6 +82,7 @@ class DevCluster:
         self.https_port = 0
         self.kubelet: Kubelet | None = None
         self.podman: PodmanRuntime | None = None
+        self.kubeconfig_path: Path | None = None  # the last kubeconfig written
 
     # -- addresses and credentials ----------------------------------------------------------------
 
@@ -128,6 +129,7 @@ class DevCluster:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(yaml.safe_dump(self.kubeconfig(user, namespace, https), sort_keys=False))
         target.chmod(0o600)
+        self.kubeconfig_path = target
         return target
 
     # -- lifecycle ------------------------------------------------------------------------------

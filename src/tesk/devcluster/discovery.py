@@ -92,7 +92,7 @@ def _pod_cells(pod: dict[str, Any], moment: datetime) -> list[Any]:
         terminated = (state.get("state") or {}).get("terminated")
         if waiting and waiting.get("reason"):
             reason = waiting["reason"]
-        elif terminated and terminated.get("reason") and reason not in ("Succeeded",):
+        elif terminated and terminated.get("reason"):
             reason = terminated["reason"]
     for state in status.get("initContainerStatuses") or []:
         waiting = (state.get("state") or {}).get("waiting")

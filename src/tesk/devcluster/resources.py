@@ -242,6 +242,8 @@ def validate_update(rtype: ResourceType, old: dict[str, Any], new: dict[str, Any
                            "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds` or `spec.tolerations`"))
     elif rtype.plural == "persistentvolumeclaims":
         old_spec, new_spec = dict(old.get("spec") or {}), dict(new.get("spec") or {})
+        if not old_spec.get("volumeName"):
+            new_spec.pop("volumeName", None)  # binding sets it once
         if {k: v for k, v in old_spec.items() if k != "resources"} != {
             k: v for k, v in new_spec.items() if k != "resources"
         }:

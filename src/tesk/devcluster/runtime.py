@@ -97,6 +97,20 @@ async def _exec(*argv: str) -> tuple[int, str, str]:
     return process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
 
 
+def _oom_kills() -> int:
+    """The kernel's count of OOM kills so far (/proc/vmstat `oom_kill`), or -1 if unavailable.
+
+    podman with runc on cgroup v1 does not report `OOMKilled` here (the container's cgroup is gone
+    when conmon looks), so a limited container that dies by SIGKILL while this count rises is
+    reported as OOMKilled, as the kubelet would from the cgroup's own counter.
+    """
+    try:
+        with open("/proc/vmstat") as vmstat:
+            return next((int(line.split()[1]) for line in vmstat if line.startswith("oom_kill ")), -1)
+    except OSError:
+        return -1
+
+
 async def _pump(stream: asyncio.StreamReader, name: str, output: OutputSink) -> None:
     while chunk := await stream.read(65536):
         output(name, chunk)
@@ -109,6 +123,7 @@ class PodmanRuntime:
         self.network = network
         self.cluster_label = cluster_label
         self._known_images: set[str] = set()
+        self.used = False  # whether any container was created (shutdown skips the clean-up otherwise)
 
     async def image_present(self, image: str) -> bool:
         """`podman image exists`: no pull is attempted (these machines cannot reach a registry)."""
@@ -144,10 +159,12 @@ class PodmanRuntime:
     async def run(self, spec: ContainerRun, output: OutputSink,
                   started: Callable[[Handle, str], Awaitable[None]]) -> ContainerResult:
         """create -> start --attach -> inspect -> rm."""
+        self.used = True
         code, out, err = await _exec(*self._create_argv(spec))
         if code != 0:
             return ContainerResult(128, "CreateContainerError", err.strip().removeprefix("Error: "), started=False)
         container_id = out.strip()
+        kills_before = _oom_kills()
         try:
             for attempt in range(2):
                 process = await asyncio.create_subprocess_exec(
@@ -174,7 +191,9 @@ class PodmanRuntime:
                     return ContainerResult(128, "StartError", message, container_id=f"podman://{container_id}",
                                            started=False)
                 exit_code = int(state.get("ExitCode", process.returncode or 0))
-                reason = "OOMKilled" if state.get("OOMKilled") else ("Completed" if exit_code == 0 else "Error")
+                oom = bool(state.get("OOMKilled")) or (
+                    exit_code == 137 and spec.memory_bytes is not None and _oom_kills() > kills_before >= 0)
+                reason = "OOMKilled" if oom else ("Completed" if exit_code == 0 else "Error")
                 return ContainerResult(exit_code, reason, container_id=f"podman://{container_id}")
             raise AssertionError("unreachable: the second start attempt always returns")
         finally:
@@ -201,6 +220,8 @@ class PodmanRuntime:
 
     async def remove_all(self) -> None:
         """Remove every container this cluster started (shutdown clean-up)."""
+        if not self.used:
+            return
         code, out, _ = await _exec("podman", "ps", "--all", "--quiet", "--filter", f"label={self.cluster_label}=1")
         ids = out.split()
         if code == 0 and ids:

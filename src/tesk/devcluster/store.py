@@ -212,7 +212,8 @@ class Store:
             metadata.pop(server_field, None)
         metadata["uid"] = str(uuid.uuid4())
         metadata["creationTimestamp"] = timestamp()
-        metadata["generation"] = 1
+        if rtype.plural in ("jobs", "pods"):
+            metadata["generation"] = 1
         obj["apiVersion"] = rtype.api_version
         obj["kind"] = rtype.kind
         defaulter = DEFAULTERS.get(rtype.plural)
@@ -279,8 +280,8 @@ class Store:
                 DEFAULTERS["secrets"](new)
             validate(rtype, new)
             validate_update(rtype, current, new)
-            if new.get("spec") != current.get("spec"):
-                new["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
+            if new.get("spec") != current.get("spec") and "generation" in current["metadata"]:
+                new["metadata"]["generation"] = current["metadata"]["generation"] + 1
             if current["metadata"].get("deletionTimestamp"):
                 added = set(new["metadata"].get("finalizers") or []) - set(current["metadata"].get("finalizers") or [])
                 if added:

@@ -1,0 +1,289 @@
+"""Jobs and pods really running through the stand-in's Job controller and podman kubelet."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Any
+
+import kubernetes
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from tesk.devcluster import DevCluster
+from tesk.devcluster.testing import wait_for
+
+from .conftest import Clients
+
+pytestmark = [
+    pytest.mark.devcluster,
+    pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman (.ci/setup.d/10-podman.sh)"),
+]
+
+NS = "default"
+
+
+def job(name: str, script: str, **spec: Any) -> dict[str, Any]:
+    template_spec = {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", script]}]}
+    template_spec.update(spec.pop("pod", {}))
+    return {"metadata": {"name": name}, "spec": {"template": {"spec": template_spec}, **spec}}
+
+
+def finished(k8s: Clients, name: str, timeout: float = 40) -> dict[str, Any]:
+    """Wait for the terminal condition (Complete or Failed); return the conditions by type."""
+    def probe() -> dict[str, Any] | None:
+        status = k8s.batch.read_namespaced_job(name, NS).status
+        conditions = {c.type: c for c in status.conditions or [] if c.status == "True"}
+        return conditions if {"Complete", "Failed"} & set(conditions) else None
+
+    return wait_for(probe, timeout=timeout, what=f"Job {name} to finish")
+
+
+def pods_of(k8s: Clients, name: str) -> list[Any]:
+    return k8s.core.list_namespaced_pod(NS, label_selector=f"batch.kubernetes.io/job-name={name}").items
+
+
+def test_job_succeeds_and_logs_honour_tail_lines_and_limit_bytes(k8s: Clients) -> None:
+    k8s.batch.create_namespaced_job(NS, job("ok", "for i in 1 2 3 4 5; do echo line-$i; done; echo oops >&2"))
+    conditions = finished(k8s, "ok")
+    assert set(conditions) == {"SuccessCriteriaMet", "Complete"}
+    status = k8s.batch.read_namespaced_job("ok", NS).status
+    assert status.succeeded == 1 and status.active == 0 and status.completion_time >= status.start_time
+    [pod] = pods_of(k8s, "ok")
+    assert pod.status.phase == "Succeeded"
+    assert pod.status.container_statuses[0].state.terminated.reason == "Completed"
+    log = k8s.core.read_namespaced_pod_log(pod.metadata.name, NS)
+    assert log == "line-1\nline-2\nline-3\nline-4\nline-5\noops\n"
+    assert k8s.core.read_namespaced_pod_log(pod.metadata.name, NS, tail_lines=2) == "line-5\noops\n"
+    assert k8s.core.read_namespaced_pod_log(pod.metadata.name, NS, limit_bytes=9) == "line-1\nli"
+    assert k8s.core.read_namespaced_pod_log(pod.metadata.name, NS, tail_lines=2, limit_bytes=3) == "lin"
+    with pytest.raises(ApiException) as wrong:
+        k8s.core.read_namespaced_pod_log(pod.metadata.name, NS, container="other")
+    assert wrong.value.status == 400
+
+
+def test_job_fails_after_backoff_limit_with_the_1_31_condition_sequence(k8s: Clients) -> None:
+    k8s.batch.create_namespaced_job(NS, job("bad", "echo failing; exit 3", backoffLimit=1))
+    conditions = finished(k8s, "bad")
+    assert conditions["Failed"].reason == "BackoffLimitExceeded"
+    status = k8s.batch.read_namespaced_job("bad", NS).status
+    assert [c.type for c in status.conditions] == ["FailureTarget", "Failed"]
+    assert status.failed == 2 and not status.succeeded and status.completion_time is None
+    pods = pods_of(k8s, "bad")
+    assert len(pods) == 2 and all(p.status.phase == "Failed" for p in pods)
+    assert {p.status.container_statuses[0].state.terminated.exit_code for p in pods} == {3}
+    assert all(p.metadata.finalizers is None for p in pods)
+
+
+def test_job_exceeding_its_deadline_fails_and_its_pod_is_stopped(k8s: Clients) -> None:
+    started = time.monotonic()
+    k8s.batch.create_namespaced_job(NS, job("slow", "sleep 60", activeDeadlineSeconds=2))
+    conditions = finished(k8s, "slow")
+    assert conditions["Failed"].reason == "DeadlineExceeded"
+    assert time.monotonic() - started < 20
+    status = k8s.batch.read_namespaced_job("slow", NS).status
+    assert [c.type for c in status.conditions] == ["FailureTarget", "Failed"]
+    assert status.failed == 1 and status.active == 0 and status.terminating == 0
+    # As on a cluster, the Job controller deleted the running pod, and Failed came only once it stopped.
+    wait_for(lambda: not pods_of(k8s, "slow"), timeout=10, what="the pod to be deleted")
+
+
+def test_suspended_job_runs_nothing_until_resumed(k8s: Clients) -> None:
+    k8s.batch.create_namespaced_job(NS, job("later", "echo resumed", suspend=True))
+    time.sleep(1)
+    assert pods_of(k8s, "later") == []
+    status = k8s.batch.read_namespaced_job("later", NS).status
+    assert status.start_time is None
+    assert [(c.type, c.status, c.reason) for c in status.conditions] == [("Suspended", "True", "JobSuspended")]
+    k8s.batch.patch_namespaced_job("later", NS, {"spec": {"suspend": False}})
+    assert "Complete" in finished(k8s, "later")
+    suspended = next(c for c in k8s.batch.read_namespaced_job("later", NS).status.conditions if c.type == "Suspended")
+    assert (suspended.status, suspended.reason) == ("False", "JobResumed")
+
+
+def test_suspending_a_running_job_deletes_its_active_pod(k8s: Clients) -> None:
+    k8s.batch.create_namespaced_job(NS, job("pause", "sleep 60"))
+    wait_for(lambda: any(p.status.phase == "Running" for p in pods_of(k8s, "pause")), what="a running pod")
+    k8s.batch.patch_namespaced_job("pause", NS, {"spec": {"suspend": True}})
+    wait_for(lambda: not pods_of(k8s, "pause"), timeout=20, what="the pod to be deleted")
+    assert k8s.batch.read_namespaced_job("pause", NS).status.active == 0
+
+
+def test_pod_failure_policy_fail_job_and_ignore_disruption(k8s: Clients, devcluster: DevCluster) -> None:
+    policy = {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                        {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In",
+                                                              "values": [3]}}]}
+    k8s.batch.create_namespaced_job(NS, job("policy", "exit 3", backoffLimit=5, podFailurePolicy=policy))
+    conditions = finished(k8s, "policy")
+    assert conditions["Failed"].reason == "PodFailurePolicy" and "exit code 3" in conditions["Failed"].message
+    assert len(pods_of(k8s, "policy")) == 1
+
+    k8s.batch.create_namespaced_job(NS, job("evicted", "sleep 3; echo done", backoffLimit=0, podFailurePolicy=policy))
+    first = wait_for(lambda: [p for p in pods_of(k8s, "evicted") if p.status.phase == "Running"],
+                     what="the first pod to run")[0]
+    devcluster.evict(NS, first.metadata.name, grace_period=0)
+    assert "Complete" in finished(k8s, "evicted")
+    status = k8s.batch.read_namespaced_job("evicted", NS).status
+    assert status.succeeded == 1 and not status.failed
+
+
+def test_init_container_runs_first_and_shares_an_empty_dir(k8s: Clients) -> None:
+    pod = {"volumes": [{"name": "work", "emptyDir": {}}],
+           "initContainers": [{"name": "prepare", "image": "busybox", "command": ["sh", "-c", "echo ready > /w/flag"],
+                               "volumeMounts": [{"name": "work", "mountPath": "/w"}]}],
+           "containers": [{"name": "main", "image": "alpine", "command": ["cat", "/w/flag"],
+                           "volumeMounts": [{"name": "work", "mountPath": "/w"}]}]}
+    k8s.batch.create_namespaced_job(NS, job("init", "", pod=pod))
+    assert "Complete" in finished(k8s, "init")
+    [created] = pods_of(k8s, "init")
+    assert created.status.init_container_statuses[0].state.terminated.reason == "Completed"
+    assert k8s.core.read_namespaced_pod_log(created.metadata.name, NS, container="main") == "ready\n"
+
+
+def test_pvc_shared_by_two_sequential_jobs_with_sub_paths(k8s: Clients, devcluster: DevCluster) -> None:
+    k8s.core.create_namespaced_persistent_volume_claim(NS, {"metadata": {"name": "data"}, "spec": {
+        "accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}})
+    wait_for(lambda: k8s.core.read_namespaced_persistent_volume_claim("data", NS).status.phase == "Bound",
+             what="the claim to bind")
+    volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
+    writer = {"volumes": volumes, "containers": [{
+        "name": "main", "image": "busybox", "command": ["sh", "-c", "echo payload > /inputs/in.txt"],
+        "volumeMounts": [{"name": "data", "mountPath": "/inputs", "subPath": "root/inputs"}]}]}
+    reader = {"volumes": volumes, "containers": [{
+        "name": "main", "image": "busybox", "workingDir": "/outputs",
+        "command": ["sh", "-c", "cat /in/in.txt > copy.txt && cat copy.txt"],
+        "volumeMounts": [{"name": "data", "mountPath": "/in", "subPath": "root/inputs", "readOnly": True},
+                         {"name": "data", "mountPath": "/outputs", "subPath": "root/outputs"}]}]}
+    k8s.batch.create_namespaced_job(NS, job("write", "", pod=writer))
+    assert "Complete" in finished(k8s, "write")
+    k8s.batch.create_namespaced_job(NS, job("read", "", pod=reader))
+    assert "Complete" in finished(k8s, "read")
+    folder = devcluster.pvc_path(NS, "data")
+    assert (folder / "root" / "outputs" / "copy.txt").read_text() == "payload\n"
+    k8s.core.delete_namespaced_persistent_volume_claim("data", NS)
+    wait_for(lambda: not folder.exists(), timeout=10, what="the claim's folder to be released")
+
+
+def test_missing_image_waits_in_image_pull_back_off(k8s: Clients) -> None:
+    pod = {"metadata": {"name": "noimage"}, "spec": {"restartPolicy": "Never", "containers": [
+        {"name": "main", "image": "example.org/does/not:exist"}]}}
+    k8s.core.create_namespaced_pod(NS, pod)
+
+    def reason() -> str | None:
+        statuses = k8s.core.read_namespaced_pod("noimage", NS).status.container_statuses or []
+        waiting = statuses[0].state.waiting if statuses else None
+        return waiting.reason if waiting and waiting.reason == "ImagePullBackOff" else None
+
+    wait_for(reason, timeout=15, what="ImagePullBackOff")
+    events = k8s.core.list_namespaced_event(NS, field_selector="involvedObject.name=noimage").items
+    assert "Failed" in {e.reason for e in events}
+    assert k8s.core.read_namespaced_pod("noimage", NS).status.phase == "Pending"
+
+
+def test_pod_requesting_more_than_the_node_has_is_unschedulable(k8s: Clients) -> None:
+    pod = {"metadata": {"name": "huge"}, "spec": {"containers": [{"name": "main", "image": "busybox",
+                                                                  "resources": {"requests": {"memory": "100Ti"}}}]}}
+    k8s.core.create_namespaced_pod(NS, pod)
+
+    def scheduled() -> Any:
+        return next((c for c in k8s.core.read_namespaced_pod("huge", NS).status.conditions or []
+                     if c.type == "PodScheduled"), None)
+
+    condition = wait_for(scheduled, timeout=5, what="the PodScheduled condition")
+    assert (condition.status, condition.reason) == ("False", "Unschedulable")
+    assert "Insufficient memory" in condition.message
+    assert k8s.core.read_namespaced_pod("huge", NS).spec.node_name is None
+
+
+def test_downward_api_labels_follow_label_changes_inside_the_container(k8s: Clients) -> None:
+    pod = {"metadata": {"name": "watcher", "labels": {"task": "t1"}}, "spec": {
+        "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+        "volumes": [{"name": "podinfo", "downwardAPI": {"items": [
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}],
+        "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c",
+                        "until grep -q 'cancel=\"requested\"' /podinfo/labels; do sleep 0.2; done; cat /podinfo/labels"],
+                        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                        "volumeMounts": [{"name": "podinfo", "mountPath": "/podinfo"}]}]}}
+    k8s.core.create_namespaced_pod(NS, pod)
+    wait_for(lambda: k8s.core.read_namespaced_pod("watcher", NS).status.phase == "Running", what="a running pod")
+    k8s.core.patch_namespaced_pod("watcher", NS, {"metadata": {"labels": {"cancel": "requested", "quote": "a_b"}}})
+    wait_for(lambda: k8s.core.read_namespaced_pod("watcher", NS).status.phase == "Succeeded", timeout=15,
+             what="the container to see the new label")
+    # The kubelet's format: sorted key="value" lines, Go-quoted, no newline after the last one.
+    assert k8s.core.read_namespaced_pod_log("watcher", NS) == 'cancel="requested"\nquote="a_b"\ntask="t1"'
+
+
+def test_memory_limit_gives_oom_killed(k8s: Clients) -> None:
+    pod = {"containers": [{"name": "main", "image": "busybox", "resources": {"limits": {"memory": "16Mi"}},
+                           "command": ["sh", "-c", "head -c 200m /dev/zero | tail > /dev/null"]}]}
+    k8s.batch.create_namespaced_job(NS, job("oom", "", backoffLimit=0, pod=pod))
+    finished(k8s, "oom")
+    terminated = pods_of(k8s, "oom")[0].status.container_statuses[0].state.terminated
+    assert (terminated.reason, terminated.exit_code) == ("OOMKilled", 137)
+
+
+def test_deleting_a_pod_stops_its_container(k8s: Clients) -> None:
+    pod = {"metadata": {"name": "stopme"}, "spec": {"containers": [{"name": "main", "image": "busybox",
+                                                                    "command": ["sleep", "300"]}]}}
+    k8s.core.create_namespaced_pod(NS, pod)
+    wait_for(lambda: k8s.core.read_namespaced_pod("stopme", NS).status.phase == "Running", what="a running pod")
+    started = time.monotonic()
+    k8s.core.delete_namespaced_pod("stopme", NS, grace_period_seconds=1)
+    terminating = k8s.core.read_namespaced_pod("stopme", NS)
+    assert terminating.metadata.deletion_timestamp is not None
+
+    def gone() -> bool:
+        try:
+            k8s.core.read_namespaced_pod("stopme", NS)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(gone, timeout=15, what="the pod to be gone")
+    assert time.monotonic() - started < 10
+
+
+def test_ttl_after_finished_deletes_the_job_and_its_pods(k8s: Clients) -> None:
+    k8s.batch.create_namespaced_job(NS, job("brief", "true", ttlSecondsAfterFinished=1))
+    finished(k8s, "brief")
+    wait_for(lambda: not k8s.batch.list_namespaced_job(NS).items and not pods_of(k8s, "brief"), timeout=10,
+             what="the TTL controller to delete the Job and its pod")
+
+
+def test_config_map_volume_and_env_value_from(k8s: Clients) -> None:
+    k8s.core.create_namespaced_config_map(NS, {"metadata": {"name": "settings"}, "data": {"greeting": "hello"}})
+    pod = {"volumes": [{"name": "cfg", "configMap": {"name": "settings"}}], "containers": [{
+        "name": "main", "image": "busybox",
+        "command": ["sh", "-c", "echo $(GREETING) $NS $(cat /cfg/greeting)"],
+        "env": [{"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "greeting"}}}],
+        "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}]}
+    k8s.batch.create_namespaced_job(NS, job("cfg", "", pod=pod))
+    assert "Complete" in finished(k8s, "cfg")
+    # $(GREETING) is expanded by Kubernetes itself, $(cat ...) is left for the shell.
+    assert k8s.core.read_namespaced_pod_log(pods_of(k8s, "cfg")[0].metadata.name, NS) == "hello default hello\n"
+
+
+def test_host_image_pod_reaches_the_api_with_in_cluster_config(tmp_path: Any) -> None:
+    from tesk.devcluster import DevCluster
+    from tesk.devcluster.testing import fast_config
+
+    script = ("from kubernetes import client, config; config.load_incluster_config(); "
+              "ns = open('/var/run/secrets/kubernetes.io/serviceaccount/namespace').read(); "
+              "print(ns, [p.metadata.name for p in client.CoreV1Api().list_namespaced_pod(ns).items])")
+    import sys
+
+    config = fast_config(state_dir=tmp_path / "state", host_images=("localhost/tesk",),
+                         host_entrypoint=[sys.executable])
+    with DevCluster(config) as cluster:
+        api = kubernetes.config.new_client_from_config(str(cluster.write_kubeconfig(tmp_path / "kubeconfig")))
+        core = kubernetes.client.CoreV1Api(api)
+        core.create_namespaced_pod(NS, {"metadata": {"name": "taskmaster"}, "spec": {
+            "restartPolicy": "Never", "containers": [{"name": "main", "image": "localhost/tesk:1.0",
+                                                      "args": ["-c", script]}]}})
+        wait_for(lambda: core.read_namespaced_pod("taskmaster", NS).status.phase in ("Succeeded", "Failed"),
+                 what="the host-process pod to finish")
+        log = core.read_namespaced_pod_log("taskmaster", NS)
+        assert log == "default ['taskmaster']\n", log
+        assert cluster.faults.count(verb="list", resource="pods", client="system:serviceaccount:default:default") == 1
