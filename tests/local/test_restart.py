@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import http.server
-import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,58 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.local.server import Server
 from tests.local.conftest import IMAGE, engine_available
 
 pytestmark = pytest.mark.containers
 
 TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "PREEMPTED"}
-
-
-class Server:
-    """`tesk serve` as a child process on a loopback port, with its own data folder."""
-
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/ga4gh/tes/v1"
-        self.env = os.environ | env | {"TESK_DATA_DIR": str(data_dir)}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = (self.data_dir / "server.log").open("ab")
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "tesk"), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env, stdout=log, stderr=log,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.data_dir / "server.log").read_text()
-            try:
-                if httpx.get(f"{self.url}/service-info", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("tesk serve did not answer within 30 s")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def task(self, task_id: str) -> dict:  # type: ignore[type-arg]
-        response = httpx.get(f"{self.url}/tasks/{task_id}", params={"view": "FULL"}, timeout=10)
-        response.raise_for_status()
-        return response.json()  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -138,7 +138,8 @@ class TaskRunner:
                 break
         if state is State.COMPLETE:
             self.phase = "uploading outputs"
-            await self._report(State.RUNNING, task_log)
+            if task.outputs:  # the last executor's log becomes visible now, not only at the end
+                await self._report(State.RUNNING, task_log)
             task_log.outputs = await self.runtime.stage_outputs(task, note)
         return state
 
