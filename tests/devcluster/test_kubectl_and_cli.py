@@ -1,0 +1,77 @@
+"""kubectl and the `tesk devcluster` command against the stand-in cluster."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import kubernetes
+import pytest
+
+from tesk.devcluster import DevCluster
+from tesk.devcluster.testing import wait_for
+
+pytestmark = pytest.mark.devcluster
+TESK = str(Path(sys.executable).with_name("tesk"))
+
+
+def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl (.ci/setup.d/30-kubectl.sh)")
+@pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman (.ci/setup.d/10-podman.sh)")
+def test_kubectl_create_job_then_get_jobs_and_pods(devcluster: DevCluster) -> None:
+    config = devcluster.kubeconfig_path
+    assert config is not None
+    created = kubectl(config, "create", "job", "hello", "--image=busybox", "--", "sh", "-c", "echo from kubectl")
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == "job.batch/hello created"
+    core = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(str(config)))
+    batch = kubernetes.client.BatchV1Api(core.api_client)
+    wait_for(lambda: batch.read_namespaced_job("hello", "default").status.succeeded, what="the Job to succeed")
+    listing = kubectl(config, "get", "jobs,pods")
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.split("\n")
+    job_line = next(line for line in lines if line.startswith("job.batch/hello"))
+    assert job_line.split()[1:3] == ["Complete", "1/1"]
+    pod_line = next(line for line in lines if line.startswith("pod/hello-"))
+    assert pod_line.split()[1:3] == ["0/1", "Completed"]
+    logs = kubectl(config, "logs", "job/hello")
+    assert logs.stdout == "from kubectl\n", logs.stderr
+    missing = kubectl(config, "get", "job", "nope")
+    assert missing.returncode != 0 and 'jobs.batch "nope" not found' in missing.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_tesk_devcluster_command_serves_until_interrupted(tmp_path: Path) -> None:
+    port = _free_port()
+    kubeconfig = tmp_path / "dev.kubeconfig"
+    process = subprocess.Popen([TESK, "devcluster", "--kubeconfig", str(kubeconfig),
+                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith(f"devcluster ready: API http://127.0.0.1:{port} "), line + process.stderr.read()
+        core = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(str(kubeconfig)))
+        assert "default" in {n.metadata.name for n in core.list_namespace().items}
+        assert kubeconfig.stat().st_mode & 0o777 == 0o600
+        clash = subprocess.run([TESK, "devcluster", "--kubeconfig",
+                                str(tmp_path / "other"), "--port", str(port)], capture_output=True, text=True,
+                               timeout=60)
+        assert clash.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in clash.stderr
+    finally:
+        process.terminate()
+        started = time.monotonic()
+        process.wait(timeout=30)
+    assert time.monotonic() - started < 30
