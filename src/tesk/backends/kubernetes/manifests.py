@@ -250,7 +250,8 @@ def taskmaster_job(settings: KubernetesSettings, task: Task, user: str, group: s
                     # uid as owner); the taskmaster waits for the file or reads it through the API.
                     {"name": "spec", "configMap": {"name": lb.child_name(task_id, Role.SPEC), "optional": True}},
                     {"name": "podinfo", "downwardAPI": {"items": [
-                        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                        {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}]}},
                 ],
             },
         },

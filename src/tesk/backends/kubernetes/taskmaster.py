@@ -209,8 +209,7 @@ class KubernetesRuntime:
         try:
             pod, term = await self._wait(name, "executor", self.settings.backoff_limit("EXECUTOR"), what)
         except asyncio.CancelledError:
-            log.info("stopping %s: deleting Job %s", what, name)
-            await self._call(self.kube.delete, "Job", name, "Foreground", 0)
+            await asyncio.shield(self._stop_job(name, what))
             raise
         if term.get("reason") == "OOMKilled":
             note(f"{what} ran out of memory (OOMKilled); ask for more ram_gb")
@@ -218,6 +217,14 @@ class KubernetesRuntime:
         start = parse_time(term.get("startedAt")) or datetime.now(UTC)
         return ExecutorOutcome(exit_code=int(term.get("exitCode") or 0), start_time=start,
                                end_time=parse_time(term.get("finishedAt")) or start, stdout=stdout, stderr=stderr)
+
+    async def _stop_job(self, name: str, what: str) -> None:
+        """Foreground-delete the Job (no replacement pods), then its pods at once: a user command that
+        ignores SIGTERM must not run on for the pod's whole grace period after a cancel."""
+        log.info("stopping %s: deleting Job %s and its pods", what, name)
+        await self._call(self.kube.delete, "Job", name, "Foreground", 0)
+        for pod in self.watch.of_job(name):
+            await self._call(self.kube.delete, "Pod", pod["metadata"]["name"], "Background", 0)
 
     async def _logs(self, pod: str) -> tuple[str, str]:
         limit = self.settings.log_tail_bytes
@@ -339,7 +346,7 @@ def _last_json(text: str) -> dict[str, Any] | None:
 
 
 def read_labels_file(path: Path) -> dict[str, str]:
-    """The Downward API `labels` file: `key="value"` lines, values quoted as Go strings."""
+    """A Downward API `labels` (or `annotations`) file: `key="value"` lines, values Go-quoted."""
     labels: dict[str, str] = {}
     try:
         text = path.read_text()
@@ -397,10 +404,12 @@ async def run_taskmaster(kube: Kube, settings: KubernetesSettings, task_id: str,
         def check_cancel() -> None:
             pod = watch.pods.get(pod_name or "") or {}
             labels = dict(pod.get("metadata", {}).get("labels") or {})
+            annotations = dict(pod.get("metadata", {}).get("annotations") or {})
             if labels_file is not None:
                 labels |= read_labels_file(labels_file)
+                annotations |= read_labels_file(labels_file.with_name("annotations"))
             if labels.get(lb.CANCEL) == lb.CANCEL_REQUESTED and not reporter.cancelled:
-                by = (pod.get("metadata", {}).get("annotations") or {}).get(lb.ANNOTATION_CANCELED_BY, "a user")
+                by = annotations.get(lb.ANNOTATION_CANCELED_BY, "a user")
                 reporter.cancelled = True
                 log.info("task %s: cancel requested by %s", task_id, by)
                 if runner is not None:

@@ -1,0 +1,139 @@
+"""End-to-end fixtures: the real API, controller and taskmaster against the stand-in cluster.
+
+With `TESK_TEST_KUBECONFIG` set, the same tests run against that cluster instead (namespace from
+`TESK_TEST_NAMESPACE`, default `default`; the taskmaster image `TESK_TEST_IMAGE` must be pullable
+there, and the service account `tesk-taskmaster` must hold the taskmaster Role from deploy/).
+Tests that need the stand-in's fault injection or its PVC folders are skipped on a real cluster.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import tesk
+from tesk.api.app import create_app
+from tesk.backends.kubernetes.backend import KubernetesBackend
+from tesk.backends.kubernetes.kube import Kube, load_api_client
+from tesk.backends.kubernetes.settings import KubernetesSettings
+from tesk.config import Settings
+from tesk.store.sql import SqlTaskStore
+from tests.conftest import ServerThread
+
+REAL_KUBECONFIG = os.environ.get("TESK_TEST_KUBECONFIG")
+IMAGE = os.environ.get("TESK_TEST_IMAGE", f"tesk:{tesk.__version__}")
+TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "PREEMPTED"}
+
+
+@dataclass
+class Cluster:
+    kubeconfig: Path
+    namespace: str
+    devcluster: Any | None  # tesk.devcluster.DevCluster when running on the stand-in
+
+    def kube(self) -> Kube:
+        return Kube(load_api_client(self.kubeconfig), self.namespace)
+
+    def require_standin(self) -> Any:
+        if self.devcluster is None:
+            pytest.skip("needs the stand-in cluster's fault injection")
+        return self.devcluster
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if REAL_KUBECONFIG:
+        yield Cluster(Path(REAL_KUBECONFIG), os.environ.get("TESK_TEST_NAMESPACE", "default"), None)
+        return
+    from tesk.devcluster import DevCluster
+    from tesk.devcluster.testing import fast_config
+
+    tmp = tmp_path_factory.mktemp("k8s")
+    with DevCluster(fast_config(state_dir=tmp / "devcluster", host_images=(IMAGE,))) as dev:
+        path = dev.write_kubeconfig(tmp / "kubeconfig")
+        yield Cluster(path, "default", dev)
+
+
+class Api:
+    """A running `tesk serve --backend kubernetes` (in a thread) with its own store."""
+
+    def __init__(self, cluster: Cluster, db: Path, **k8s: Any) -> None:
+        values: dict[str, Any] = {"kubeconfig": cluster.kubeconfig, "TESK_API_K8S_NAMESPACE": cluster.namespace,
+                                  "TESK_API_TASKMASTER_IMAGE_NAME": IMAGE.rpartition(":")[0],
+                                  "TESK_API_TASKMASTER_IMAGE_VERSION": IMAGE.rpartition(":")[2],
+                                  "TESK_API_TASKMASTER_FILER_IMAGE_NAME": IMAGE.rpartition(":")[0],
+                                  "TESK_API_TASKMASTER_FILER_IMAGE_VERSION": IMAGE.rpartition(":")[2],
+                                  "split_log_streams": cluster.devcluster is not None,
+                                  "unschedulable_grace_seconds": 3, "image_pull_grace_seconds": 3,
+                                  "cancel_grace_seconds": 20, "lease_seconds": 3}
+        values.update(k8s)
+        self.k8s = KubernetesSettings(**values)
+        settings = Settings(data_dir=db.parent)
+        self.store = SqlTaskStore(f"sqlite+aiosqlite:///{db}")
+        self.backend = KubernetesBackend(settings, self.store, k8s=self.k8s)
+        self.server = ServerThread(create_app(settings, store=self.store, backend=self.backend))
+        self.server.start()
+        self.http = httpx.Client(base_url=self.server.url + "/ga4gh/tes/v1", timeout=30)
+
+    def stop(self) -> None:
+        self.http.close()
+        self.server.stop()
+
+    def submit(self, task: dict[str, Any]) -> str:
+        response = self.http.post("/tasks", json=task)
+        assert response.status_code == 200, response.text
+        return str(response.json()["id"])
+
+    def get(self, task_id: str, view: str = "FULL") -> dict[str, Any]:
+        response = self.http.get(f"/tasks/{task_id}", params={"view": view})
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def wait(self, task_id: str, states: set[str] = TERMINAL, timeout: float = 90) -> dict[str, Any]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self.get(task_id)
+            if task["state"] in states:
+                return task
+            if time.monotonic() > deadline:
+                pytest.fail(f"task {task_id} still {task['state']} after {timeout}s: {task.get('logs')}")
+            time.sleep(0.3)
+
+
+@pytest.fixture
+def api_factory(cluster: Cluster, tmp_path: Path) -> Iterator[Any]:
+    started: list[Api] = []
+
+    def make(**k8s: Any) -> Api:
+        api = Api(cluster, tmp_path / "tesk.db", **k8s)
+        started.append(api)
+        return api
+
+    yield make
+    for api in started:
+        api.stop()
+
+
+@pytest.fixture
+def api(api_factory: Any) -> Api:
+    return api_factory()
+
+
+def task_objects(cluster: Cluster, task_id: str) -> dict[str, list[str]]:
+    """Names of everything labelled with the task id that still exists, by kind."""
+    kube = cluster.kube()
+    found: dict[str, list[str]] = {}
+    for kind in ("Job", "Pod", "ConfigMap", "PersistentVolumeClaim"):
+        items, _ = kube.list(kind, f"tesk.io/task-id={task_id}")
+        live = [i["metadata"]["name"] for i in items if not i["metadata"].get("deletionTimestamp")]
+        if live:
+            found[kind] = live
+    return found
