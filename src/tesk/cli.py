@@ -20,18 +20,18 @@ app = typer.Typer(
 
 def _register() -> None:
     """Import the sub-command modules (kept lazy so `tesk --help` stays fast)."""
+    from tesk.filer.cli import filer
+
+    app.command(name="filer")(filer)
     from tesk.client.commands import run, task_app
 
     app.add_typer(task_app, name="task")
     app.command(name="run", context_settings={"allow_interspersed_args": False})(run)
-    if sys.argv[1:2] in (["task"], ["run"]):
-        return  # a client command: importing the server's modules would only slow it down
+    if sys.argv[1:2] in (["task"], ["run"], ["filer"]):
+        return  # a client command or a filer Job: the server's modules would only cost time and memory
     from tesk.api.serve import serve
 
     app.command(name="serve")(serve)
-    from tesk.filer.cli import filer
-
-    app.command(name="filer")(filer)
     from tesk.backends.kubernetes.cli import taskmaster
 
     app.command(name="taskmaster")(taskmaster)

@@ -1,0 +1,102 @@
+"""`tesk filer` as a filer Job runs it: a separate process, JSON in, JSON result out, exit status."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from .conftest import HttpPeer
+
+
+def _tesk(args: list[str], stdin: bytes | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-c", "from tesk.cli import main; main()", "filer", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        env=os.environ | (env or {}),
+    )
+
+
+def _last_json(stdout: bytes) -> dict[str, Any]:
+    return json.loads(stdout.decode().strip().splitlines()[-1])
+
+
+def test_inputs_then_outputs_standalone(http_peer: HttpPeer, tmp_path: Path) -> None:
+    http_peer.files["genome.fa"] = b">chr1\nACGT\n"
+    base = tmp_path / "area"
+    base.mkdir()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    job = {
+        "direction": "inputs",
+        "base": str(base),
+        "inputs": [
+            {"path": "/data/genome.fa", "url": f"{http_peer.url}/files/genome.fa"},
+            {"path": "/data/params.json", "content": '{"k": 1}'},
+        ],
+    }
+    done = _tesk(["-"], stdin=json.dumps(job).encode())
+    assert done.returncode == 0, done.stderr.decode()
+    assert (base / "data" / "genome.fa").read_bytes() == b">chr1\nACGT\n"
+    result = _last_json(done.stdout)
+    assert result["outputs"] == [] and result["error"] is None
+    lines = sorted(result["system_logs"])  # inputs are staged in parallel: any order
+    assert lines[0].startswith(f"input /data/genome.fa: {http_peer.url}/files/genome.fa, 11 B in ")
+    assert lines[1] == "input /data/params.json: wrote 8 B of inline content"
+    job = {
+        "direction": "outputs",
+        "base": str(base),
+        "outputs": [{"path": "/data/*.fa", "path_prefix": "/data", "url": f"file://{shared}/run/"}],
+    }
+    job_file = tmp_path / "job.json.gz"
+    job_file.write_bytes(gzip.compress(json.dumps(job).encode()))  # the seed gzips its filer JSON
+    done = _tesk([str(job_file)], env={"TESK_FILE_ROOTS": str(shared)})
+    assert done.returncode == 0, done.stderr.decode()
+    result = _last_json(done.stdout)
+    assert result["outputs"] == [
+        {"url": f"file://{shared}/run/genome.fa", "path": "/data/genome.fa", "size_bytes": "11"}
+    ]
+    assert result["error"] is None
+    assert (shared / "run" / "genome.fa").read_bytes() == b">chr1\nACGT\n"
+
+
+def test_failure_exits_1_with_the_reason(http_peer: HttpPeer, tmp_path: Path) -> None:
+    job = {"direction": "inputs", "base": str(tmp_path), "inputs": [{"path": "/d/x", "url": f"{http_peer.url}/files/none"}]}
+    done = _tesk(["-"], stdin=json.dumps(job).encode())
+    assert done.returncode == 1
+    result = _last_json(done.stdout)
+    assert result["error"].endswith("404 Not Found: no such file here; check the URL")
+    assert result["error"] in done.stderr.decode()
+
+
+def test_unusable_job_exits_2(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from tesk.filer.cli import filer
+
+    app = typer.Typer()
+    app.command()(filer)
+    app.command("other")(lambda: None)  # two commands, so `filer` is addressed by name as in tesk
+    runner = CliRunner()
+
+    def run(args: list[str], stdin: str = "") -> Any:
+        return runner.invoke(app, ["filer", *args], input=stdin)
+
+    done = run(["-"], '{"direction": "sideways", "base": "/tmp"}')
+    assert done.exit_code == 2
+    assert "cannot read the job document" in done.output and "direction" in done.output
+    bad_path = {"direction": "inputs", "base": str(tmp_path), "inputs": [{"path": "../etc/passwd", "content": "x"}]}
+    done = run(["-"], json.dumps(bad_path))
+    assert done.exit_code == 2 and "must be an absolute path" in done.output
+    done = run([str(tmp_path / "missing.json")])
+    assert done.exit_code == 2 and "No such file" in done.output
+    done = run(["-"], json.dumps({"direction": "inputs", "base": str(tmp_path / "nope"), "inputs": []}))
+    assert done.exit_code == 2 and "does not exist or is not a folder" in done.output
