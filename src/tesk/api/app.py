@@ -6,17 +6,18 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from swagger_ui_bundle import swagger_ui_path
 
 import tesk
 from tesk.api.access import Access
@@ -241,8 +242,18 @@ def _add_health(app: FastAPI) -> None:
         return json_response({"status": "ready"})
 
 
+SWAGGER_UI_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+"""Swagger UI 5 as shipped in the fastapi-offline wheel (no CDN). Version 5 is needed to render the
+OpenAPI 3.1 document FastAPI emits; swagger-ui-bundle's 4.x showed only "Unable to render this
+definition"."""
+
+
 def _add_swagger(app: FastAPI) -> None:
-    app.mount("/swagger-ui", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
+    @app.get("/swagger-ui/oauth2-redirect.html", include_in_schema=False)
+    async def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    app.mount("/swagger-ui", StaticFiles(directory=str(SWAGGER_UI_ASSETS)), name="swagger-ui")
 
     @app.get("/", include_in_schema=False)
     async def swagger(request: Request) -> HTMLResponse:
@@ -251,7 +262,7 @@ def _add_swagger(app: FastAPI) -> None:
             title="tesk — TES API",
             swagger_js_url="/swagger-ui/swagger-ui-bundle.js",
             swagger_css_url="/swagger-ui/swagger-ui.css",
-            swagger_favicon_url="/swagger-ui/favicon-32x32.png",
+            swagger_favicon_url="/swagger-ui/favicon.png",
             oauth2_redirect_url="/swagger-ui/oauth2-redirect.html",
             init_oauth=getattr(request.app.state, "swagger_init_oauth", None),
             # Kept in localStorage so the dashboard (same origin) can use the token too.
