@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-from pathlib import Path
+import http.server
+import threading
 
 import pytest
 
@@ -56,26 +55,43 @@ async def test_cancel_while_queued(make_harness: MakeHarness) -> None:
     assert log.system_logs == ["canceled by bob while queued"]
 
 
-async def test_cancel_while_staging(make_harness: MakeHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TESK_FILE_ROOTS", str(tmp_path))
-    fifo = tmp_path / "never-written"
-    os.mkfifo(fifo)  # reading it blocks until a writer comes: staging hangs like a slow download
-    harness = await make_harness()
-    task_id = await harness.submit({
-        "inputs": [{"path": "/data/in", "url": fifo.as_uri()}],
-        "executors": [{"image": IMAGE, "command": ["true"]}],
-    })
-    await harness.wait_for(task_id, {State.INITIALIZING})
-    await asyncio.sleep(0.2)
-    await harness.cancel(task_id, by="carol")
-    stored = await harness.wait(task_id, timeout=2)
+async def test_cancel_while_staging(make_harness: MakeHarness) -> None:
+    release = threading.Event()
+
+    class Stalling(http.server.BaseHTTPRequestHandler):
+        """Answers nothing until the test is over: staging hangs like a very slow download."""
+
+        def do_GET(self) -> None:
+            release.wait(30)
+            self.send_response(200)
+            self.send_header("Content-Length", "1")
+            self.end_headers()
+            self.wfile.write(b"x")
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        harness = await make_harness()
+        task_id = await harness.submit({
+            "inputs": [{"path": "/data/in", "url": f"http://127.0.0.1:{server.server_address[1]}/in", "type": "FILE"}],
+            "executors": [{"image": IMAGE, "command": ["true"]}],
+        })
+        await harness.wait_for(task_id, {State.INITIALIZING})
+        await asyncio.sleep(0.3)
+        await harness.cancel(task_id, by="carol")
+        stored = await harness.wait(task_id, timeout=2)
+    finally:
+        release.set()
+        server.shutdown()
     assert stored.state is State.CANCELED
     [log] = stored.task.logs or []
     assert any("canceled by carol" in line and "staging inputs" in line for line in log.system_logs or [])
     assert log.logs == []
-    # Release the blocked copy so the test's thread pool can finish (it may find its area gone).
-    with contextlib.suppress(BrokenPipeError), fifo.open("wb") as writer:
-        writer.write(b"x")
 
 
 async def test_a_task_larger_than_the_host_fails_at_once(make_harness: MakeHarness) -> None:

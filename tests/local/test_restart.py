@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.local.server import Server
 from tests.local.conftest import IMAGE, engine_available
+from tests.local.server import Server
 
 pytestmark = pytest.mark.containers
 
@@ -40,7 +40,7 @@ class Gate:
         self.open = False
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 self.send_response(200 if gate.open else 404)
                 self.end_headers()
 

@@ -14,12 +14,13 @@ import hashlib
 import logging
 from datetime import UTC, datetime
 
-from tesk.backends.local.area import TaskArea
 from tesk.backends.local.engines import LABEL_INSTANCE, Engine, select_engine
+from tesk.backends.local.folder import TaskFolder
 from tesk.backends.local.runtime import LocalRuntime
 from tesk.backends.local.scheduler import Scheduler
 from tesk.backends.local.settings import LocalSettings
 from tesk.config import Settings
+from tesk.filer import FilerSettings
 from tesk.models import ACTIVE_STATES, State, TaskLog
 from tesk.runner import TaskRunner
 from tesk.store import StoredTask, TaskStore
@@ -73,6 +74,7 @@ class LocalBackend:
         self.settings = settings
         self.store = store
         self.local = local or LocalSettings()
+        self.filer = FilerSettings()
         self.task_dir = (self.local.task_dir or settings.data_dir / "tasks").resolve()
         self.instance = hashlib.sha256(str(self.task_dir).encode()).hexdigest()[:10]
         self.scheduler = Scheduler(
@@ -159,7 +161,7 @@ class LocalBackend:
             # A log entry without a start time holds notes made before any run (the API's warnings):
             # they belong to this run's log rather than to an attempt of their own.
             notes = earlier.pop().system_logs or [] if earlier and earlier[-1].start_time is None else []
-            runtime = LocalRuntime(TaskArea(self.task_dir / task_id), self.engine, self.local, self.instance)
+            runtime = LocalRuntime(TaskFolder(self.task_dir / task_id), self.engine, self.local, self.filer, self.instance)
             runner = TaskRunner(task, runtime, StoreReporter(self.store, task_id, earlier), notes)
             self.runners[task_id] = runner
             await runner.run()
@@ -182,7 +184,7 @@ class LocalBackend:
             stored = await self.store.get(task_id)
             if stored is None:
                 continue
-            await asyncio.to_thread(TaskArea(self.task_dir / task_id).remove)
+            await asyncio.to_thread(TaskFolder(self.task_dir / task_id).remove)
             if stored.state is State.CANCELING:
                 await self.store.update(
                     task_id, state=State.CANCELED,

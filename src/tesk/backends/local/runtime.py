@@ -6,11 +6,11 @@ import asyncio
 import logging
 from pathlib import Path
 
-from tesk.backends.local import staging
-from tesk.backends.local.area import Mount, TaskArea
 from tesk.backends.local.engines import LABEL_EXECUTOR, LABEL_INSTANCE, LABEL_TASK, ContainerSpec, Engine
 from tesk.backends.local.engines.cli import tail_text
+from tesk.backends.local.folder import TaskFolder, is_under
 from tesk.backends.local.settings import KeepAreas, LocalSettings
+from tesk.filer import FilerError, FilerSettings, Mount, TaskArea, stage_inputs, stage_outputs
 from tesk.models import OutputFileLog, State, Task
 from tesk.runner import ExecutorOutcome, Note, TaskFailure, describe_executor
 
@@ -24,18 +24,25 @@ def container_name(instance: str, task_id: str, index: int) -> str:
 class LocalRuntime:
     """Runs one task's steps on this host (see `tesk.runner.Runtime` for the contract)."""
 
-    def __init__(self, area: TaskArea, engine: Engine, settings: LocalSettings, instance: str) -> None:
-        self.area = area
+    def __init__(
+        self, folder: TaskFolder, engine: Engine, settings: LocalSettings, filer: FilerSettings, instance: str
+    ) -> None:
+        self.folder = folder
         self.engine = engine
         self.settings = settings
+        self.filer = filer
         self.instance = instance
+        self.area = TaskArea(folder.files)
         self.mounts: list[Mount] = []
-        self.shared: list[str] = []
 
     async def prepare(self, task: Task, note: Note) -> None:
-        await asyncio.to_thread(self.area.create)
-        self.mounts = await asyncio.to_thread(self.area.prepare, task)
-        self.shared = [m.container for m in self.mounts]
+        self.area = await asyncio.to_thread(self.folder.create)
+        try:
+            self.mounts = await asyncio.to_thread(
+                self.area.mounts, task.inputs or [], task.outputs or [], task.volumes or []
+            )
+        except FilerError as exc:
+            raise TaskFailure(str(exc)) from exc
         self.mounts += await asyncio.to_thread(self._stream_mounts, task)
 
     def _stream_mounts(self, task: Task) -> list[Mount]:
@@ -44,32 +51,41 @@ class LocalRuntime:
         mounts: list[Mount] = []
         for executor in task.executors:
             for path in (executor.stdout, executor.stderr):
-                if path and not self.area.covered(path, self.shared) and path not in [m.container for m in mounts]:
+                if path and not is_under(path, self.mounts) and path not in [m.container_path for m in mounts]:
                     host = self.area.host_path(path)
                     host.parent.mkdir(parents=True, exist_ok=True)
                     host.touch()
-                    mounts.append(Mount(host, path))
+                    mounts.append(Mount(path, host))
         return mounts
 
     async def stage_inputs(self, task: Task, note: Note) -> None:
-        await asyncio.to_thread(staging.stage_inputs, task.inputs or [], self.area, note)
+        if task.inputs:
+            try:
+                await stage_inputs(task.inputs, self.area, self.filer, note)
+            except FilerError as exc:
+                raise TaskFailure(str(exc)) from exc
 
     async def stage_outputs(self, task: Task, note: Note) -> list[OutputFileLog]:
-        return await asyncio.to_thread(staging.stage_outputs, task.outputs or [], self.area, note)
+        if not task.outputs:
+            return []
+        try:
+            return await stage_outputs(task.outputs, self.area, self.filer, note)
+        except FilerError as exc:
+            raise TaskFailure(str(exc)) from exc
 
     def _stream_file(self, index: int, path: str | None, stream: str) -> Path:
         """Host file of an executor's stdout/stderr: at its container path when one is given, else in
         the area's log folder (only the host reads it then)."""
         if path is None:
-            return self.area.logs / f"{index}.{stream}"
+            return self.folder.logs / f"{index}.{stream}"
         return self.area.host_path(path)
 
-    async def run_executor(self, task: Task, index: int, note: Note) -> ExecutorOutcome:
+    def _spec(self, task: Task, index: int) -> ContainerSpec:
         assert task.id is not None
         executor = task.executors[index]
         stdin = None
         if executor.stdin:
-            if not self.area.covered(executor.stdin, [m.container for m in self.mounts]):
+            if not is_under(executor.stdin, self.mounts):
                 raise TaskFailure(
                     f"{describe_executor(task, index)}: stdin {executor.stdin} is not in an input, output "
                     "folder or volume of the task, so there is nothing to read it from"
@@ -77,26 +93,30 @@ class LocalRuntime:
             stdin = self.area.host_path(executor.stdin)
             if not stdin.is_file():
                 raise TaskFailure(f"{describe_executor(task, index)}: stdin {executor.stdin} does not exist")
-        stdout = self._stream_file(index, executor.stdout, "stdout")
-        stderr = self._stream_file(index, executor.stderr, "stderr")
         resources = task.resources
-        spec = ContainerSpec(
+        return ContainerSpec(
             name=container_name(self.instance, task.id, index),
             image=executor.image,
             command=list(executor.command),
-            stdout=stdout,
-            stderr=stderr,
+            stdout=self._stream_file(index, executor.stdout, "stdout"),
+            stderr=self._stream_file(index, executor.stderr, "stderr"),
             stdin=stdin,
             workdir=executor.workdir,
-            workdir_host=self.area.host_path(executor.workdir) if executor.workdir else None,
+            workdir_host=self.area.host_path(executor.workdir) if executor.workdir not in (None, "/") else None,
             env=dict(executor.env or {}),
             mounts=self.mounts,
             labels={LABEL_INSTANCE: self.instance, LABEL_TASK: task.id, LABEL_EXECUTOR: str(index)},
             cpu_cores=float(resources.cpu_cores) if resources and resources.cpu_cores else None,
             ram_bytes=int(resources.ram_gb * 2**30) if resources and resources.ram_gb else None,
             network=self.settings.network,
-            scratch=self.area.logs,
+            scratch=self.folder.logs,
         )
+
+    async def run_executor(self, task: Task, index: int, note: Note) -> ExecutorOutcome:
+        try:
+            spec = self._spec(task, index)
+        except FilerError as exc:  # a path the area refuses (e.g. '/' as stdout)
+            raise TaskFailure(f"{describe_executor(task, index)}: {exc}") from exc
         try:
             result = await self.engine.run(spec, note)
         except TaskFailure as exc:
@@ -106,13 +126,13 @@ class LocalRuntime:
             exit_code=result.exit_code,
             start_time=result.start_time,
             end_time=result.end_time,
-            stdout=tail_text(stdout, limit),
-            stderr=tail_text(stderr, limit),
+            stdout=tail_text(spec.stdout, limit),
+            stderr=tail_text(spec.stderr, limit),
         )
 
     async def release(self, task: Task, final_state: State) -> None:
         keep = self.settings.keep_task_areas
         if keep is KeepAreas.ALWAYS or (keep is KeepAreas.FAILED and final_state is not State.COMPLETE):
-            log.info("task %s: kept its files in %s", task.id, self.area.root, extra={"task_id": task.id})
+            log.info("task %s: kept its files in %s", task.id, self.folder.root, extra={"task_id": task.id})
             return
-        await asyncio.to_thread(self.area.remove)
+        await asyncio.to_thread(self.folder.remove)

@@ -13,8 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from tesk.backends.local.area import Mount
 from tesk.backends.local.settings import EngineChoice, LocalSettings
+from tesk.filer import Mount
 from tesk.runner import Note
 
 log = logging.getLogger(__name__)

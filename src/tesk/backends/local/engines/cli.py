@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
-from tesk.backends.local.area import Mount
 from tesk.backends.local.engines import ContainerExit, ContainerSpec, run_quietly
 from tesk.backends.local.settings import LocalSettings, PullPolicy
+from tesk.filer import Mount
 from tesk.runner import Note, TaskFailure
 
 ENGINE_ERROR = 125
@@ -78,7 +78,7 @@ class CliEngine:
         for key, value in spec.labels.items():
             args += ["--label", f"{key}={value}"]
         for mount in [*spec.mounts, *extra_mounts]:
-            args += ["--volume", f"{mount.host}:{mount.container}"]
+            args += ["--volume", f"{mount.host_path}:{mount.container_path}"]
         if spec.workdir:
             args += ["--workdir", spec.workdir]
         for key, value in spec.env.items():
@@ -116,7 +116,7 @@ class CliEngine:
                 continue
             if spec.workdir and spec.workdir_host and not extra and self.missing_workdir(code, tail_text(spec.stderr, _MESSAGE_BYTES)):
                 spec.workdir_host.mkdir(parents=True, exist_ok=True)
-                extra = [Mount(spec.workdir_host, spec.workdir)]
+                extra = [Mount(spec.workdir, spec.workdir_host)]
                 note(f"workdir {spec.workdir} is not in image {spec.image}; it was created as an empty folder")
                 continue
             return ContainerExit(code, started, ended)

@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
-from tesk.backends.local.area import Mount
 from tesk.backends.local.engines import ContainerExit, ContainerSpec
 from tesk.backends.local.engines.cli import tail_text
 from tesk.backends.local.settings import LocalSettings
+from tesk.filer import Mount
 from tesk.runner import Note, TaskFailure
 
 _KEPT_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "USER", "LOGNAME", "TZ")
@@ -70,8 +70,8 @@ class ProcessEngine:
                 args += ["--bind", entry.path, entry.path]
         args += ["--proc", "/proc", "--dev-bind", "/dev", "/dev", "--tmpfs", "/tmp"]
         for mount in [*spec.mounts, *extra]:
-            self._check_mount_point(mount.container)
-            args += ["--bind", str(mount.host), mount.container]
+            self._check_mount_point(mount.container_path)
+            args += ["--bind", str(mount.host_path), mount.container_path]
         args.append("--clearenv")
         for key in _KEPT_ENVIRONMENT:
             if key in os.environ:
@@ -89,7 +89,7 @@ class ProcessEngine:
         extra: list[Mount] = []
         if spec.workdir and spec.workdir_host and not self._exists_inside(spec, spec.workdir):
             spec.workdir_host.mkdir(parents=True, exist_ok=True)
-            extra.append(Mount(spec.workdir_host, spec.workdir))
+            extra.append(Mount(spec.workdir, spec.workdir_host))
         started = datetime.now(UTC)
         code = await self._run_once(spec, extra)
         ended = datetime.now(UTC)
@@ -106,8 +106,8 @@ class ProcessEngine:
     def _exists_inside(spec: ContainerSpec, path: str) -> bool:
         """Whether `path` will exist in the executor's view: under a mount, or on the host."""
         for mount in spec.mounts:
-            if path == mount.container or path.startswith(mount.container.rstrip("/") + "/"):
-                return (mount.host / os.path.relpath(path, mount.container)).exists()
+            if path == mount.container_path or path.startswith(mount.container_path.rstrip("/") + "/"):
+                return (mount.host_path / os.path.relpath(path, mount.container_path)).exists()
         top = path.strip("/").split("/")[0]
         return top not in _PRIVATE and Path(path).is_dir()
 
