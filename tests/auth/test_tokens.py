@@ -289,7 +289,8 @@ async def test_provider_down_is_503_never_a_pass(provider_key: SigningKey, count
 
 async def test_provider_going_down(tmp_path: Path, counting: Counting) -> None:
     """Cached keys keep verifying JWTs; what needs the provider (new kid, introspection) gets 503."""
-    provider = OidcProvider(tmp_path, [SigningKey("down-key")])
+    key = SigningKey("down-key")
+    provider = OidcProvider(tmp_path, [key])
     provider.start()
     auth = Authenticator(
         settings(
@@ -302,12 +303,11 @@ async def test_provider_going_down(tmp_path: Path, counting: Counting) -> None:
         client=counting.client,
     )
     try:
-        jwt_token = provider.token("alice")
         opaque = provider.token("alice", resource=OPAQUE_RESOURCE)
-        await auth.authenticate(bearer(jwt_token))
+        await auth.authenticate(bearer(provider.token("alice")))
     finally:
         provider.stop()
-    assert (await auth.authenticate(bearer(jwt_token))).user_id == "alice"
+    assert (await auth.authenticate(bearer(key.sign(provider.claims(sub="bob"))))).user_id == "bob"
     with pytest.raises(ProviderUnavailable):
         await auth.authenticate(bearer(opaque))
     with pytest.raises(ProviderUnavailable):

@@ -34,14 +34,18 @@ _BEARER = re.compile(r"^\s*bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$", re.IGNORECASE)
 _CACHE_ENTRIES = 10_000
 
 
+_Cached = dict[str, Any] | str | Principal
+
+
 class _TokenCache:
-    """Answers of userinfo/introspection per token hash, bounded in size and time."""
+    """What was learnt about a token (principal, provider answer, refusal), per token hash, bounded
+    in size and time."""
 
     def __init__(self, ttl: float) -> None:
         self._ttl = ttl
-        self._entries: OrderedDict[str, tuple[float, dict[str, Any] | str]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, _Cached]] = OrderedDict()
 
-    def get(self, key: str) -> dict[str, Any] | str | None:
+    def get(self, key: str) -> _Cached | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -50,8 +54,8 @@ class _TokenCache:
             return None
         return entry[1]
 
-    def put(self, key: str, value: dict[str, Any] | str, exp: Any = None) -> None:
-        """Remember `value` (claims, or the refusal message) until the TTL or the token's `exp`."""
+    def put(self, key: str, value: _Cached, exp: Any = None) -> None:
+        """Remember `value` until the TTL or the token's `exp`, whichever comes first."""
         lifetime = self._ttl
         if isinstance(exp, int | float):
             lifetime = min(lifetime, exp - time.time())
@@ -126,6 +130,7 @@ class Authenticator:
         self._jwks_attempt_at = float("-inf")
         self._jwks_lock = asyncio.Lock()
         self._cache = _TokenCache(settings.token_cache_seconds)
+        self._parsed_keys: dict[tuple[str | None, str], jwt.PyJWK] = {}
 
     async def aclose(self) -> None:
         if self._owns_client:
@@ -136,17 +141,23 @@ class Authenticator:
         if self.settings.profile == "noauth":
             return ANONYMOUS
         token = bearer_token(headers)
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        known = self._cache.get("p:" + digest)
+        if isinstance(known, Principal):
+            return known
         header = _jwt_header(token)
         if header is not None and self.settings.issuer:
             claims = await self._verify_jwt(token, header)
         elif token.count(".") == 2 and self.settings.issuer:
             raise Unauthenticated("The bearer token looks like a JWT but its header cannot be decoded.")
         else:
-            claims = await self._opaque_claims(token)
+            claims = await self._opaque_claims(token, digest)
         missing = {name for name in self._needed_claims if name not in claims}
         if missing:
-            claims = claims | await self._supplement(token, claims, missing)
-        return self._principal(claims)
+            claims = claims | await self._supplement(token, digest, claims, missing)
+        principal = self._principal(claims)
+        self._cache.put("p:" + digest, principal, claims.get("exp"))
+        return principal
 
     # --- provider metadata and keys -------------------------------------------------------------
 
@@ -155,6 +166,11 @@ class Authenticator:
         issuer = self.settings.issuer
         if not issuer:
             return {}
+        if (
+            self._metadata is not None
+            and time.monotonic() - self._metadata_at < self.settings.jwks_cache_seconds
+        ):
+            return self._metadata
         async with self._metadata_lock:
             fresh = time.monotonic() - self._metadata_at < self.settings.jwks_cache_seconds
             if self._metadata is not None and fresh:
@@ -196,6 +212,8 @@ class Authenticator:
 
     async def _keys(self, *, refresh: bool) -> list[dict[str, Any]]:
         """The issuer's signing keys: cached for the TTL; `refresh` refetches, at most once per interval."""
+        if not refresh and self._jwks and time.monotonic() - self._jwks_at < self.settings.jwks_cache_seconds:
+            return self._jwks
         async with self._jwks_lock:
             now = time.monotonic()
             if self._jwks and not refresh and now - self._jwks_at < self.settings.jwks_cache_seconds:
@@ -219,6 +237,7 @@ class Authenticator:
             if not isinstance(keys, list):
                 raise ProviderUnavailable(f"The JWKS at {uri} has no 'keys' list.")
             self._jwks, self._jwks_at = [key for key in keys if isinstance(key, dict)], now
+            self._parsed_keys.clear()
             return self._jwks
 
     @staticmethod
@@ -255,7 +274,9 @@ class Authenticator:
         metadata = await self.metadata()
         audiences = self.settings.audiences
         try:
-            key = jwt.PyJWK(jwk, algorithm=alg)
+            key = self._parsed_keys.get((kid, alg))
+            if key is None:
+                key = self._parsed_keys[(kid, alg)] = jwt.PyJWK(jwk, algorithm=alg)
             return jwt.decode(
                 token,
                 key,
@@ -291,12 +312,12 @@ class Authenticator:
             return configured
         return (await self.metadata()).get(discovered) if self.settings.issuer else None
 
-    async def _opaque_claims(self, token: str) -> dict[str, Any]:
-        key = "o:" + hashlib.sha256(token.encode()).hexdigest()
+    async def _opaque_claims(self, token: str, digest: str) -> dict[str, Any]:
+        key = "o:" + digest
         cached = self._cache.get(key)
         if isinstance(cached, str):
             raise Unauthenticated(cached)
-        if cached is not None:
+        if isinstance(cached, dict):
             return cached
         introspection = None
         if self.settings.client_id:
@@ -378,12 +399,14 @@ class Authenticator:
             raise ProviderUnavailable(f"The userinfo endpoint {url} sent no JSON object.")
         return claims
 
-    async def _supplement(self, token: str, claims: dict[str, Any], missing: set[str]) -> dict[str, Any]:
+    async def _supplement(
+        self, token: str, digest: str, claims: dict[str, Any], missing: set[str]
+    ) -> dict[str, Any]:
         """Claims the policy needs but the token lacks (e.g. Elixir's groups), from userinfo."""
         url = await self._endpoint(self.settings.userinfo_uri, "userinfo_endpoint")
         if not url:
             return {}
-        key = "u:" + hashlib.sha256(token.encode()).hexdigest()
+        key = "u:" + digest
         cached = self._cache.get(key)
         if cached is None:
             try:
