@@ -115,7 +115,8 @@ class AuthSettings(BaseSettings):
     token_cache_seconds: float = Field(
         60,
         alias="TESK_OIDC_TOKEN_CACHE_SECONDS",
-        description="How long userinfo and introspection answers are cached per token (never past `exp`).",
+        description="How long a checked token (JWT, userinfo or introspection answer) is remembered, never "
+        "past its `exp`; 0 checks every request anew.",
     )
     http_timeout_seconds: float = Field(
         5, alias="TESK_OIDC_HTTP_TIMEOUT_SECONDS", description="Timeout of each call to the provider."
