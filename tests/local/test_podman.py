@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import http.server
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +128,22 @@ async def test_capacity_queues_tasks_beyond_it(make_harness: MakeHarness) -> Non
         await asyncio.sleep(0.02)
     assert most == 2, "each task reserves one core by default, so two run at a time"
     assert {(await harness.get(i)).state for i in ids} == {State.COMPLETE}
+
+
+async def test_an_input_that_cannot_be_downloaded_is_a_system_error(make_harness: MakeHarness, tmp_path: Path) -> None:
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/missing.txt"
+    try:
+        harness = await make_harness()
+        stored = await harness.run({
+            "inputs": [{"path": "/data/in.txt", "url": url}],
+            "executors": [{"image": IMAGE, "command": ["cat", "/data/in.txt"]}],
+        })
+    finally:
+        server.shutdown()
+    assert stored.state is State.SYSTEM_ERROR
+    [log] = stored.task.logs or []
+    assert log.logs == [], "no executor ran"
+    assert any(url in line and "404" in line for line in log.system_logs or []), log.system_logs

@@ -1,0 +1,37 @@
+"""Engine selection and the errors an operator sees when an engine cannot be used."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tesk.backends.local.engines import select_engine
+from tesk.backends.local.engines.docker import DockerEngine
+from tesk.backends.local.engines.process import ProcessEngine
+from tesk.backends.local.settings import LocalSettings
+
+
+async def test_auto_picks_docker_only_when_its_daemon_answers() -> None:
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed on this machine")
+    docker_problem = await DockerEngine.check()
+    engine = await select_engine(LocalSettings(engine="auto"))
+    assert engine.name == ("docker" if docker_problem is None else "podman")
+
+
+async def test_an_unusable_engine_is_refused_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(RuntimeError) as info:
+        await select_engine(LocalSettings(engine="docker"))
+    message = str(info.value)
+    assert "docker:" in message and "TESK_LOCAL_ENGINE=process" in message
+
+
+def test_process_engine_needs_bubblewrap_and_a_possible_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="needs bubblewrap"):
+        ProcessEngine.create(LocalSettings(engine="process"))
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/bwrap")
+    with pytest.raises(RuntimeError, match="use host or none"):
+        ProcessEngine.create(LocalSettings(engine="process", network="bridge"))
