@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -10,6 +13,68 @@ import pytest
 from tests.kubernetes.conftest import Api, Cluster, task_objects
 
 pytestmark = pytest.mark.kubernetes
+
+
+class Files(BaseHTTPRequestHandler):
+    """GET serves, PUT stores: the inputs and outputs of a task, on 127.0.0.1."""
+
+    store: dict[str, bytes] = {}
+
+    def do_GET(self) -> None:  # noqa: N802
+        body = self.store.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self.store[self.path] = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def files() -> Iterator[tuple[str, dict[str, bytes]]]:
+    Files.store = {"/in/numbers.txt": b"3\n1\n2\n"}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Files)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}", Files.store
+    server.shutdown()
+
+
+def test_multi_executor_task_with_inputs_and_outputs_completes(
+        api_factory: Any, cluster: Cluster, files: tuple[str, dict[str, bytes]]) -> None:
+    cluster.require_standin()  # the file server is on this machine's loopback
+    host, stored = files
+    api = api_factory(TESK_API_TASKMASTER_ENVIRONMENT_={"TESK_FILER_HTTP_PUT_HOSTS": host})
+    task_id = api.submit({
+        "inputs": [{"url": f"http://{host}/in/numbers.txt", "path": "/data/in/numbers.txt"},
+                   {"content": "inline\n", "path": "/data/in/inline.txt"}],
+        "outputs": [{"url": f"http://{host}/out/sorted.txt", "path": "/data/out/sorted.txt"},
+                    {"url": f"http://{host}/out/all/", "path": "/data/out", "type": "DIRECTORY"}],
+        "volumes": ["/scratch"],
+        "executors": [
+            {"image": "alpine", "command": ["sort", "/data/in/numbers.txt"], "stdout": "/scratch/sorted.txt"},
+            {"image": "alpine", "command": ["cp", "/scratch/sorted.txt", "/data/out/sorted.txt"]},
+            {"image": "alpine", "command": ["cat", "/data/in/inline.txt"]},
+        ],
+    })
+    task = api.wait(task_id, timeout=120)
+    assert task["state"] == "COMPLETE", task["logs"]
+    assert stored["/out/sorted.txt"] == b"1\n2\n3\n"
+    assert stored["/out/all/sorted.txt"] == b"1\n2\n3\n"
+    log = task["logs"][0]
+    assert [e["exit_code"] for e in log["logs"]] == [0, 0, 0] and log["logs"][2]["stdout"] == "inline\n"
+    assert {o["url"] for o in log["outputs"]} == {f"http://{host}/out/sorted.txt", f"http://{host}/out/all/sorted.txt"}
+    assert all(o["size_bytes"] == "6" for o in log["outputs"])
+    deadline = time.monotonic() + 30  # the PVC is released once the task ends
+    while "PersistentVolumeClaim" in task_objects(cluster, task_id):
+        assert time.monotonic() < deadline, "the task's PVC outlived it"
+        time.sleep(0.3)
 
 
 def test_executor_failures_with_and_without_ignore_error(api: Api, cluster: Cluster) -> None:
