@@ -467,3 +467,20 @@ async def test_opaque_token_via_the_providers_userinfo(
     principal = await auth.authenticate(bearer(token))
     assert (principal.user_id, principal.groups) == ("grace", frozenset(USERS["grace"]))
     assert counting.count("/me") == 1
+
+
+async def test_authenticator_works_again_after_aclose(oidc_provider: OidcProvider) -> None:
+    """An app may go through its lifespan twice (tests do): the provider connection is made anew."""
+    auth = Authenticator(
+        settings(
+            oidc_provider.url,
+            audience=OPAQUE_RESOURCE,
+            client_id=INTROSPECTOR[0],
+            client_secret=INTROSPECTOR[1],
+            token_cache_seconds=0,
+        )
+    )
+    token = oidc_provider.token("bob", resource=OPAQUE_RESOURCE)
+    for _ in range(2):
+        assert (await auth.authenticate(bearer(token))).user_id == "bob"
+        await auth.aclose()

@@ -67,7 +67,7 @@ class AuthSettings(BaseSettings):
         None,
         alias="TESK_OIDC_AUDIENCE",
         description="Required `aud` of access tokens (comma-separated for several accepted values). "
-        "Unset: the audience is not checked (Elixir AAI tokens carry the client id as audience).",
+        "Unset: the audience is not checked (as in the seed, which accepted tokens of any Elixir client).",
     )
     userinfo_uri: str | None = Field(
         None,

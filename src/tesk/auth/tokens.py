@@ -120,8 +120,8 @@ class Authenticator:
     ) -> None:
         self.settings = settings
         self._needed_claims = needed_claims
-        self._client = client or httpx.AsyncClient(timeout=settings.http_timeout_seconds)
-        self._owns_client = client is None
+        self._given_client = client
+        self._own_client: httpx.AsyncClient | None = None
         self._metadata: dict[str, Any] | None = None
         self._metadata_at = 0.0
         self._metadata_lock = asyncio.Lock()
@@ -133,8 +133,18 @@ class Authenticator:
         self._parsed_keys: dict[tuple[str | None, str], jwt.PyJWK] = {}
 
     async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+        if self._own_client is not None:
+            await self._own_client.aclose()
+            self._own_client = None
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        """The given client, or our own, made on first use (so an app can start again after `aclose`)."""
+        if self._given_client is not None:
+            return self._given_client
+        if self._own_client is None:
+            self._own_client = httpx.AsyncClient(timeout=self.settings.http_timeout_seconds)
+        return self._own_client
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         """The caller of a request. With `noauth`, always the anonymous user; headers are ignored."""
