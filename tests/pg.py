@@ -68,12 +68,12 @@ class PostgresServer:
         self.admin(f'CREATE DATABASE {name} TEMPLATE "{template}"')
         return self.url(name)
 
-    def admin(self, sql: str) -> None:
-        """Run one statement as the superuser; works from sync code and from inside a running loop."""
+    def admin(self, sql: str, database: str = "postgres") -> None:
+        """Run SQL as the superuser; works from sync code and from inside a running loop."""
 
         async def run() -> None:
             conn = await asyncpg.connect(
-                host="127.0.0.1", port=self.port, user=USER, password=self.password, database="postgres"
+                host="127.0.0.1", port=self.port, user=USER, password=self.password, database=database
             )
             try:
                 await conn.execute(sql)

@@ -11,15 +11,37 @@ import pytest
 from tesk.models import Executor, State, Task
 from tesk.store import new_task_id
 from tesk.store.sql import SqlTaskStore
+from tests.pg import PostgresServer
 
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+EMPTY_TABLES = """
+DO $$ BEGIN
+  IF to_regclass('tasks') IS NOT NULL THEN TRUNCATE tasks, task_tags, meta; END IF;
+END $$
+"""
+
+
+@pytest.fixture(params=KINDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A new empty database of each kind."""
+    """An empty database of each kind. On PostgreSQL it is the session's database with its tables
+    emptied, since CREATE DATABASE costs most of a second; migration tests use `new_database_url`."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "tasks.db")
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url: str = request.getfixturevalue("postgres_url")
+    server.admin(EMPTY_TABLES, database=url.rsplit("/", 1)[1])
+    return url
+
+
+@pytest.fixture(params=KINDS)
+def new_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database of each kind that has never been used: no tables, no migrations run."""
     if request.param == "sqlite":
         return sqlite_url(tmp_path / "tasks.db")
     url: str = request.getfixturevalue("fresh_postgres_url")

@@ -69,14 +69,14 @@ async def scalar(url: str, sql: str) -> object:
         await engine.dispose()
 
 
-async def test_reopening_a_database_keeps_its_tasks(database_url: str) -> None:
-    first = SqlTaskStore(database_url)
+async def test_reopening_a_database_keeps_its_tasks(new_database_url: str) -> None:
+    first = SqlTaskStore(new_database_url)
     await first.open()
     ids = [await add(first, f"n{i}", {"i": str(i)}) for i in range(5)]
     await first.update(ids[0], state=State.COMPLETE)
     await first.close()
 
-    again = SqlTaskStore(database_url)
+    again = SqlTaskStore(new_database_url)
     await again.open()
     try:
         assert [t.id for t in (await again.list(TaskQuery())).tasks] == list(reversed(ids))
@@ -84,14 +84,14 @@ async def test_reopening_a_database_keeps_its_tasks(database_url: str) -> None:
         assert [t.id for t in (await again.list(TaskQuery(tags={"i": "3"}))).tasks] == [ids[3]]
     finally:
         await again.close()
-    assert await scalar(database_url, "SELECT version_num FROM alembic_version") == HEAD
+    assert await scalar(new_database_url, "SELECT version_num FROM alembic_version") == HEAD
 
 
-async def test_upgrading_a_database_of_the_first_schema_keeps_its_tasks(database_url: str) -> None:
+async def test_upgrading_a_database_of_the_first_schema_keeps_its_tasks(new_database_url: str) -> None:
     """Rows written by the first release (schema 0001) are all there after the upgrade to head."""
-    await migrate(database_url, "0001")
+    await migrate(new_database_url, "0001")
     tasks = [make_task(name) for name in ("abc", "ABC", "abd")]
-    engine = create_async_engine(database_url)
+    engine = create_async_engine(new_database_url)
     async with engine.begin() as conn:
         for task in tasks:
             assert task.id is not None and task.creation_time is not None
@@ -105,7 +105,7 @@ async def test_upgrading_a_database_of_the_first_schema_keeps_its_tasks(database
             await conn.execute(insert(task_tags_table).values(task_id=task.id, key="old", value="yes"))
     await engine.dispose()
 
-    store = SqlTaskStore(database_url)
+    store = SqlTaskStore(new_database_url)
     await store.open()
     try:
         listed = (await store.list(TaskQuery(tags={"old": "yes"}))).tasks
@@ -114,7 +114,7 @@ async def test_upgrading_a_database_of_the_first_schema_keeps_its_tasks(database
         assert [t.id for t in (await store.list(TaskQuery(name_prefix="abc"))).tasks] == [tasks[0].id]
     finally:
         await store.close()
-    assert await scalar(database_url, "SELECT version_num FROM alembic_version") == HEAD
+    assert await scalar(new_database_url, "SELECT version_num FROM alembic_version") == HEAD
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def copy_database(url: str, request: pytest.FixtureRequest, tmp_path: Path) -> s
 
 
 async def test_a_future_migration_on_a_copy_keeps_every_task(
-    database_url: str,
+    new_database_url: str,
     future_migrations: Path,
     monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
@@ -145,14 +145,14 @@ async def test_a_future_migration_on_a_copy_keeps_every_task(
 ) -> None:
     """Simulate the next release: its migration rebuilds the tasks table; every task, tag and index
     survives, the new server reads them, and the original database is left as it was."""
-    store = SqlTaskStore(database_url)
+    store = SqlTaskStore(new_database_url)
     await store.open()
     ids = [await add(store, f"job-{i}", {"batch": str(i % 2)}, owner=f"user{i}") for i in range(20)]
     await store.update(ids[3], state=State.RUNNING)
     before = await store.list(TaskQuery(page_size=100))
     await store.close()
 
-    copy = copy_database(database_url, request, tmp_path)
+    copy = copy_database(new_database_url, request, tmp_path)
     monkeypatch.setattr("tesk.store.sql.MIGRATIONS", future_migrations)
     upgraded = SqlTaskStore(copy)
     await upgraded.open()
@@ -174,5 +174,5 @@ async def test_a_future_migration_on_a_copy_keeps_every_task(
     await engine.dispose()
     assert {"ix_tasks_state_id", "ix_tasks_name_id", "ix_tasks_owner_id", "ix_tasks_team_id"} <= indexes
 
-    assert await scalar(database_url, "SELECT version_num FROM alembic_version") == HEAD
-    assert await scalar(database_url, "SELECT count(*) FROM tasks") == 20
+    assert await scalar(new_database_url, "SELECT version_num FROM alembic_version") == HEAD
+    assert await scalar(new_database_url, "SELECT count(*) FROM tasks") == 20
