@@ -484,3 +484,21 @@ async def test_authenticator_works_again_after_aclose(oidc_provider: OidcProvide
     for _ in range(2):
         assert (await auth.authenticate(bearer(token))).user_id == "bob"
         await auth.aclose()
+
+
+async def test_issuer_with_a_trailing_slash(oidc_provider: OidcProvider, user_tokens: dict[str, str]) -> None:
+    """Elixir's issuer is written with a trailing slash; tokens carry what discovery says."""
+    auth = Authenticator(settings(oidc_provider.url + "/"))
+    assert (await auth.authenticate(bearer(user_tokens["alice"]))).user_id == "alice"
+    await auth.aclose()
+
+
+async def test_discovery_naming_another_issuer_is_a_clear_503(
+    oidc_provider: OidcProvider, user_tokens: dict[str, str]
+) -> None:
+    """The provider's discovery must name the configured issuer (a proxy path or typo shows here)."""
+    other = oidc_provider.url.replace("127.0.0.1", "localhost")
+    auth = Authenticator(settings(other))
+    with pytest.raises(ProviderUnavailable, match="fix TESK_OIDC_ISSUER"):
+        await auth.authenticate(bearer(user_tokens["alice"]))
+    await auth.aclose()
