@@ -133,9 +133,12 @@ class Authenticator:
         self._parsed_keys: dict[tuple[str | None, str], jwt.PyJWK] = {}
 
     async def aclose(self) -> None:
+        """Close our connections; the next request (maybe in another event loop) starts afresh."""
         if self._own_client is not None:
             await self._own_client.aclose()
             self._own_client = None
+        self._metadata_lock = asyncio.Lock()
+        self._jwks_lock = asyncio.Lock()
 
     @property
     def _client(self) -> httpx.AsyncClient:
