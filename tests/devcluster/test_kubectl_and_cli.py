@@ -20,7 +20,7 @@ TESK = str(Path(sys.executable).with_name("tesk"))
 
 
 def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True,
+    return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args], check=False, capture_output=True, text=True,
                           timeout=60)
 
 
@@ -67,7 +67,7 @@ def test_tesk_devcluster_command_serves_until_interrupted(tmp_path: Path) -> Non
         assert "default" in {n.metadata.name for n in core.list_namespace().items}
         assert kubeconfig.stat().st_mode & 0o777 == 0o600
         clash = subprocess.run([TESK, "devcluster", "--kubeconfig",
-                                str(tmp_path / "other"), "--port", str(port)], capture_output=True, text=True,
+                                str(tmp_path / "other"), "--port", str(port)], check=False, capture_output=True, text=True,
                                timeout=60)
         assert clash.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in clash.stderr
     finally:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import UTC, datetime, timedelta
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -160,7 +160,7 @@ class ApiServer:
         watch = _flag(request.query_params.get("watch"))
         verb = _verb(request.method, target, watch)
         fault = self.faults.take(verb, target.resource, target.namespace, target.name, client, user_agent)
-        record = lambda code: self.faults.record(RequestRecord(  # noqa: E731 - one call site per outcome
+        record = lambda code: self.faults.record(RequestRecord(
             verb, target.resource, target.namespace, target.name, client, user_agent, code, time.monotonic()))
         if fault is not None:
             if fault.delay:

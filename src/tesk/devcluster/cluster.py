@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import uvicorn
 import yaml
@@ -134,7 +134,7 @@ class DevCluster:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self, timeout: float = 30.0) -> DevCluster:
+    def start(self, timeout: float = 30.0) -> Self:
         """Start the servers, controllers and kubelet; returns once the API answers."""
         http_socket = self._bind(self.config.port)
         https_socket = self._bind(self.config.https_port)
@@ -157,8 +157,9 @@ class DevCluster:
         if self._own_state:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
-    def __enter__(self) -> DevCluster:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *_: object) -> None:
         self.stop()
@@ -175,7 +176,7 @@ class DevCluster:
         self._loop = loop
         try:
             loop.run_until_complete(self._serve(http_socket, https_socket))
-        except BaseException as exc:  # reported to start() when it happens before readiness
+        except Exception as exc:  # noqa: BLE001 - any start-up failure is reported to start()
             self._failure = exc
             self._ready.set()
         finally:

@@ -104,6 +104,7 @@ class Controllers:
         self.on_pvc_deleted = on_pvc_deleted
         self._wake = asyncio.Event()
         self._last_failure: dict[str, float] = {}
+        self._next_event_expiry = now()
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -157,7 +158,7 @@ class Controllers:
 
     def _pods_of(self, job: dict[str, Any]) -> list[dict[str, Any]]:
         uid = job["metadata"]["uid"]
-        return [p for p in self.store.iter("pods", job["metadata"]["namespace"])
+        return [p for p in self.store.scan("pods", job["metadata"]["namespace"])
                 if (controller_of(p) or {}).get("uid") == uid]
 
     def _policy_action(self, job: dict[str, Any], pod: dict[str, Any]) -> tuple[str, str]:
@@ -327,7 +328,7 @@ class Controllers:
 
     def _release_orphaned_pods(self) -> None:
         """Drop the job-tracking finalizer of pods whose Job is gone (or that were orphaned)."""
-        for pod in self.store.iter("pods"):
+        for pod in self.store.scan("pods"):
             if JOB_TRACKING_FINALIZER not in (pod["metadata"].get("finalizers") or []):
                 continue
             owner = controller_of(pod)
@@ -339,7 +340,7 @@ class Controllers:
     # -- garbage collector ----------------------------------------------------------------------
 
     def _garbage_collect(self) -> None:
-        everything = [(plural, obj) for plural in BY_PLURAL for obj in self.store.iter(plural)]
+        everything = [(plural, obj) for plural in BY_PLURAL if plural != "events" for obj in self.store.scan(plural)]
         live = {obj["metadata"]["uid"]: obj for _, obj in everything}
         dependents: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for plural, obj in everything:
@@ -360,8 +361,11 @@ class Controllers:
                 self.store.delete(BY_PLURAL[plural], meta.get("namespace", ""), meta["name"], propagation="Foreground")
                 continue
             if any(o is None for o in owners):
-                obj["metadata"]["ownerReferences"] = [r for r, o in zip(refs, owners, strict=True) if o is not None]
-                self.store.update(BY_PLURAL[plural], meta.get("namespace", ""), meta["name"], obj)
+                current = self.store.find(plural, meta.get("namespace", ""), meta["name"])
+                if current is not None:
+                    current["metadata"]["ownerReferences"] = [
+                        r for r, o in zip(refs, owners, strict=True) if o is not None]
+                    self.store.update(BY_PLURAL[plural], meta.get("namespace", ""), meta["name"], current)
         for plural, obj in everything:
             meta = obj["metadata"]
             if not meta.get("deletionTimestamp"):
@@ -393,7 +397,7 @@ class Controllers:
     # -- TTL after finished, PVCs, namespaces, events -----------------------------------------------
 
     def _ttl(self) -> None:
-        for job in self.store.iter("jobs"):
+        for job in self.store.scan("jobs"):
             ttl = job["spec"].get("ttlSecondsAfterFinished")
             if ttl is None or job["metadata"].get("deletionTimestamp"):
                 continue
@@ -404,14 +408,14 @@ class Controllers:
 
     def _pvcs(self) -> None:
         in_use: set[tuple[str, str]] = set()
-        for pod in self.store.iter("pods"):
+        for pod in self.store.scan("pods"):
             if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 continue
             for volume in pod["spec"].get("volumes") or []:
                 claim = volume.get("persistentVolumeClaim")
                 if claim:
                     in_use.add((pod["metadata"]["namespace"], claim["claimName"]))
-        for pvc in self.store.iter("persistentvolumeclaims"):
+        for pvc in self.store.scan("persistentvolumeclaims"):
             meta = pvc["metadata"]
             key = (meta["namespace"], meta["name"])
             if meta.get("deletionTimestamp"):
@@ -421,8 +425,11 @@ class Controllers:
             if (pvc.get("status") or {}).get("phase") == "Pending":
                 if self.on_pvc_bound:
                     self.on_pvc_bound(pvc)
-                pvc["spec"]["volumeName"] = f"pvc-{meta['uid']}"
-                self.store.update(BY_PLURAL["persistentvolumeclaims"], *key, pvc)
+                claim = self.store.find("persistentvolumeclaims", *key)
+                if claim is None:
+                    continue
+                claim["spec"]["volumeName"] = f"pvc-{meta['uid']}"
+                self.store.update(BY_PLURAL["persistentvolumeclaims"], *key, claim)
                 current = self.store.find("persistentvolumeclaims", *key)
                 if current is None:
                     continue
@@ -431,7 +438,7 @@ class Controllers:
                 self.store.update(BY_PLURAL["persistentvolumeclaims"], *key, current, "status")
 
     def _namespaces(self) -> None:
-        for namespace in self.store.iter("namespaces"):
+        for namespace in self.store.scan("namespaces"):
             if not namespace["metadata"].get("deletionTimestamp"):
                 continue
             name = namespace["metadata"]["name"]
@@ -439,7 +446,7 @@ class Controllers:
             for plural, rtype in BY_PLURAL.items():
                 if not rtype.namespaced:
                     continue
-                for obj in self.store.iter(plural, name):
+                for obj in self.store.scan(plural, name):
                     remaining += 1
                     if not obj["metadata"].get("deletionTimestamp"):
                         self.store.delete(rtype, name, obj["metadata"]["name"], propagation="Background")
@@ -447,8 +454,11 @@ class Controllers:
                 self.store.finalize_namespace(name)
 
     def _expire_events(self) -> None:
+        if now() < self._next_event_expiry:
+            return
+        self._next_event_expiry = now() + timedelta(minutes=1)
         cutoff = now() - EVENT_TTL
-        for event in self.store.iter("events"):
+        for event in self.store.scan("events"):
             if parse_time(event["metadata"]["creationTimestamp"]) < cutoff:
                 self.store.delete(BY_PLURAL["events"], event["metadata"]["namespace"], event["metadata"]["name"])
 

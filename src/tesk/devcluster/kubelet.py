@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import logging
 import math
 import os
@@ -334,7 +335,7 @@ class Kubelet:
         node = self.config.node
         used = {"cpu": 0.0, "memory": 0.0}
         bound = 0
-        pods = list(self.store.iter("pods"))
+        pods = self.store.scan("pods")
         for pod in pods:
             if pod["spec"].get("nodeName") and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
                 bound += 1
@@ -402,7 +403,7 @@ class Kubelet:
                           "status")
 
     def _start_workers(self) -> None:
-        for pod in self.store.iter("pods"):
+        for pod in self.store.scan("pods"):
             uid = pod["metadata"]["uid"]
             if uid in self.workers or pod["spec"].get("nodeName") != self.config.node.name:
                 continue
@@ -411,10 +412,17 @@ class Kubelet:
             if pod["metadata"].get("deletionTimestamp"):
                 self.store.finish_pod_termination(pod["metadata"]["namespace"], pod["metadata"]["name"])
                 continue
-            worker = PodWorker(self, pod)
+            worker = PodWorker(self, copy.deepcopy(pod))
             self.workers[uid] = worker
             worker.task = asyncio.get_running_loop().create_task(worker.run())
-            worker.task.add_done_callback(lambda _t, uid=uid: self.workers.pop(uid, None))
+            worker.task.add_done_callback(self._forget(uid))
+
+    def _forget(self, uid: str) -> Callable[[asyncio.Task[None]], None]:
+        """A done-callback that drops a finished pod worker."""
+        def forget(_: asyncio.Task[None]) -> None:
+            self.workers.pop(uid, None)
+
+        return forget
 
     # -- helpers for the API and controllers ------------------------------------------------------
 

@@ -80,12 +80,12 @@ def _check_name(rtype: ResourceType, name: str, causes: Causes) -> None:
         if len(name) > 63:
             causes.append(("metadata.name", f"Invalid value: {name!r}: must be no more than 63 characters"))
         if rtype.plural == "namespaces" and not _DNS_LABEL.match(name):
-            causes.append(("metadata.name", f"Invalid value: {name!r}: a lowercase RFC 1123 label must consist "
-                           "of lower case alphanumeric characters or '-'"))
+            causes.append(("metadata.name", (f"Invalid value: {name!r}: a lowercase RFC 1123 label must consist "
+                                             "of lower case alphanumeric characters or '-'")))
     if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
-        causes.append(("metadata.name", f"Invalid value: {name!r}: a lowercase RFC 1123 subdomain must consist of "
-                       "lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
-                       "character"))
+        causes.append(("metadata.name", (f"Invalid value: {name!r}: a lowercase RFC 1123 subdomain must consist "
+                                         "of lower case alphanumeric characters, '-' or '.', and must start and "
+                                         "end with an alphanumeric character")))
 
 
 def _check_labels(path: str, labels: Any, causes: Causes) -> None:
@@ -143,9 +143,9 @@ def _check_pod_spec(path: str, spec: Any, causes: Causes, *, in_job: bool) -> No
                 causes.append((f"{where}.image", "Required value"))
             for env_index, env in enumerate(container.get("env") or []):
                 if not _ENV_NAME.match(env.get("name") or ""):
-                    causes.append((f"{where}.env[{env_index}].name", f"Invalid value: {env.get('name')!r}: "
-                                   "a valid environment variable name must consist of alphabetic characters, "
-                                   "digits, '_', '-', or '.', and must not start with a digit"))
+                    causes.append((f"{where}.env[{env_index}].name", (
+                        f"Invalid value: {env.get('name')!r}: a valid environment variable name must consist of "
+                        "alphabetic characters, digits, '_', '-', or '.', and must not start with a digit")))
             for mount_index, mount in enumerate(container.get("volumeMounts") or []):
                 if mount.get("name") not in volumes:
                     causes.append((f"{where}.volumeMounts[{mount_index}].name",
@@ -202,8 +202,8 @@ def validate(rtype: ResourceType, obj: dict[str, Any]) -> None:
         for part in ("data", "binaryData", "stringData"):
             for key in (obj.get(part) or {}):
                 if not _CONFIG_KEY.match(key) or len(key) > 253:
-                    causes.append((f"{part}[{key}]", f"Invalid value: {key!r}: a valid config key must consist "
-                                   "of alphanumeric characters, '-', '_' or '.'"))
+                    causes.append((f"{part}[{key}]", (f"Invalid value: {key!r}: a valid config key must consist "
+                                                      "of alphanumeric characters, '-', '_' or '.'")))
         size = len(json.dumps(obj.get("data") or {})) + len(json.dumps(obj.get("binaryData") or {}))
         if size > MAX_CONFIGMAP_BYTES:
             causes.append(("", f"Too long: must have at most {MAX_CONFIGMAP_BYTES} bytes"))
@@ -238,8 +238,9 @@ def validate_update(rtype: ResourceType, old: dict[str, Any], new: dict[str, Any
                 {k: v for k, v in c.items() if k != "image"} for c in spec.get("initContainers") or []
             ]
         if old_spec != new_spec:
-            causes.append(("spec", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, "
-                           "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds` or `spec.tolerations`"))
+            causes.append(("spec", ("Forbidden: pod updates may not change fields other than "
+                                    "`spec.containers[*].image`, `spec.initContainers[*].image`, "
+                                    "`spec.activeDeadlineSeconds` or `spec.tolerations`")))
     elif rtype.plural == "persistentvolumeclaims":
         old_spec, new_spec = dict(old.get("spec") or {}), dict(new.get("spec") or {})
         if not old_spec.get("volumeName"):
@@ -248,8 +249,8 @@ def validate_update(rtype: ResourceType, old: dict[str, Any], new: dict[str, Any
             k: v for k, v in new_spec.items() if k != "resources"
         }:
             causes.append(("spec", "Forbidden: spec is immutable after creation except resources.requests"))
-    elif rtype.plural in ("configmaps", "secrets") and old.get("immutable"):
-        if any(old.get(k) != new.get(k) for k in ("data", "binaryData", "immutable")):
-            causes.append(("data", "Forbidden: field is immutable when `immutable` is set"))
+    elif rtype.plural in ("configmaps", "secrets") and old.get("immutable") and any(
+            old.get(k) != new.get(k) for k in ("data", "binaryData", "immutable")):
+        causes.append(("data", "Forbidden: field is immutable when `immutable` is set"))
     if causes:
         raise invalid(rtype.group, rtype.kind, name, causes)

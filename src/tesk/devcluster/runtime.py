@@ -23,7 +23,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class PodmanRuntime:
                 assert process.stdout is not None and process.stderr is not None
                 err_chunks: list[bytes] = []
 
-                def sink(stream: str, chunk: bytes) -> None:
+                def sink(stream: str, chunk: bytes, err_chunks: list[bytes] = err_chunks) -> None:
                     if stream == "stderr":
                         err_chunks.append(chunk)
                     output(stream, chunk)
@@ -200,7 +200,7 @@ class PodmanRuntime:
             await _exec("podman", "rm", "--force", "--time", "0", spec.name)
 
     @staticmethod
-    async def _inspect(name: str) -> dict[str, object]:
+    async def _inspect(name: str) -> dict[str, Any]:
         code, out, _ = await _exec("podman", "inspect", "--type", "container", name)
         if code != 0:
             return {}

@@ -145,7 +145,7 @@ def parse_label_selector(text: str | None) -> list[Requirement]:
                     values.append(value(item))
                 if not values:
                     raise SelectorError(
-                        f"unable to parse requirement: for 'in', 'notin' operators, values set can't be empty"
+                        "unable to parse requirement: for 'in', 'notin' operators, values set can't be empty"
                     )
                 requirements.append(Requirement(name, following, tuple(values)))
             else:

@@ -123,9 +123,15 @@ class Store:
             if namespace is None or key[0] == namespace:
                 yield copy.deepcopy(self._objects[plural][key])
 
-    def uid_exists(self, uid: str) -> bool:
-        """Whether any live object (any resource) has this uid: the garbage collector's owner check."""
-        return any(o["metadata"]["uid"] == uid for objects in self._objects.values() for o in objects.values())
+    def scan(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """The live objects themselves (no copies, unsorted), for controllers' read-only passes.
+
+        Callers must not modify them: change an object through `find` + `update`.
+        """
+        objects = self._objects[plural]
+        if namespace is None:
+            return list(objects.values())
+        return [o for (ns, _), o in objects.items() if ns == namespace]
 
     def list(
         self,
@@ -204,8 +210,8 @@ class Store:
         if not metadata.get("name"):
             prefix = metadata.get("generateName")
             if not prefix:
-                raise errors.invalid(rtype.group, rtype.kind, "", [("metadata.name", "Required value: name or "
-                                                                    "generateName is required")])
+                raise errors.invalid(rtype.group, rtype.kind, "", [
+                    ("metadata.name", "Required value: name or generateName is required")])
             metadata["name"] = prefix + "".join(random.choice(_NAME_SUFFIX_ALPHABET) for _ in range(5))
         key = (namespace if rtype.namespaced else "", metadata["name"])
         for server_field in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"):
@@ -286,8 +292,8 @@ class Store:
                 added = set(new["metadata"].get("finalizers") or []) - set(current["metadata"].get("finalizers") or [])
                 if added:
                     raise errors.invalid(rtype.group, rtype.kind, name, [(
-                        "metadata.finalizers", "Forbidden: no new finalizers can be added if the object is being "
-                        "deleted")])
+                        "metadata.finalizers",
+                        "Forbidden: no new finalizers can be added if the object is being deleted")])
         if dry_run:
             return new
         new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
