@@ -124,7 +124,10 @@ def test_a_task_too_large_for_a_configmap_is_refused_with_a_reason() -> None:
 def test_paths_map_by_identity_onto_one_volume() -> None:
     task = make_task()
     points = manifests.task_mount_points(task)
-    assert points == ["/data/in", "/data/out", "/logs", "/scratch"]
+    assert points == ["/logs", "/scratch", "/data/in", "/data/out"]  # parents before anything nested
+    nested = make_task(inputs=[{"content": "x", "path": "/data/in.txt"}],
+                       outputs=[{"url": "s3://b/o", "path": "/data/out/deep/o.txt"}], volumes=None)
+    assert manifests.task_mount_points(nested) == ["/data", "/data/out/deep"]  # the output folder exists
     job = manifests.executor_job(settings(), task, 0, OWNER)
     mounts = job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
     assert {m["mountPath"]: m["subPath"] for m in mounts} == {p: p[1:] for p in points}

@@ -33,7 +33,7 @@ from tesk.backends.kubernetes.labels import Role
 from tesk.backends.kubernetes.settings import KubernetesSettings
 from tesk.filer.area import TaskArea
 from tesk.filer.errors import FilerError
-from tesk.models import Executor, Task
+from tesk.models import Executor, FileType, Task, has_wildcards
 
 Manifest = dict[str, Any]
 
@@ -84,7 +84,8 @@ def _metadata(name: str, task_id: str, role: Role, owner: Owner | None = None, i
 # -- paths --------------------------------------------------------------------------------------
 
 def task_mount_points(task: Task) -> list[str]:
-    """The folders of the task volume every pod mounts, exactly as the filer's `TaskArea` lays them out.
+    """The folders of the task volume every pod mounts (parents first), as the filer's `TaskArea` lays
+    them out, plus every output folder so it exists before an executor writes into it.
 
     The layout rules live in one place (`TaskArea.mounts`: file -> its folder, DIRECTORY -> itself,
     nested folders folded into their parent); it is asked on a scratch folder because it also creates
@@ -103,6 +104,19 @@ def task_mount_points(task: Task) -> list[str]:
                     "Kubernetes can only make for files that already exist; put it in a folder such as /data"
                 )
             points.append(mount.container_path)
+    # Output folders inside a mount must exist before executors write there; mounting them too
+    # (same PVC folder, so the tree stays one) makes the kubelet create them.
+    for out in task.outputs or []:
+        if has_wildcards(out.path):
+            folder = out.path_prefix or posixpath.dirname(out.path)
+        elif out.type is FileType.DIRECTORY:
+            folder = out.path
+        else:
+            folder = posixpath.dirname(out.path)
+        folder = folder.rstrip("/") or "/"
+        if folder != "/" and folder not in points:
+            points.append(folder)
+    points.sort(key=lambda p: (p.count("/"), p))
     for path in points:
         if path in SHADOWING_MOUNTS or path.startswith(("/proc/", "/sys/", "/dev/")):
             raise ManifestError(
