@@ -9,6 +9,7 @@ Usage: .venv/bin/python bench/local_throughput.py [TASKS] [PARALLEL] [ROUNDS]
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import tempfile
 import time
@@ -38,20 +39,24 @@ async def direct(count: int, parallel: int) -> float:
 
 
 async def through_server(url: str, count: int) -> float:
-    async with httpx.AsyncClient(timeout=60) as client:
+    """Submit `count` tasks at once and wait for all to end, told by the server's event stream."""
+    async with httpx.AsyncClient(timeout=60) as client, client.stream("GET", f"{url}/events") as events:
+        lines = events.aiter_lines()
+        assert (await anext(lines)).startswith(":"), "the stream opens with a comment once it listens"
         body = {"executors": [{"image": IMAGE, "command": ["true"]}]}
         started = time.perf_counter()
-        ids = [r.json()["id"] for r in await asyncio.gather(*(client.post(f"{url}/tasks", json=body) for _ in range(count)))]
-        pending = set(ids)
-        while pending:
-            await asyncio.sleep(0.25)
-            page = (await client.get(f"{url}/tasks", params={"page_size": 2000})).json()["tasks"]
-            states = {t["id"]: t["state"] for t in page}
-            for task_id in list(pending):
-                if states.get(task_id) in TERMINAL:
-                    if states[task_id] != "COMPLETE":
-                        raise RuntimeError(f"task {task_id} ended {states[task_id]}")
-                    pending.discard(task_id)
+        posts = await asyncio.gather(*(client.post(f"{url}/tasks", json=body) for _ in range(count)))
+        pending = {r.json()["id"] for r in posts}
+        async for line in lines:
+            if not line.startswith("data:"):
+                continue
+            event = json.loads(line[5:])
+            if event["id"] in pending and event["state"] in TERMINAL:
+                if event["state"] != "COMPLETE":
+                    raise RuntimeError(f"task {event['id']} ended {event['state']}")
+                pending.discard(event["id"])
+                if not pending:
+                    break
         return time.perf_counter() - started
 
 
