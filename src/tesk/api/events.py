@@ -67,9 +67,13 @@ class TaskEvent:
 
 
 class Listener:
-    """A bounded queue of events for one consumer; a consumer that falls behind is told, not blocked."""
+    """A bounded queue of events for one consumer; a consumer that falls behind is told, not blocked.
 
-    def __init__(self, maxsize: int = LISTENER_QUEUE_SIZE) -> None:
+    `task_id` set: only that task's changes (a per-task stream); None: every change.
+    """
+
+    def __init__(self, task_id: str | None = None, maxsize: int = LISTENER_QUEUE_SIZE) -> None:
+        self.task_id = task_id
         self.queue: asyncio.Queue[TaskEvent] = asyncio.Queue(maxsize)
         self.overflowed = False
 
@@ -92,16 +96,28 @@ class EventHub:
     def __init__(self, store: TaskStore) -> None:
         self.store = store
         self._listeners: set[Listener] = set()
+        self._by_task: dict[str, set[Listener]] = {}
+        """Per-task listeners, so a change wakes only the streams of its own task."""
         self._consumers: dict[str, Consumer] = {}
 
-    def listen(self) -> Listener:
+    def listen(self, task_id: str | None = None) -> Listener:
         """Register a listener now: every change published after this call reaches it."""
-        listener = Listener()
-        self._listeners.add(listener)
+        listener = Listener(task_id)
+        if task_id is None:
+            self._listeners.add(listener)
+        else:
+            self._by_task.setdefault(task_id, set()).add(listener)
         return listener
 
     def unlisten(self, listener: Listener) -> None:
-        self._listeners.discard(listener)
+        if listener.task_id is None:
+            self._listeners.discard(listener)
+            return
+        listeners = self._by_task.get(listener.task_id)
+        if listeners is not None:
+            listeners.discard(listener)
+            if not listeners:
+                del self._by_task[listener.task_id]
 
     def add_consumer(self, name: str, consumer: Consumer) -> None:
         """A long-running coroutine fed by its own listener while the app runs (callbacks, metrics)."""
@@ -109,7 +125,7 @@ class EventHub:
 
     def publish(self, task_id: str, state: State) -> None:
         event = TaskEvent(task_id, state, datetime.now(UTC), self.store)
-        for listener in list(self._listeners):
+        for listener in [*self._listeners, *self._by_task.get(task_id, ())]:
             listener.put(event)
 
     async def _pump(self) -> None:
@@ -198,7 +214,7 @@ async def task_events(request: Request, id: str) -> EventStream:  # noqa: A002 (
     rules as GetTask.
     """
     hub = _hub(request)
-    listener = hub.listen()  # before reading the state, so no change can fall between the two
+    listener = hub.listen(id)  # before reading the state, so no change can fall between the two
     try:
         stored = await _visible_task(request, id)
     except BaseException:
@@ -215,7 +231,7 @@ async def task_events(request: Request, id: str) -> EventStream:  # noqa: A002 (
                 if listener.overflowed:
                     yield OVERFLOW_EVENT
                     return
-                if event.task_id == id and event.state != last:
+                if event.state != last:
                     last = event.state
                     yield _sse(event)
 
