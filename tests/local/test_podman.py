@@ -147,3 +147,16 @@ async def test_an_input_that_cannot_be_downloaded_is_a_system_error(make_harness
     [log] = stored.task.logs or []
     assert log.logs == [], "no executor ran"
     assert any(url in line and "404" in line for line in log.system_logs or []), log.system_logs
+
+
+async def test_log_tails_are_bounded_and_failed_task_areas_can_be_kept(make_harness: MakeHarness) -> None:
+    harness = await make_harness(log_tail_bytes=10, keep_task_areas="failed")
+    stored = await harness.run({"executors": [
+        {"image": IMAGE, "command": ["sh", "-c", "echo abcdefghijklmnopqrstuvwxyz; echo 0123456789ABCDEF >&2; exit 1"]},
+    ]})
+    assert stored.state is State.EXECUTOR_ERROR
+    [log] = stored.task.logs or []
+    assert (log.logs[0].stdout, log.logs[0].stderr) == ("rstuvwxyz\n", "789ABCDEF\n"), "the last 10 bytes of each"
+    await harness.settled(stored.id)
+    kept = harness.backend.task_dir / stored.id
+    assert (kept / "logs" / "0.stdout").read_text() == "abcdefghijklmnopqrstuvwxyz\n", "the full stream stays on disk"

@@ -146,3 +146,25 @@ async def test_a_cancel_seen_by_the_reporter_stops_the_runner() -> None:
     assert state is State.CANCELED
     assert runtime.calls == ["prepare", "inputs", "executor 0", "release CANCELED"]
     assert [e.exit_code for e in log.logs] == [0]
+
+
+async def test_abort_waits_for_a_report_in_progress() -> None:
+    class SlowReporter(ListReporter):
+        async def update(self, state: State, log: TaskLog) -> bool:
+            self.updates.append(state)
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                self.updates.append(State.UNKNOWN)  # marks an interrupted write
+                raise
+            return True
+
+    runtime, reporter = ScriptedRuntime(), SlowReporter()
+    runner = TaskRunner(make_task(), runtime, reporter)
+    job = asyncio.create_task(runner.run())
+    while not reporter.updates:
+        await asyncio.sleep(0.001)
+    runner.abort(State.CANCELED, "canceled by frank")
+    assert await job is State.CANCELED
+    assert reporter.updates == [State.INITIALIZING], "the report finished; nothing ran after it"
+    assert runtime.calls == ["release CANCELED"]

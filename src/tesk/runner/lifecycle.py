@@ -59,6 +59,7 @@ class TaskRunner:
         self._handle: asyncio.Task[State] | None = None
         self._abort: tuple[State, str] | None = None
         self._finishing = False
+        self._reporting = False
         self._notes = list(notes or [])
 
     def abort(self, state: State, reason: str) -> None:
@@ -66,7 +67,7 @@ class TaskRunner:
         if self._finishing or self._abort is not None:
             return
         self._abort = (state, reason)
-        if self._handle is not None:
+        if self._handle is not None and not self._reporting:
             self._handle.cancel()
 
     async def run(self) -> State:
@@ -144,5 +145,14 @@ class TaskRunner:
         return state
 
     async def _report(self, state: State, task_log: TaskLog) -> None:
-        if not await self.reporter.update(state, task_log):
+        """Report progress. An abort never interrupts a report half-written (a store transaction, a
+        Kubernetes patch): it takes effect as soon as the report is done."""
+        self._reporting = True
+        try:
+            accepted = await self.reporter.update(state, task_log)
+        finally:
+            self._reporting = False
+        if self._abort is not None:
+            raise asyncio.CancelledError
+        if not accepted:
             raise _NoLongerOurs
