@@ -37,7 +37,7 @@ def serve(path: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
         def log_message(self, *args: Any) -> None:
             return
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Length", str(size))
             self.send_header("Content-Type", "application/octet-stream")
@@ -52,10 +52,14 @@ def serve(path: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}/big.bin"
 
 
-def timed(cmd: list[str], stdin: bytes | None = None, env: dict[str, str] | None = None) -> tuple[float, int, bytes]:
+def timed(
+    cmd: list[str], stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> tuple[float, int, bytes]:
     """Wall seconds, peak RSS (bytes) and stdout of one child process; fails loudly on a non-zero exit."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     if stdin:
         proc.stdin.write(stdin)
@@ -80,7 +84,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--area-dir", default="/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
+    parser.add_argument(
+        "--area-dir", default="/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    )
     args = parser.parse_args()
     curl = shutil.which("curl")
     if not curl:
@@ -93,7 +99,9 @@ def main() -> None:
         with open(source, "wb") as f:
             f.truncate(size)  # sparse: the server reads zero pages, not the disk
         server, url = serve(source)
-        job = json.dumps({"direction": "inputs", "base": str(area), "inputs": [{"path": "/data/big.bin", "url": url}]})
+        job = json.dumps(
+            {"direction": "inputs", "base": str(area), "inputs": [{"path": "/data/big.bin", "url": url}]}
+        )
         tesk = [sys.executable, "-c", "from tesk.cli import main; main()", "filer", "-"]
         best = {
             "curl /dev/null": float("inf"),
@@ -103,7 +111,9 @@ def main() -> None:
         }
         peak_rss = 0
         for round_no in range(1, args.rounds + 1):
-            best["curl /dev/null"] = min(best["curl /dev/null"], timed([curl, "-sS", "-o", "/dev/null", url])[0])
+            best["curl /dev/null"] = min(
+                best["curl /dev/null"], timed([curl, "-sS", "-o", "/dev/null", url])[0]
+            )
             target = area / "curl.bin"
             best["curl file"] = min(best["curl file"], timed([curl, "-sS", "-o", str(target), url])[0])
             target.unlink()
@@ -114,10 +124,15 @@ def main() -> None:
             (area / "data" / "big.bin").unlink()
             best["tesk filer"] = min(best["tesk filer"], seconds)
             peak_rss = max(peak_rss, rss)
-            print(f"round {round_no}: " + ", ".join(f"{k} {size / v / 1e6:.0f} MB/s" for k, v in best.items()), flush=True)
+            print(
+                f"round {round_no}: " + ", ".join(f"{k} {size / v / 1e6:.0f} MB/s" for k, v in best.items()),
+                flush=True,
+            )
         server.shutdown()
         rates = {k: size / v / 1e6 for k, v in best.items()}
-        print(f"\n{args.size_mib} MiB over loopback HTTP, best of {args.rounds}, task area in {args.area_dir}:")
+        print(
+            f"\n{args.size_mib} MiB over loopback HTTP, best of {args.rounds}, task area in {args.area_dir}:"
+        )
         for name, rate in rates.items():
             print(f"  {name:15s} {rate:8.0f} MB/s  ({best[name]:.2f} s)")
         ratio = rates["tesk filer"] / rates["curl /dev/null"]

@@ -27,7 +27,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from filer_http import timed, transfer_seconds  # noqa: E402  (a sibling script, not a package)
+from filer_http import timed, transfer_seconds
 
 MiB = 1024 * 1024
 
@@ -37,7 +37,9 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     binary = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
-    proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -52,7 +54,9 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--area-dir", default="/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
+    parser.add_argument(
+        "--area-dir", default="/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    )
     args = parser.parse_args()
     size = args.size_mib * MiB
     proc, endpoint = start_moto()
@@ -61,15 +65,20 @@ def main() -> None:
         source = area / "out" / "big.bin"
         source.parent.mkdir()
         with open(source, "wb") as f:
-            for _ in range(args.size_mib):  # real bytes (moto hashes every part)
-                f.write(os.urandom(MiB))
+            f.writelines(os.urandom(MiB) for _ in range(args.size_mib))  # real bytes, not a sparse file
         creds = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
-        client = boto3.client("s3", endpoint_url=endpoint, config=Config(s3={"addressing_style": "path"}), **creds)
+        client = boto3.client(
+            "s3", endpoint_url=endpoint, config=Config(s3={"addressing_style": "path"}), **creds
+        )
         client.create_bucket(Bucket="bench")
         baselines = {
             "boto3 default (8 MiB x 10)": TransferConfig(),
-            "boto3 16 MiB x 8": TransferConfig(multipart_threshold=16 * MiB, multipart_chunksize=16 * MiB, max_concurrency=8),
-            "boto3 64 MiB x 10": TransferConfig(multipart_threshold=64 * MiB, multipart_chunksize=64 * MiB, max_concurrency=10),
+            "boto3 16 MiB x 8": TransferConfig(
+                multipart_threshold=16 * MiB, multipart_chunksize=16 * MiB, max_concurrency=8
+            ),
+            "boto3 64 MiB x 10": TransferConfig(
+                multipart_threshold=64 * MiB, multipart_chunksize=64 * MiB, max_concurrency=10
+            ),
         }
         seconds: dict[str, float] = {}
         for name, config in baselines.items():
@@ -79,12 +88,21 @@ def main() -> None:
             client.delete_object(Bucket="bench", Key="baseline.bin")
             print(f"{name}: {size / seconds[name] / 1e6:.0f} MB/s", flush=True)
         endpoints = [
-            {"bucket": "bench", "endpoint_url": endpoint, "access_key_id": "bench", "secret_access_key": "bench",
-             "region": "us-east-1", "addressing_style": "path"}
+            {
+                "bucket": "bench",
+                "endpoint_url": endpoint,
+                "access_key_id": "bench",
+                "secret_access_key": "bench",
+                "region": "us-east-1",
+                "addressing_style": "path",
+            }
         ]
         env = os.environ | {"TESK_FILER_S3_ENDPOINTS": json.dumps(endpoints)}
-        job = {"direction": "outputs", "base": str(area),
-               "outputs": [{"path": "/out/big.bin", "url": "s3://bench/filer.bin"}]}
+        job = {
+            "direction": "outputs",
+            "base": str(area),
+            "outputs": [{"path": "/out/big.bin", "url": "s3://bench/filer.bin"}],
+        }
         tesk = [sys.executable, "-c", "from tesk.cli import main; main()", "filer", "-"]
         wall, rss, result = timed(tesk, stdin=json.dumps(job).encode(), env=env)
         assert client.head_object(Bucket="bench", Key="filer.bin")["ContentLength"] == size
@@ -94,8 +112,12 @@ def main() -> None:
         best = size / seconds[best_name] / 1e6
         print(f"\n{args.size_mib} MiB upload to moto_server on loopback:")
         print(f"  best boto3 upload_file ({best_name}): {best:.0f} MB/s")
-        print(f"  tesk filer (process, wall):      {size / wall / 1e6:.0f} MB/s -> {size / wall / 1e6 / best:.2f}x")
-        print(f"  tesk filer (its transfer time):  {size / transfer / 1e6:.0f} MB/s -> {size / transfer / 1e6 / best:.2f}x")
+        print(
+            f"  tesk filer (process, wall):      {size / wall / 1e6:.0f} MB/s -> {size / wall / 1e6 / best:.2f}x"
+        )
+        print(
+            f"  tesk filer (its transfer time):  {size / transfer / 1e6:.0f} MB/s -> {size / transfer / 1e6 / best:.2f}x"
+        )
         print(f"  filer peak RSS: {rss / 1e6:.0f} MB")
     finally:
         proc.terminate()

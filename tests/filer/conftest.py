@@ -85,7 +85,7 @@ def _handler(peer: HttpPeer) -> type[http.server.BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             path = self.path.split("?")[0]
             peer.hits[path] = peer.hits.get(path, 0) + 1
             if path.startswith("/files/") and path[7:] in peer.files:
@@ -115,7 +115,7 @@ def _handler(peer: HttpPeer) -> type[http.server.BaseHTTPRequestHandler]:
             else:
                 self._send(404, b"no such file here", {"Content-Type": "text/plain"})
 
-        def do_PUT(self) -> None:  # noqa: N802
+        def do_PUT(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
             if self.path.startswith("/readonly/"):
@@ -151,6 +151,7 @@ class FtpPeer:
     root: Path
     user: str = "alice"
     password: str = "s3cret-pw"
+    handler: type | None = None
 
     def url(self, path: str, *, creds: bool = True) -> str:
         auth = f"{self.user}:{self.password}@" if creds else ""
@@ -169,12 +170,19 @@ def ftp_peer(tmp_path: Path) -> Iterator[FtpPeer]:
     peer = FtpPeer("127.0.0.1", 0, root)
     authorizer = DummyAuthorizer()
     authorizer.add_user(peer.user, peer.password, str(root), perm="elradfmwMT")
-    handler = type("Handler", (FTPHandler,), {"authorizer": authorizer, "banner": "test peer", "auth_failed_timeout": 0.05})
+    handler = type(
+        "Handler",
+        (FTPHandler,),
+        {"authorizer": authorizer, "banner": "test peer", "auth_failed_timeout": 0.05},
+    )
     # Its own IOLoop: pyftpdlib's default one is process-wide, and a stopping server of a previous
     # test would otherwise still answer (and reset) connections meant for this one.
     server = ThreadedFTPServer(("127.0.0.1", 0), handler, ioloop=IOLoop())
     peer.port = server.socket.getsockname()[1]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"timeout": 0.2, "blocking": True}, daemon=True)
+    peer.handler = handler
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"timeout": 0.2, "blocking": True}, daemon=True
+    )
     thread.start()
     yield peer
     server.close_all()
@@ -250,7 +258,11 @@ def s3_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Peer]:
                     raise RuntimeError(f"moto_server did not start: {logfile.read_text()[-2000:]}") from None
                 time.sleep(0.1)
         iam = boto3.client(
-            "iam", endpoint_url=endpoint, aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1"
+            "iam",
+            endpoint_url=endpoint,
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+            region_name="us-east-1",
         )
         iam.create_user(UserName="filer")
         policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}

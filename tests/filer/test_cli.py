@@ -12,13 +12,16 @@ from typing import Any
 from .conftest import HttpPeer
 
 
-def _tesk(args: list[str], stdin: bytes | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+def _tesk(
+    args: list[str], stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     import os
 
     return subprocess.run(
         [sys.executable, "-c", "from tesk.cli import main; main()", "filer", *args],
         input=stdin,
         capture_output=True,
+        check=False,
         timeout=60,
         env=os.environ | (env or {}),
     )
@@ -68,7 +71,11 @@ def test_inputs_then_outputs_standalone(http_peer: HttpPeer, tmp_path: Path) -> 
 
 
 def test_failure_exits_1_with_the_reason(http_peer: HttpPeer, tmp_path: Path) -> None:
-    job = {"direction": "inputs", "base": str(tmp_path), "inputs": [{"path": "/d/x", "url": f"{http_peer.url}/files/none"}]}
+    job = {
+        "direction": "inputs",
+        "base": str(tmp_path),
+        "inputs": [{"path": "/d/x", "url": f"{http_peer.url}/files/none"}],
+    }
     done = _tesk(["-"], stdin=json.dumps(job).encode())
     assert done.returncode == 1
     result = _last_json(done.stdout)
@@ -93,7 +100,11 @@ def test_unusable_job_exits_2(tmp_path: Path) -> None:
     done = run(["-"], '{"direction": "sideways", "base": "/tmp"}')
     assert done.exit_code == 2
     assert "cannot read the job document" in done.output and "direction" in done.output
-    bad_path = {"direction": "inputs", "base": str(tmp_path), "inputs": [{"path": "../etc/passwd", "content": "x"}]}
+    bad_path = {
+        "direction": "inputs",
+        "base": str(tmp_path),
+        "inputs": [{"path": "../etc/passwd", "content": "x"}],
+    }
     done = run(["-"], json.dumps(bad_path))
     assert done.exit_code == 2 and "must be an absolute path" in done.output
     done = run([str(tmp_path / "missing.json")])

@@ -65,13 +65,17 @@ async def test_credentials_from_the_seed_environment_and_netrc(
 ) -> None:
     (ftp_peer.root / "a.txt").write_text("a")
     settings = make_settings(ftp_username=ftp_peer.user, ftp_password=ftp_peer.password)
-    await stage_inputs([Input(path="/data/a.txt", url=ftp_peer.url("a.txt", creds=False))], area, settings, Log())
+    await stage_inputs(
+        [Input(path="/data/a.txt", url=ftp_peer.url("a.txt", creds=False))], area, settings, Log()
+    )
     assert area.host_path("/data/a.txt").read_text() == "a"
     netrc = tmp_path / "netrc"
     netrc.write_text(f"machine {ftp_peer.host} login {ftp_peer.user} password {ftp_peer.password}\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    await stage_inputs([Input(path="/data/b.txt", url=ftp_peer.url("a.txt", creds=False))], area, make_settings(), Log())
+    await stage_inputs(
+        [Input(path="/data/b.txt", url=ftp_peer.url("a.txt", creds=False))], area, make_settings(), Log()
+    )
     assert area.host_path("/data/b.txt").read_text() == "a"
 
 
@@ -87,11 +91,15 @@ async def test_bad_password_is_clear_and_secret_free(ftp_peer: FtpPeer, area: Ta
 
 async def test_missing_file_and_unwritable_target(ftp_peer: FtpPeer, area: TaskArea) -> None:
     with pytest.raises(NotFoundError, match="550"):
-        await stage_inputs([Input(path="/data/x", url=ftp_peer.url("nope.txt"))], area, make_settings(), Log())
+        await stage_inputs(
+            [Input(path="/data/x", url=ftp_peer.url("nope.txt"))], area, make_settings(), Log()
+        )
     (area.base / "o.txt").write_text("o")
     (ftp_peer.root / "file-not-folder").write_text("blocks mkdir")
     with pytest.raises(StagingError, match="answered 550"):
-        await stage_outputs([Output(path="/o.txt", url=ftp_peer.url("file-not-folder/o.txt"))], area, make_settings(), Log())
+        await stage_outputs(
+            [Output(path="/o.txt", url=ftp_peer.url("file-not-folder/o.txt"))], area, make_settings(), Log()
+        )
 
 
 async def test_server_down_is_transient_and_retried(area: TaskArea, log: Log) -> None:
@@ -101,5 +109,30 @@ async def test_server_down_is_transient_and_retried(area: TaskArea, log: Log) ->
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(FilerError, match=rf"cannot talk to 127.0.0.1:{port}.*gave up after 3 attempts"):
-        await stage_inputs([Input(path="/data/x", url=f"ftp://127.0.0.1:{port}/x")], area, make_settings(), log)
+        await stage_inputs(
+            [Input(path="/data/x", url=f"ftp://127.0.0.1:{port}/x")], area, make_settings(), log
+        )
     assert sum("retrying" in line for line in log) == 2
+
+
+async def test_folder_listing_without_mlsd(
+    ftp_peer: FtpPeer, area: TaskArea, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Servers such as vsftpd have no MLSD: the listing falls back to NLST and a CWD per entry."""
+    import ftplib
+
+    from pyftpdlib.handlers import FTPHandler
+
+    commands = {k: v for k, v in FTPHandler.proto_cmds.items() if k != "MLSD"}
+    monkeypatch.setattr(ftp_peer.handler, "proto_cmds", commands)
+    with ftplib.FTP() as ftp:
+        ftp.connect(ftp_peer.host, ftp_peer.port)
+        ftp.login(ftp_peer.user, ftp_peer.password)
+        with pytest.raises(ftplib.error_perm, match="500"):
+            list(ftp.mlsd("/"))
+    (ftp_peer.root / "d" / "e").mkdir(parents=True)
+    (ftp_peer.root / "d" / "one.txt").write_text("1")
+    (ftp_peer.root / "d" / "e" / "two.txt").write_text("2")
+    await stage_inputs([Input(path="/data/d", url=ftp_peer.url("d"))], area, make_settings(), Log())
+    assert area.host_path("/data/d/e/two.txt").read_text() == "2"
+    assert area.host_path("/data/d/one.txt").read_text() == "1"

@@ -6,7 +6,15 @@ import os
 
 import pytest
 
-from tesk.filer import FilerError, RefusedError, StagingError, TaskArea, TransientError, stage_inputs, stage_outputs
+from tesk.filer import (
+    FilerError,
+    RefusedError,
+    StagingError,
+    TaskArea,
+    TransientError,
+    stage_inputs,
+    stage_outputs,
+)
 from tesk.filer.errors import NotFoundError
 from tesk.models import FileType, Input, Output
 
@@ -16,14 +24,18 @@ from .conftest import HttpPeer, Log, make_settings
 async def test_download_is_byte_exact(http_peer: HttpPeer, area: TaskArea, log: Log) -> None:
     payload = os.urandom(3 * 1024 * 1024 + 17)  # several blocks plus a ragged end
     http_peer.files["a.bin"] = payload
-    await stage_inputs([Input(path="/data/a.bin", url=f"{http_peer.url}/files/a.bin")], area, make_settings(), log)
+    await stage_inputs(
+        [Input(path="/data/a.bin", url=f"{http_peer.url}/files/a.bin")], area, make_settings(), log
+    )
     assert area.host_path("/data/a.bin").read_bytes() == payload
     assert f"input /data/a.bin: {http_peer.url}/files/a.bin, 3.0 MiB" in log.text()
 
 
 async def test_404_names_the_url_and_what_the_server_said(http_peer: HttpPeer, area: TaskArea) -> None:
     with pytest.raises(NotFoundError) as caught:
-        await stage_inputs([Input(path="/data/x", url=f"{http_peer.url}/files/nope")], area, make_settings(), Log())
+        await stage_inputs(
+            [Input(path="/data/x", url=f"{http_peer.url}/files/nope")], area, make_settings(), Log()
+        )
     assert str(caught.value) == (
         f"{http_peer.url}/files/nope: download failed, the server answered 404 Not Found: "
         "no such file here; check the URL"
@@ -32,12 +44,18 @@ async def test_404_names_the_url_and_what_the_server_said(http_peer: HttpPeer, a
 
 
 async def test_403_says_credentials_and_is_not_retried(http_peer: HttpPeer, area: TaskArea) -> None:
-    with pytest.raises(FilerError, match="403 Forbidden: <Error>no access</Error>; the server wants credentials"):
-        await stage_inputs([Input(path="/data/x", url=f"{http_peer.url}/forbidden")], area, make_settings(), Log())
+    with pytest.raises(
+        FilerError, match="403 Forbidden: <Error>no access</Error>; the server wants credentials"
+    ):
+        await stage_inputs(
+            [Input(path="/data/x", url=f"{http_peer.url}/forbidden")], area, make_settings(), Log()
+        )
     assert http_peer.hits["/forbidden"] == 1
 
 
-async def test_500_then_success_is_retried_with_log_lines(http_peer: HttpPeer, area: TaskArea, log: Log) -> None:
+async def test_500_then_success_is_retried_with_log_lines(
+    http_peer: HttpPeer, area: TaskArea, log: Log
+) -> None:
     await stage_inputs([Input(path="/data/f", url=f"{http_peer.url}/flaky")], area, make_settings(), log)
     assert area.host_path("/data/f").read_bytes() == b"finally"
     assert http_peer.hits["/flaky"] == 3
@@ -46,7 +64,9 @@ async def test_500_then_success_is_retried_with_log_lines(http_peer: HttpPeer, a
 
 
 async def test_persistent_5xx_gives_up_and_counts_attempts(http_peer: HttpPeer, area: TaskArea) -> None:
-    with pytest.raises(TransientError, match=r"503 Service Unavailable: maintenance until tomorrow \(gave up after 3"):
+    with pytest.raises(
+        TransientError, match=r"503 Service Unavailable: maintenance until tomorrow \(gave up after 3"
+    ):
         await stage_inputs([Input(path="/data/x", url=f"{http_peer.url}/down")], area, make_settings(), Log())
     assert http_peer.hits["/down"] == 3
 
@@ -54,7 +74,9 @@ async def test_persistent_5xx_gives_up_and_counts_attempts(http_peer: HttpPeer, 
 async def test_slow_server_times_out(http_peer: HttpPeer, area: TaskArea) -> None:
     http_peer.slow_seconds = 3
     settings = make_settings(timeout=0.5, retries=0)
-    with pytest.raises(TransientError, match=r"no answer or data from the server for 0.5 s \(TESK_FILER_TIMEOUT\)"):
+    with pytest.raises(
+        TransientError, match=r"no answer or data from the server for 0.5 s \(TESK_FILER_TIMEOUT\)"
+    ):
         await stage_inputs([Input(path="/data/x", url=f"{http_peer.url}/slow")], area, settings, Log())
 
 
@@ -71,12 +93,19 @@ async def test_redirect_is_followed_and_loops_are_stopped(http_peer: HttpPeer, a
     await stage_inputs([Input(path="/data/r", url=f"{http_peer.url}/redirect")], area, make_settings(), Log())
     assert area.host_path("/data/r").read_bytes() == b"target"
     with pytest.raises(FilerError, match="more than 10 redirects"):
-        await stage_inputs([Input(path="/data/l", url=f"{http_peer.url}/redirect-loop")], area, make_settings(), Log())
+        await stage_inputs(
+            [Input(path="/data/l", url=f"{http_peer.url}/redirect-loop")], area, make_settings(), Log()
+        )
 
 
 async def test_truncated_body_is_an_error(http_peer: HttpPeer, area: TaskArea) -> None:
-    with pytest.raises(TransientError, match=r"/short: the connection ended (after 10 of 1000 bytes|before the whole body arrived)"):
-        await stage_inputs([Input(path="/data/s", url=f"{http_peer.url}/short")], area, make_settings(retries=0), Log())
+    with pytest.raises(
+        TransientError,
+        match=r"/short: the connection ended (after 10 of 1000 bytes|before the whole body arrived)",
+    ):
+        await stage_inputs(
+            [Input(path="/data/s", url=f"{http_peer.url}/short")], area, make_settings(retries=0), Log()
+        )
 
 
 async def test_http_directory_input_is_refused_with_advice(http_peer: HttpPeer, area: TaskArea) -> None:
@@ -86,7 +115,9 @@ async def test_http_directory_input_is_refused_with_advice(http_peer: HttpPeer, 
 
 
 async def test_credentials_never_appear_in_messages(http_peer: HttpPeer, area: TaskArea) -> None:
-    url = f"{http_peer.url.replace('http://', 'http://bob:hunter2@')}/files/nope?X-Amz-Signature=abc123&part=1"
+    url = (
+        f"{http_peer.url.replace('http://', 'http://bob:hunter2@')}/files/nope?X-Amz-Signature=abc123&part=1"
+    )
     with pytest.raises(NotFoundError) as caught:
         await stage_inputs([Input(path="/data/x", url=url)], area, make_settings(), Log())
     message = str(caught.value)
@@ -101,7 +132,9 @@ async def test_local_targets_refused_when_enabled(http_peer: HttpPeer, area: Tas
         await stage_inputs([Input(path="/data/a", url=f"{http_peer.url}/files/a")], area, settings, Log())
     port = http_peer.url.rsplit(":", 1)[1]
     with pytest.raises(RefusedError, match="resolves to 127.0.0.1"):  # a name, checked at connect time
-        await stage_inputs([Input(path="/data/b", url=f"http://localhost:{port}/files/a")], area, settings, Log())
+        await stage_inputs(
+            [Input(path="/data/b", url=f"http://localhost:{port}/files/a")], area, settings, Log()
+        )
     with pytest.raises(RefusedError, match="169.254.169.254 is a loopback or link-local"):
         await stage_inputs(
             [Input(path="/data/c", url="http://169.254.169.254/latest/meta-data/")], area, settings, Log()
@@ -124,5 +157,22 @@ async def test_put_outputs_only_to_allowed_hosts(http_peer: HttpPeer, area: Task
     assert logs[0].size_bytes == str(len(payload))
     with pytest.raises(StagingError, match="405 Method Not Allowed: read-only area"):
         await stage_outputs(
-            [Output(path="/out/r.bin", url=f"{http_peer.url}/readonly/r.bin")], area, make_settings(http_put_hosts="*"), Log()
+            [Output(path="/out/r.bin", url=f"{http_peer.url}/readonly/r.bin")],
+            area,
+            make_settings(http_put_hosts="*"),
+            Log(),
         )
+
+
+async def test_large_transfers_report_progress(http_peer: HttpPeer, area: TaskArea, log: Log) -> None:
+    http_peer.files["big"] = b"p" * (6 * 1024 * 1024)
+    settings = make_settings(progress_interval=0.0, progress_min_bytes=4 * 1024 * 1024)
+    await stage_inputs([Input(path="/data/big", url=f"{http_peer.url}/files/big")], area, settings, log)
+    progress = [line for line in log if " of 6.0 MiB (" in line]
+    assert progress and progress[0].startswith(f"download {http_peer.url}/files/big: ")
+    assert progress[-1].split(": ")[1].startswith(("5.", "6.0 MiB of 6.0 MiB (100%)"))
+    small = Log()
+    await stage_inputs(
+        [Input(path="/data/small", url=f"{http_peer.url}/files/big")], area, make_settings(), small
+    )
+    assert not any("%)" in line for line in small)  # below TESK_FILER_PROGRESS_MIN_BYTES: no progress lines

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tesk.filer import FilerSettings, RefusedError, StagingError, TaskArea, stage_inputs, stage_outputs, supported_schemes
+from tesk.filer import (
+    FilerSettings,
+    RefusedError,
+    StagingError,
+    TaskArea,
+    stage_inputs,
+    stage_outputs,
+    supported_schemes,
+)
 from tesk.models import FileType, Input, Output
 
 from .conftest import Log, make_settings
@@ -39,7 +47,9 @@ async def test_content_wins_over_url(area: TaskArea, log: Log) -> None:
     assert area.host_path("/data/x").read_text() == "inline"
 
 
-async def test_file_inputs_inside_the_roots(area: TaskArea, root: Path, settings: FilerSettings, log: Log) -> None:
+async def test_file_inputs_inside_the_roots(
+    area: TaskArea, root: Path, settings: FilerSettings, log: Log
+) -> None:
     (root / "a.bin").write_bytes(bytes(range(256)) * 100)
     (root / "dir" / "sub").mkdir(parents=True)
     (root / "dir" / "one.txt").write_text("1")
@@ -60,7 +70,9 @@ async def test_file_inputs_inside_the_roots(area: TaskArea, root: Path, settings
     assert "folder of 2 files" in log.text()
 
 
-async def test_file_outside_the_roots_is_refused(area: TaskArea, tmp_path: Path, settings: FilerSettings) -> None:
+async def test_file_outside_the_roots_is_refused(
+    area: TaskArea, tmp_path: Path, settings: FilerSettings
+) -> None:
     secret = tmp_path / "elsewhere.txt"
     secret.write_text("not yours")
     with pytest.raises(RefusedError, match="outside the host folders this server may use"):
@@ -73,7 +85,9 @@ async def test_symlink_inside_a_root_cannot_lead_outside(
     (tmp_path / "private.txt").write_text("private")
     os.symlink(tmp_path / "private.txt", root / "innocent.txt")
     with pytest.raises(RefusedError, match="outside the host folders"):
-        await stage_inputs([Input(path="/data/x", url=(root / "innocent.txt").as_uri())], area, settings, Log())
+        await stage_inputs(
+            [Input(path="/data/x", url=(root / "innocent.txt").as_uri())], area, settings, Log()
+        )
 
 
 async def test_file_scheme_is_off_without_roots(area: TaskArea, root: Path) -> None:
@@ -83,7 +97,9 @@ async def test_file_scheme_is_off_without_roots(area: TaskArea, root: Path) -> N
     assert "file" not in " ".join(supported_schemes(make_settings()))
 
 
-async def test_seed_shared_filesystem_mode_maps_host_to_container_base(area: TaskArea, tmp_path: Path) -> None:
+async def test_seed_shared_filesystem_mode_maps_host_to_container_base(
+    area: TaskArea, tmp_path: Path
+) -> None:
     mounted = tmp_path / "transfer"  # where the filer Job sees the shared folder
     mounted.mkdir()
     (mounted / "in.txt").write_text("shared")
@@ -111,7 +127,9 @@ async def test_wildcards_with_path_prefix_and_nested_matches(
     for name in ("/work/a.txt", "/work/b.txt", "/work/skip.log", "/work/s1/c.txt", "/work/s2/c.txt"):
         await _make(area, name, name)
     outputs = [
-        Output(path="/work/*.txt", path_prefix="/work", url=(root / "run").as_uri() + "/", type=FileType.FILE),
+        Output(
+            path="/work/*.txt", path_prefix="/work", url=(root / "run").as_uri() + "/", type=FileType.FILE
+        ),
         Output(path="/work/*/c.txt", path_prefix="/work/", url=(root / "nested").as_uri()),
     ]
     logs = await stage_outputs(outputs, area, settings, log)
@@ -125,28 +143,38 @@ async def test_wildcards_with_path_prefix_and_nested_matches(
     assert all(isinstance(o.size_bytes, str) for o in logs)
 
 
-async def test_wildcard_without_prefix_in_the_match_is_explained(area: TaskArea, root: Path, settings: FilerSettings) -> None:
+async def test_wildcard_without_prefix_in_the_match_is_explained(
+    area: TaskArea, root: Path, settings: FilerSettings
+) -> None:
     await _make(area, "/work/a.txt", "a")
     out = Output(path="/work/*.txt", path_prefix="/other", url=root.as_uri())
     with pytest.raises(StagingError, match="path_prefix '/other' is not a prefix of the match /work/a.txt"):
         await stage_outputs([out], area, settings, Log())
 
 
-async def test_wildcard_matching_nothing_is_not_an_error(area: TaskArea, root: Path, settings: FilerSettings, log: Log) -> None:
+async def test_wildcard_matching_nothing_is_not_an_error(
+    area: TaskArea, root: Path, settings: FilerSettings, log: Log
+) -> None:
     out = Output(path="/work/*.vcf", path_prefix="/work", url=root.as_uri())
     assert await stage_outputs([out], area, settings, log) == []
     assert "no file matched" in log.text()
 
 
-async def test_wildcard_matching_a_folder_uploads_its_files(area: TaskArea, root: Path, settings: FilerSettings) -> None:
+async def test_wildcard_matching_a_folder_uploads_its_files(
+    area: TaskArea, root: Path, settings: FilerSettings
+) -> None:
     await _make(area, "/work/out_1/x/deep.txt", "deep")
     logs = await stage_outputs(
         [Output(path="/work/out_*", path_prefix="/work", url=root.as_uri())], area, settings, Log()
     )
-    assert [(o.path, o.url) for o in logs] == [("/work/out_1/x/deep.txt", (root / "out_1/x/deep.txt").as_uri())]
+    assert [(o.path, o.url) for o in logs] == [
+        ("/work/out_1/x/deep.txt", (root / "out_1/x/deep.txt").as_uri())
+    ]
 
 
-async def test_directory_output_flattens_into_file_entries(area: TaskArea, root: Path, settings: FilerSettings) -> None:
+async def test_directory_output_flattens_into_file_entries(
+    area: TaskArea, root: Path, settings: FilerSettings
+) -> None:
     await _make(area, "/results/a.txt", "a")
     await _make(area, "/results/deep/b.txt", "bb")
     logs = await stage_outputs([Output(path="/results", url=(root / "r").as_uri())], area, settings, Log())
@@ -181,7 +209,9 @@ async def test_symlink_escape_in_outputs_is_refused_and_other_outputs_still_uplo
     assert [o.path for o in caught.value.outputs] == ["/out/good.txt", "/out/good.txt"]
 
 
-async def test_missing_output_fails_with_a_clear_line(area: TaskArea, root: Path, settings: FilerSettings) -> None:
+async def test_missing_output_fails_with_a_clear_line(
+    area: TaskArea, root: Path, settings: FilerSettings
+) -> None:
     with pytest.raises(StagingError, match="output /out/none.txt: the executors did not create it"):
         await stage_outputs([Output(path="/out/none.txt", url=(root / "n").as_uri())], area, settings, Log())
 

@@ -34,7 +34,9 @@ def test_stores_are_built_from_the_standard_environment(monkeypatch: pytest.Monk
     scheme = ObjectStoreScheme(make_settings())
     assert isinstance(scheme.build_store("gs", "my-bucket"), GCSStore)
     monkeypatch.delenv("AZURE_STORAGE_ACCOUNT_NAME", raising=False)
-    with pytest.raises(FilerError, match=r"az://container/x: cannot configure az access: .*Account must be specified"):
+    with pytest.raises(
+        FilerError, match=r"az://container/x: cannot configure az access: .*Account must be specified"
+    ):
         scheme._store("az://container/x")
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1")
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", "a2V5")
@@ -87,14 +89,19 @@ async def test_streaming_round_trip_through_obstore(
     settings = make_settings()
     assert isinstance(SchemeRegistry(settings).for_url(f"gs://{bucket}/x"), _MotoBacked)
     await stage_inputs(
-        [Input(path="/data/a.bin", url=f"gs://{bucket}/in/a.bin"), Input(path="/data/ref", url=f"gs://{bucket}/ref/")],
+        [
+            Input(path="/data/a.bin", url=f"gs://{bucket}/in/a.bin"),
+            Input(path="/data/ref", url=f"gs://{bucket}/ref/"),
+        ],
         area,
         settings,
         log,
     )
     assert area.host_path("/data/a.bin").read_bytes() == payload
     assert area.host_path("/data/ref/x/y.txt").read_bytes() == b"y"
-    logs = await stage_outputs([Output(path="/data/a.bin", url=f"gs://{bucket}/out/a.bin")], area, settings, log)
+    logs = await stage_outputs(
+        [Output(path="/data/a.bin", url=f"gs://{bucket}/out/a.bin")], area, settings, log
+    )
     assert logs[0].size_bytes == str(len(payload))
     assert client.get_object(Bucket=bucket, Key="out/a.bin")["Body"].read() == payload
     with pytest.raises(NotFoundError, match="no object or prefix by that name"):

@@ -36,7 +36,11 @@ async def test_file_and_prefix_inputs(s3_peer: S3Peer, bucket: str, area: TaskAr
         log,
     )
     assert area.host_path("/data/a.bin").read_bytes() == payload
-    found = sorted(p.relative_to(area.host_path("/data/ref")).as_posix() for p in area.host_path("/data/ref").rglob("*") if p.is_file())
+    found = sorted(
+        p.relative_to(area.host_path("/data/ref")).as_posix()
+        for p in area.host_path("/data/ref").rglob("*")
+        if p.is_file()
+    )
     assert found == ["deep/y.txt", "x.txt"]
     assert s3_peer.secret_key not in log.text()
 
@@ -47,12 +51,11 @@ async def test_multipart_upload_and_download_round_trip(
     size = 32 * 1024 * 1024 + 123  # three parts of at most 16 MiB
     src = area.host_path("/out/big.bin")
     src.parent.mkdir(parents=True)
-    with open(src, "wb") as f:
-        for _ in range(size // (1024 * 1024)):
-            f.write(os.urandom(1024 * 1024))
-        f.write(os.urandom(size % (1024 * 1024)))
+    src.write_bytes(os.urandom(size))
     settings = make_settings(s3_endpoints=[s3_peer.endpoint_entry(bucket)])
-    logs = await stage_outputs([Output(path="/out/big.bin", url=f"s3://{bucket}/run/big.bin")], area, settings, Log())
+    logs = await stage_outputs(
+        [Output(path="/out/big.bin", url=f"s3://{bucket}/run/big.bin")], area, settings, Log()
+    )
     assert logs[0].size_bytes == str(size)
     head = s3_peer.client().head_object(Bucket=bucket, Key="run/big.bin")
     assert head["ContentLength"] == size and "-3" in head["ETag"]  # a 3-part multipart upload
@@ -85,12 +88,17 @@ async def test_folder_and_wildcard_outputs(s3_peer: S3Peer, bucket: str, area: T
     assert sorted(keys) == ["calls/a.vcf", "calls/b.vcf", "logs/run.log"]
 
 
-async def test_wrong_key_is_refused_with_advice_and_no_secret(s3_peer: S3Peer, bucket: str, area: TaskArea) -> None:
+async def test_wrong_key_is_refused_with_advice_and_no_secret(
+    s3_peer: S3Peer, bucket: str, area: TaskArea
+) -> None:
     _put(s3_peer, bucket, "a.txt", b"a")
     entry = s3_peer.endpoint_entry(bucket, secret_access_key="definitely-wrong-secret")
     with pytest.raises(FilerError) as caught:
         await stage_inputs(
-            [Input(path="/data/a", url=f"s3://{bucket}/a.txt")], area, make_settings(s3_endpoints=[entry]), Log()
+            [Input(path="/data/a", url=f"s3://{bucket}/a.txt")],
+            area,
+            make_settings(s3_endpoints=[entry]),
+            Log(),
         )
     message = str(caught.value)
     assert message.startswith(f"s3://{bucket}/a.txt: S3 answered 403")
@@ -107,11 +115,16 @@ async def test_missing_key_and_empty_prefix(s3_peer: S3Peer, bucket: str, area: 
         )
     with pytest.raises(NotFoundError, match="no objects below this prefix"):
         await stage_inputs(
-            [Input(path="/data/d", url=f"s3://{bucket}/empty/", type=FileType.DIRECTORY)], area, settings, Log()
+            [Input(path="/data/d", url=f"s3://{bucket}/empty/", type=FileType.DIRECTORY)],
+            area,
+            settings,
+            Log(),
         )
 
 
-async def test_per_host_entry_takes_the_bucket_from_the_path(s3_peer: S3Peer, bucket: str, area: TaskArea) -> None:
+async def test_per_host_entry_takes_the_bucket_from_the_path(
+    s3_peer: S3Peer, bucket: str, area: TaskArea
+) -> None:
     _put(s3_peer, bucket, "k/a.txt", b"per-host")
     netloc = s3_peer.endpoint.removeprefix("http://")
     entry = s3_peer.endpoint_entry(None, host=netloc)
@@ -130,7 +143,9 @@ async def test_config_file_and_standard_aws_environment(
         f"  - bucket: {bucket}\n    endpoint_url: {s3_peer.endpoint}\n    region: us-east-1\n"
         f"    access_key_id: {s3_peer.access_key}\n    secret_access_key: {s3_peer.secret_key}\n"
     )
-    await stage_inputs([Input(path="/data/a", url=f"s3://{bucket}/a.txt")], area, make_settings(s3_config=config), Log())
+    await stage_inputs(
+        [Input(path="/data/a", url=f"s3://{bucket}/a.txt")], area, make_settings(s3_config=config), Log()
+    )
     assert area.host_path("/data/a").read_bytes() == b"from config"
     # No entry at all: boto3's standard chain (AWS_* variables) decides.
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_peer.endpoint)
@@ -149,9 +164,13 @@ async def test_unreachable_endpoint_is_transient(area: TaskArea, log: Log) -> No
         port = s.getsockname()[1]
     from tesk.filer import S3Endpoint
 
-    entry = S3Endpoint(bucket="bkt", endpoint_url=f"http://127.0.0.1:{port}", access_key_id="a", secret_access_key="b")
+    entry = S3Endpoint(
+        bucket="bkt", endpoint_url=f"http://127.0.0.1:{port}", access_key_id="a", secret_access_key="b"
+    )
     settings = make_settings(s3_endpoints=[entry], retries=1)
-    with pytest.raises(StagingError, match=rf"cannot connect to http://127.0.0.1:{port}.*gave up after 2 attempts"):
+    with pytest.raises(
+        StagingError, match=rf"cannot connect to http://127.0.0.1:{port}.*gave up after 2 attempts"
+    ):
         out = area.host_path("/o.txt")
         out.write_text("o")
         await stage_outputs([Output(path="/o.txt", url="s3://bkt/o.txt")], area, settings, log)

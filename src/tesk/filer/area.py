@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import os
 import stat
-from fnmatch import fnmatchcase
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from tesk.filer.errors import NotFoundError, RefusedError
@@ -112,7 +112,9 @@ class TaskArea:
                 continue
             if part == "..":
                 if not resolved:
-                    raise RefusedError(f"{original}: a symlink climbs above the task area; it was not followed")
+                    raise RefusedError(
+                        f"{original}: a symlink climbs above the task area; it was not followed"
+                    )
                 resolved.pop()
                 continue
             host = self.base.joinpath(*resolved, part)
@@ -233,21 +235,20 @@ class TaskArea:
 
         kept = [p for p in wanted if not any(p[: len(q)] == q and p != q for q in wanted)]
         result: list[Mount] = []
-        for parts in sorted(kept):
-            host = self.base.joinpath(*parts)
+        for folder in sorted(kept):
+            host = self.base.joinpath(*folder)
             host.mkdir(parents=True, exist_ok=True)
-            result.append(Mount("/" + "/".join(parts), host))
-        for parts in sorted(files):
-            if any(parts[: len(q)] == q for q in kept):
+            result.append(Mount("/" + "/".join(folder), host))
+        for single in sorted(files):
+            if any(single[: len(q)] == q for q in kept):
                 continue
-            host = self.base.joinpath(*parts)
+            host = self.base.joinpath(*single)
             if not host.exists():
                 host.touch()
-            result.append(Mount("/" + "/".join(parts), host))
+            result.append(Mount("/" + "/".join(single), host))
         return result
 
 
 def is_inside(path: Path, root: Path) -> bool:
     """True when `path` is `root` or below it (both already resolved)."""
     return path == root or root in path.parents
-

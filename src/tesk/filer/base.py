@@ -79,7 +79,9 @@ class SchemeRegistry:
         name = urlsplit(url).scheme.lower()
         if name not in SCHEMES:
             known = ", ".join(sorted(SCHEMES))
-            raise RefusedError(f"{redact(url)}: unsupported URL scheme {name or '(none)'!r}; use one of {known}")
+            raise RefusedError(
+                f"{redact(url)}: unsupported URL scheme {name or '(none)'!r}; use one of {known}"
+            )
         if name not in self.settings.enabled_schemes:
             hint = "set TESK_FILE_ROOTS" if name == "file" else "see TESK_FILER_SCHEMES"
             raise RefusedError(f"{redact(url)}: {name}:// is not enabled on this server ({hint})")
@@ -220,7 +222,8 @@ async def write_chunks(chunks: AsyncIterator[bytes], dest: Path, progress: Progr
 
 async def read_blocks(src: Path, progress: Progress) -> AsyncIterator[bytes]:
     """The bytes of a local file in CHUNK blocks, each read by a worker thread."""
-    with open(src, "rb") as f:
+    f = await asyncio.to_thread(open, src, "rb")
+    with f:
         while block := await asyncio.to_thread(f.read, CHUNK):
             progress.advance(len(block))
             yield block

@@ -13,7 +13,6 @@ import ftplib
 import netrc
 import os
 import posixpath
-import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,10 +47,12 @@ class FtpScheme:
         host = parts.hostname
         if not host:
             raise FilerError(f"{redact(url)}: the URL has no host")
-        user, password = (unquote(parts.username), unquote(parts.password or "")) if parts.username else ("", "")
+        user, password = (
+            (unquote(parts.username), unquote(parts.password or "")) if parts.username else ("", "")
+        )
         if not user:
             user, password = self._netrc(host) or self._configured() or ("anonymous", "anonymous@")
-        raw = parts.path[1:] if parts.path.startswith("/") else parts.path
+        raw = parts.path.removeprefix("/")
         return _Target(host, parts.port or 21, user, password, unquote(raw), url)
 
     @staticmethod
@@ -104,7 +105,7 @@ class FtpScheme:
             if said.startswith("550"):
                 raise NotFoundError(f"{where}: the server answered {said}") from None
             raise FilerError(f"{where}: the server answered {said}") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise TransientError(
                 f"{where}: no answer from {target.host} for {self.settings.timeout:g} s (TESK_FILER_TIMEOUT)"
             ) from None
@@ -172,7 +173,9 @@ class FtpScheme:
             progress.restart(src.stat().st_size)
             _make_dirs(ftp, posixpath.dirname(path))
             with open(src, "rb") as f:
-                ftp.storbinary(f"STOR {path}", f, blocksize=CHUNK, callback=lambda b: progress.advance(len(b)))
+                ftp.storbinary(
+                    f"STOR {path}", f, blocksize=CHUNK, callback=lambda b: progress.advance(len(b))
+                )
 
         await self._run(url, work)
 

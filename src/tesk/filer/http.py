@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -49,7 +48,9 @@ class _GuardedResolver(AbstractResolver):
     def __init__(self) -> None:
         self._inner = DefaultResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         for result in results:
             if is_local_address(result["host"]):
@@ -114,20 +115,22 @@ class HttpScheme:
         current = url
         for _ in range(_MAX_REDIRECTS + 1):
             self._check_target(current)
-            async with _translate(url, self.settings.timeout):
-                async with self._client().get(current, allow_redirects=False) as resp:
-                    if resp.status in _REDIRECTS and "Location" in resp.headers:
-                        current = urljoin(current, resp.headers["Location"])
-                        continue
-                    await _raise_for_status(resp, url, "download")
-                    progress.restart(resp.content_length)
-                    await write_chunks(resp.content.iter_chunked(CHUNK), dest, progress)
-                    if resp.content_length is not None and progress.done != resp.content_length:
-                        raise TransientError(
-                            f"{redact(url)}: the connection ended after {progress.done} of "
-                            f"{resp.content_length} bytes"
-                        )
-                    return
+            async with (
+                _translate(url, self.settings.timeout),
+                self._client().get(current, allow_redirects=False) as resp,
+            ):
+                if resp.status in _REDIRECTS and "Location" in resp.headers:
+                    current = urljoin(current, resp.headers["Location"])
+                    continue
+                await _raise_for_status(resp, url, "download")
+                progress.restart(resp.content_length)
+                await write_chunks(resp.content.iter_chunked(CHUNK), dest, progress)
+                if resp.content_length is not None and progress.done != resp.content_length:
+                    raise TransientError(
+                        f"{redact(url)}: the connection ended after {progress.done} of "
+                        f"{resp.content_length} bytes"
+                    )
+                return
         raise FilerError(f"{redact(url)}: more than {_MAX_REDIRECTS} redirects; check the URL")
 
     async def upload(self, src: Path, url: str, progress: Progress) -> None:
@@ -141,11 +144,16 @@ class HttpScheme:
         self._check_target(url)
         size = src.stat().st_size
         progress.restart(size)
-        async with _translate(url, self.settings.timeout):
-            async with self._client().put(
-                url, data=read_blocks(src, progress), headers={"Content-Length": str(size)}, allow_redirects=False
-            ) as resp:
-                await _raise_for_status(resp, url, "upload")
+        async with (
+            _translate(url, self.settings.timeout),
+            self._client().put(
+                url,
+                data=read_blocks(src, progress),
+                headers={"Content-Length": str(size)},
+                allow_redirects=False,
+            ) as resp,
+        ):
+            await _raise_for_status(resp, url, "upload")
 
     async def close(self) -> None:
         if self._session is not None:
@@ -160,7 +168,7 @@ async def _raise_for_status(resp: aiohttp.ClientResponse, url: str, action: str)
     said = f"{resp.status} {resp.reason or ''}".strip()
     try:
         body = (await resp.content.read(2048)).decode("utf-8", "replace").strip()
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         body = ""
     content_type = resp.headers.get("Content-Type", "text/plain")
     if body and ("text" in content_type or "json" in content_type or "xml" in content_type):
@@ -169,7 +177,9 @@ async def _raise_for_status(resp: aiohttp.ClientResponse, url: str, action: str)
     if resp.status in (404, 410):
         raise NotFoundError(f"{where}; check the URL")
     if resp.status in (401, 403):
-        raise FilerError(f"{where}; the server wants credentials (a user in the URL, ~/.netrc) or a signed URL")
+        raise FilerError(
+            f"{where}; the server wants credentials (a user in the URL, ~/.netrc) or a signed URL"
+        )
     if resp.status >= 500 or resp.status in _TRANSIENT_STATUS:
         raise TransientError(where)
     raise FilerError(where)
@@ -185,7 +195,9 @@ class _translate:
     async def __aenter__(self) -> None:
         return None
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> Literal[False]:
         if exc is None or isinstance(exc, FilerError):
             return False
         where = redact(self.url)
@@ -197,9 +209,13 @@ class _translate:
                 f"{where}: no answer or data from the server for {self.timeout:g} s (TESK_FILER_TIMEOUT)"
             ) from None
         if isinstance(exc, aiohttp.ClientConnectorError):
-            raise TransientError(f"{where}: cannot connect: {exc.os_error.strerror or exc.os_error}") from None
+            raise TransientError(
+                f"{where}: cannot connect: {exc.os_error.strerror or exc.os_error}"
+            ) from None
         if isinstance(exc, aiohttp.ClientPayloadError):
-            raise TransientError(f"{where}: the connection ended before the whole body arrived ({exc})") from None
+            raise TransientError(
+                f"{where}: the connection ended before the whole body arrived ({exc})"
+            ) from None
         if isinstance(exc, aiohttp.InvalidURL):
             raise FilerError(f"{where}: not a valid URL") from None
         if isinstance(exc, aiohttp.ClientError):

@@ -12,16 +12,20 @@ import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import obstore
-from obstore.exceptions import BaseError, NotFoundError as StoreNotFound, PermissionDeniedError, UnauthenticatedError
+from obstore.exceptions import BaseError, PermissionDeniedError, UnauthenticatedError
+from obstore.exceptions import NotFoundError as StoreNotFound
 from obstore.store import AzureStore, GCSStore
 
 from tesk.filer.base import CHUNK, Progress, read_blocks, write_chunks
 from tesk.filer.errors import FilerError, NotFoundError, TransientError, redact
 from tesk.filer.settings import FilerSettings
 from tesk.models import FileType
+
+if TYPE_CHECKING:
+    from obstore.store import ClientConfig, RetryConfig
 
 _PART = 16 * 1024 * 1024
 _URL_IN_TEXT = re.compile(r"https?://[^\s\"')]+")
@@ -44,11 +48,11 @@ class ObjectStoreScheme:
 
     def build_store(self, scheme: str, bucket: str) -> Any:
         """The obstore store of one bucket (tests replace this to point at a local peer)."""
-        options = {
+        options: ClientConfig = {
             "connect_timeout": timedelta(seconds=self.settings.timeout),
             "timeout": timedelta(seconds=max(self.settings.timeout, self.settings.transfer_timeout)),
         }
-        retry = {"max_retries": 0}
+        retry: RetryConfig = {"max_retries": 0}
         if scheme == "gs":
             return GCSStore(bucket, client_options=options, retry_config=retry)
         return AzureStore(bucket, client_options=options, retry_config=retry)
@@ -103,7 +107,9 @@ class ObjectStoreScheme:
             raise FilerError(f"{redact(url)}: an output file needs an object name, not a bucket or prefix")
         progress.restart(src.stat().st_size)
         with _translated(url):
-            await obstore.put_async(store, key, read_blocks(src, progress), chunk_size=_PART, max_concurrency=8)
+            await obstore.put_async(
+                store, key, read_blocks(src, progress), chunk_size=_PART, max_concurrency=8
+            )
 
     async def close(self) -> None:
         self._stores.clear()
@@ -133,7 +139,9 @@ class _translated:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> Literal[False]:
         if exc is None or isinstance(exc, FilerError):
             return False
         where = redact(self.url)

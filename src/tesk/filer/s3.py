@@ -20,8 +20,14 @@ from typing import Any, TypeVar
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
-from botocore.exceptions import NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 
 from tesk.filer.base import Progress
 from tesk.filer.errors import FilerError, NotFoundError, TransientError, redact
@@ -90,7 +96,9 @@ class S3Scheme:
                     read_timeout=self.settings.timeout,
                     retries={"total_max_attempts": 1},
                     max_pool_connections=max(10, TRANSFER.max_request_concurrency),
-                    s3={"addressing_style": endpoint.addressing_style} if endpoint and endpoint.addressing_style else None,
+                    s3={"addressing_style": endpoint.addressing_style}
+                    if endpoint and endpoint.addressing_style
+                    else None,
                 )
                 profile = endpoint.profile if endpoint else None
                 if profile not in _SESSIONS:
@@ -130,7 +138,9 @@ class S3Scheme:
                     "(TESK_FILER_TIMEOUT)"
                 ) from None
             except EndpointConnectionError as exc:
-                raise TransientError(f"{redact(url)}: cannot connect to {exc.kwargs.get('endpoint_url')}") from None
+                raise TransientError(
+                    f"{redact(url)}: cannot connect to {exc.kwargs.get('endpoint_url')}"
+                ) from None
             except BotoCoreError as exc:
                 raise TransientError(f"{redact(url)}: {exc}") from None
 

@@ -69,7 +69,9 @@ class FilerSettings(BaseSettings):
     ftp_username: str | None = Field(
         None, alias="TESK_FTP_USERNAME", description="FTP user when the URL and ~/.netrc name none."
     )
-    ftp_password: SecretStr | None = Field(None, alias="TESK_FTP_PASSWORD", description="Password of that FTP user.")
+    ftp_password: SecretStr | None = Field(
+        None, alias="TESK_FTP_PASSWORD", description="Password of that FTP user."
+    )
     s3_config: Path | None = Field(
         None,
         description="YAML/JSON file with per-bucket / per-host S3 endpoints and credentials "
@@ -94,7 +96,9 @@ class FilerSettings(BaseSettings):
         "are set; `az` needs AZURE_STORAGE_ACCOUNT_NAME.",
     )
     timeout: float = Field(60.0, description="Seconds to wait for a connection or for the next bytes.")
-    transfer_timeout: float = Field(0.0, description="Longest time one file transfer may take (0 = no limit).")
+    transfer_timeout: float = Field(
+        0.0, description="Longest time one file transfer may take (0 = no limit)."
+    )
     retries: int = Field(3, description="Retries of a transfer after a transient failure (5xx, timeout).")
     retry_backoff: float = Field(1.0, description="Seconds before the first retry; doubled each time.")
     parallel: int = Field(4, description="File transfers run at the same time for one task.")

@@ -69,7 +69,9 @@ async def _gather(jobs: list[Awaitable[T]], run: _Run) -> list[T]:
             raise
 
     results = await asyncio.gather(*(guarded(j) for j in jobs), return_exceptions=True)
-    errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
+    errors = [
+        r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)
+    ]
     if errors:
         raise errors[0]
     if any(isinstance(r, asyncio.CancelledError) for r in results):
@@ -105,13 +107,13 @@ async def _stage_input(item: Input, run: _Run) -> None:
     start = time.monotonic()
     if kind == FileType.FILE:
         progress = await _download(scheme, url, item.path, run)
-        run.log(
-            f"input {item.path}: {redact(item.url)}, {human(progress.done)} in {progress.elapsed:.1f} s"
-        )
+        run.log(f"input {item.path}: {redact(item.url)}, {human(progress.done)} in {progress.elapsed:.1f} s")
         return
     rels = await run.limited(lambda: scheme.list_files(url))
     _make_folder(run.area, item.path)
-    done = await _gather([_download(scheme, join_url(url, rel), f"{item.path}/{rel}", run) for rel in rels], run)
+    done = await _gather(
+        [_download(scheme, join_url(url, rel), f"{item.path}/{rel}", run) for rel in rels], run
+    )
     total = sum(p.done for p in done)
     run.log(
         f"input {item.path}: {redact(item.url)}, folder of {len(rels)} files, {human(total)} "
@@ -191,10 +193,14 @@ async def _stage_output(out: Output, run: _Run) -> list[OutputFileLog]:
         else:
             logs.append(result)
     if errors:
-        raise StagingError(errors[0] if len(errors) == 1 else f"{errors[0]} (and {len(errors) - 1} more)", logs)
+        raise StagingError(
+            errors[0] if len(errors) == 1 else f"{errors[0]} (and {len(errors) - 1} more)", logs
+        )
     total = sum(int(entry.size_bytes) for entry in logs)
     what = f"{len(logs)} files" if len(logs) != 1 else "1 file"
-    run.log(f"output {out.path}: {what}, {human(total)} to {redact(out.url)} in {time.monotonic() - start:.1f} s")
+    run.log(
+        f"output {out.path}: {what}, {human(total)} to {redact(out.url)} in {time.monotonic() - start:.1f} s"
+    )
     return logs
 
 
@@ -245,6 +251,8 @@ def _expand(container_path: str, host: Path, url: str, declared: FileType | None
 
 
 async def _upload(scheme: Scheme, upload: _Upload, run: _Run) -> OutputFileLog:
-    await run.move(f"upload {redact(upload.url)}", lambda progress: scheme.upload(upload.host_path, upload.url, progress))
+    await run.move(
+        f"upload {redact(upload.url)}", lambda progress: scheme.upload(upload.host_path, upload.url, progress)
+    )
     size = upload.host_path.stat().st_size
     return OutputFileLog(url=redact(upload.url), path=upload.container_path, size_bytes=str(size))
