@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -44,7 +45,12 @@ def test_requests_are_counted_by_route_template_and_tasks_by_state(api: Api) -> 
     assert api.tes.post(f"/tasks/{ids[0]}:cancel").status_code == 200
     assert api.tes.get("/tasks/task-unknown").status_code == 404
     assert api.http.get("/no/such/route").status_code == 404
-    after = scrape(api.http)
+    deadline = time.monotonic() + 10  # state changes are counted by a consumer of the event hub
+    while value(after := scrape(api.http), "tesk_task_state_changes_total", state="CANCELED") == value(
+        before, "tesk_task_state_changes_total", state="CANCELED"
+    ):
+        assert time.monotonic() < deadline, "the CANCELED state change was never counted"
+        time.sleep(0.05)
 
     def moved(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
@@ -83,7 +89,12 @@ def test_a_finished_task_is_timed(tmp_path: Path) -> None:
         task_id = r.json()["id"]
         with http.stream("GET", f"/ga4gh/tes/v1/tasks/{task_id}/events") as response:
             assert [d["state"] for _, d in sse_events(response)][-1] == "COMPLETE"
-        after = scrape(http)
+        deadline = time.monotonic() + 10  # the duration is observed by a consumer of the same event
+        while value(after := scrape(http), "tesk_task_duration_seconds_count", state="COMPLETE") == value(
+            before, "tesk_task_duration_seconds_count", state="COMPLETE"
+        ):
+            assert time.monotonic() < deadline, "the task's duration was never observed"
+            time.sleep(0.05)
     count = "tesk_task_duration_seconds_count"
     assert value(after, count, state="COMPLETE") - value(before, count, state="COMPLETE") == 1
     assert value(after, "tesk_task_duration_seconds_sum", state="COMPLETE") > value(
