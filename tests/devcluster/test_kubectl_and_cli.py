@@ -11,8 +11,11 @@ from pathlib import Path
 
 import kubernetes
 import pytest
+import typer
+from typer.testing import CliRunner
 
 from tesk.devcluster import DevCluster
+from tesk.devcluster.cli import devcluster
 from tesk.devcluster.testing import wait_for
 
 pytestmark = pytest.mark.devcluster
@@ -66,10 +69,10 @@ def test_tesk_devcluster_command_serves_until_interrupted(tmp_path: Path) -> Non
         core = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(str(kubeconfig)))
         assert "default" in {n.metadata.name for n in core.list_namespace().items}
         assert kubeconfig.stat().st_mode & 0o777 == 0o600
-        clash = subprocess.run([TESK, "devcluster", "--kubeconfig",
-                                str(tmp_path / "other"), "--port", str(port)], check=False, capture_output=True, text=True,
-                               timeout=60)
-        assert clash.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in clash.stderr
+        command = typer.Typer()
+        command.command()(devcluster)
+        clash = CliRunner().invoke(command, ["--kubeconfig", str(tmp_path / "other"), "--port", str(port)])
+        assert clash.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in clash.output
     finally:
         process.terminate()
         started = time.monotonic()

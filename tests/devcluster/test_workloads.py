@@ -63,6 +63,22 @@ def test_job_succeeds_and_logs_honour_tail_lines_and_limit_bytes(k8s: Clients) -
     assert wrong.value.status == 400
 
 
+def test_follow_streams_a_running_containers_log_until_it_ends(k8s: Clients) -> None:
+    k8s.batch.create_namespaced_job(NS, job("talk", "", pod={"containers": [{
+                                                "name": "main", "image": "busybox",
+                                                "terminationMessagePolicy": "FallbackToLogsOnError",
+                                                "command": ["sh", "-c", "for i in 1 2 3; do echo tick-$i; sleep 0.5;"
+                                                            " done; echo last words >&2; exit 1"]}]},
+                                            backoffLimit=0))
+    pod = wait_for(lambda: [p for p in pods_of(k8s, "talk") if p.status.phase == "Running"], what="a running pod")[0]
+    stream = k8s.core.read_namespaced_pod_log(pod.metadata.name, NS, follow=True, _preload_content=False)
+    received = b"".join(stream.stream()).decode()
+    assert received.endswith("tick-2\ntick-3\nlast words\n") and received.startswith("tick-")
+    finished(k8s, "talk")
+    terminated = k8s.core.read_namespaced_pod(pod.metadata.name, NS).status.container_statuses[0].state.terminated
+    assert terminated.exit_code == 1 and terminated.message.endswith("tick-3\nlast words\n")
+
+
 def test_job_fails_after_backoff_limit_with_the_1_31_condition_sequence(k8s: Clients) -> None:
     k8s.batch.create_namespaced_job(NS, job("bad", "echo failing; exit 3", backoffLimit=1))
     conditions = finished(k8s, "bad")
@@ -119,7 +135,7 @@ def test_pod_failure_policy_fail_job_and_ignore_disruption(k8s: Clients, devclus
     assert conditions["Failed"].reason == "PodFailurePolicy" and "exit code 3" in conditions["Failed"].message
     assert len(pods_of(k8s, "policy")) == 1
 
-    k8s.batch.create_namespaced_job(NS, job("evicted", "sleep 3; echo done", backoffLimit=0, podFailurePolicy=policy))
+    k8s.batch.create_namespaced_job(NS, job("evicted", "sleep 2; echo done", backoffLimit=0, podFailurePolicy=policy))
     first = wait_for(lambda: [p for p in pods_of(k8s, "evicted") if p.status.phase == "Running"],
                      what="the first pod to run")[0]
     devcluster.evict(NS, first.metadata.name, grace_period=0)

@@ -913,6 +913,8 @@ class PodWorker:
         while not self.deleting.is_set():
             if not await self._pull(container, init):
                 return None
+            self.kubelet.events.record(self.pod, "Normal", "Pulled",
+                                       f'Container image "{container["image"]}" already present on machine', "kubelet")
             try:
                 spec = self._run_spec(container, restart)
             except ConfigError as exc:
@@ -922,6 +924,7 @@ class PodWorker:
                     return None
                 config_delay = min(config_delay * 2, 10.0)
                 continue
+            self.kubelet.events.record(self.pod, "Normal", "Created", f"Created container {name}", "kubelet")
             log_file = LogFile(self.kubelet.log_path(self.uid, name, restart))
             started_at = ""
 
