@@ -64,12 +64,10 @@ def test_job_succeeds_and_logs_honour_tail_lines_and_limit_bytes(k8s: Clients) -
 
 
 def test_follow_streams_a_running_containers_log_until_it_ends(k8s: Clients) -> None:
-    k8s.batch.create_namespaced_job(NS, job("talk", "", pod={"containers": [{
-                                                "name": "main", "image": "busybox",
-                                                "terminationMessagePolicy": "FallbackToLogsOnError",
-                                                "command": ["sh", "-c", "for i in 1 2 3; do echo tick-$i; sleep 0.5;"
-                                                            " done; echo last words >&2; exit 1"]}]},
-                                            backoffLimit=0))
+    script = "for i in 1 2 3; do echo tick-$i; sleep 0.5; done; echo last words >&2; exit 1"
+    container = {"name": "main", "image": "busybox", "terminationMessagePolicy": "FallbackToLogsOnError",
+                 "command": ["sh", "-c", script]}
+    k8s.batch.create_namespaced_job(NS, job("talk", "", pod={"containers": [container]}, backoffLimit=0))
     pod = wait_for(lambda: [p for p in pods_of(k8s, "talk") if p.status.phase == "Running"], what="a running pod")[0]
     stream = k8s.core.read_namespaced_pod_log(pod.metadata.name, NS, follow=True, _preload_content=False)
     received = b"".join(stream.stream()).decode()
