@@ -8,9 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.api.conftest import Api, create, task_body
-from tests.conftest import ServerThread, client
-from tests.events.conftest import IMAGE, guarded_api, local_server, sse_events
+from tesk.api.app import TES_PREFIXES, create_app
+from tesk.auth.fastapi import add_security
+from tesk.auth.settings import AuthSettings
+from tesk.config import Settings
+from tesk.store.sql import SqlTaskStore
+from tests.api.conftest import Api, RecordingBackend, create, task_body
+from tests.conftest import ServerThread, client, serving
+from tests.events.conftest import IMAGE, HeaderAccess, guarded_api, local_server, sse_events
 
 pytestmark = pytest.mark.browser
 
@@ -113,3 +118,28 @@ def test_with_auth_the_page_asks_for_a_token_and_shows_only_the_callers_tasks(gu
     page.reload()
     page.wait_for_selector(f'#tasks tr[data-id="{theirs}"]')
     assert row_ids(page) == [theirs]
+
+
+def test_the_token_from_swagger_uis_authorize_button_reaches_the_dashboard(tmp_path: Path, browser: Any) -> None:
+    """Log in where users already do (the API page), then open the dashboard: no second sign-in."""
+    settings = Settings(data_dir=tmp_path)
+    store = SqlTaskStore(settings.effective_database_url)
+    app = create_app(settings, store=store, backend=RecordingBackend(store), access=HeaderAccess())
+    add_security(app, AuthSettings(profile="auth", issuer="https://issuer.invalid"), protected_prefixes=TES_PREFIXES)
+    with serving(app) as server, client(server.url + "/ga4gh/tes/v1") as tes:
+        mine = tes.post("/tasks", json=task_body(), headers={"Authorization": "Bearer carol"}).json()["id"]
+        tes.post("/tasks", json=task_body(), headers={"Authorization": "Bearer dave"})
+        context = browser.new_context(bypass_csp=True)
+        try:
+            page = context.new_page()
+            page.goto(server.url + "/")
+            page.click("button.authorize")
+            page.fill(".auth-container input", "carol")
+            page.click(".auth-btn-wrapper button.authorize")
+            page.click("button.btn-done")
+            page.goto(server.url + "/dashboard/")
+            page.wait_for_selector(f'#tasks tr[data-id="{mine}"]')
+            assert row_ids(page) == [mine]
+            assert page.get_attribute("#token-button", "title") == "Using the API page's sign-in"
+        finally:
+            context.close()
