@@ -11,11 +11,14 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from tesk.backends.local.settings import EngineChoice, LocalSettings
 from tesk.filer import Mount
 from tesk.runner import Note
+
+if TYPE_CHECKING:
+    from tesk.backends.local.engines.cli import CliEngine
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ class ContainerExit:
 
 
 class Engine(Protocol):
-    name: str
+    name: ClassVar[str]
 
     async def run(self, spec: ContainerSpec, note: Note) -> ContainerExit:
         """Run to the end. Raise `TaskFailure` when nothing could run (image missing, engine error).
@@ -92,9 +95,9 @@ async def select_engine(settings: LocalSettings) -> Engine:
     choice = settings.engine
     if choice is EngineChoice.PROCESS:
         return ProcessEngine.create(settings)
-    candidates = {EngineChoice.DOCKER: [DockerEngine], EngineChoice.PODMAN: [PodmanEngine]}.get(
-        choice, [DockerEngine, PodmanEngine]
-    )
+    candidates: list[type[CliEngine]] = [DockerEngine, PodmanEngine]
+    if choice is not EngineChoice.AUTO:
+        candidates = [cls for cls in candidates if cls.name == choice.value]
     problems: list[str] = []
     for cls in candidates:
         problem = await cls.check()
