@@ -47,9 +47,11 @@ def _as_server_user(argv: list[str]) -> list[str]:
 
 
 def _run(argv: list[str], what: str) -> None:
-    done = subprocess.run(_as_server_user(argv), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(_as_server_user(argv), capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"PostgreSQL test server: {what} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        raise RuntimeError(
+            f"PostgreSQL test server: {what} failed ({done.returncode}):\n{done.stdout}{done.stderr}"
+        )
 
 
 @dataclass
@@ -86,7 +88,9 @@ class PostgresServer:
 
 def _missing(reason: str) -> None:
     if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must test the PostgreSQL store: run .ci/setup.d/30-postgresql.sh", pytrace=False)
+        pytest.fail(
+            f"{reason}; CI must test the PostgreSQL store: run .ci/setup.d/30-postgresql.sh", pytrace=False
+        )
     pytest.skip(reason)
 
 
@@ -109,16 +113,37 @@ def postgres_server() -> Iterator[PostgresServer]:
     port = free_port()
     _run(
         [
-            str(bindir / "initdb"), "-D", str(data), "-U", USER, "--pwfile", str(root / "pw"),
-            "--auth=scram-sha-256", "--encoding=UTF8", "--locale-provider=icu", "--icu-locale=en-US",
-            "--locale=C.UTF-8", "--no-sync",
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            USER,
+            "--pwfile",
+            str(root / "pw"),
+            "--auth=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale-provider=icu",
+            "--icu-locale=en-US",
+            "--locale=C.UTF-8",
+            "--no-sync",
         ],
         "initdb",
     )
     options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories='' -c fsync=off"
     _run(
-        [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-o", options, "-w", "-t", "60",
-         "start"],
+        [
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(root / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
         "pg_ctl start",
     )
     try:
@@ -128,6 +153,7 @@ def postgres_server() -> Iterator[PostgresServer]:
             _as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
             capture_output=True,
             timeout=60,
+            check=False,
         )
         shutil.rmtree(root, ignore_errors=True)
 

@@ -14,13 +14,17 @@ from tesk.store.sql import SqlTaskStore
 from tests.api.conftest import Api, make_api
 
 SPEC_DIR = Path(__file__).parent / "spec"
-SERVICE_INFO_URL = "https://raw.githubusercontent.com/ga4gh-discovery/ga4gh-service-info/v1.0.0/service-info.yaml"
+SERVICE_INFO_URL = (
+    "https://raw.githubusercontent.com/ga4gh-discovery/ga4gh-service-info/v1.0.0/service-info.yaml"
+)
 
 
 def offline_spec(into: Path) -> Path:
     """The TES 1.1 spec with its external service-info $ref pointed at the local copy (no network)."""
     text = (SPEC_DIR / "tes-1.1.openapi.yaml").read_text()
-    assert SERVICE_INFO_URL in text, "the spec no longer refers to service-info by this URL; update SERVICE_INFO_URL"
+    assert SERVICE_INFO_URL in text, (
+        "the spec no longer refers to service-info by this URL; update SERVICE_INFO_URL"
+    )
     spec = into / "tes-1.1.openapi.yaml"
     spec.write_text(text.replace(SERVICE_INFO_URL, str(SPEC_DIR / "ga4gh-service-info-1.0.0.yaml")))
     return spec
@@ -36,17 +40,40 @@ FULL_TASK: dict[str, object] = {
     "name": "conformance",
     "description": "every field of tesTask",
     "inputs": [
-        {"name": "in", "description": "d", "url": "s3://bucket/in.txt", "path": "/data/in.txt", "type": "FILE"},
+        {
+            "name": "in",
+            "description": "d",
+            "url": "s3://bucket/in.txt",
+            "path": "/data/in.txt",
+            "type": "FILE",
+        },
         {"path": "/data/inline.txt", "content": "hello", "streamable": False},
     ],
     "outputs": [
         {"name": "out", "url": "s3://bucket/out/", "path": "/data/out", "type": "DIRECTORY"},
         {"url": "s3://bucket/logs/", "path": "/data/*.log", "path_prefix": "/data/"},
     ],
-    "resources": {"cpu_cores": 2, "ram_gb": 1.5, "disk_gb": 10, "preemptible": True, "zones": ["z1"],
-                  "backend_parameters": {"vmsize": "small"}, "backend_parameters_strict": False},
-    "executors": [{"image": "alpine", "command": ["sh", "-c", "echo hi"], "workdir": "/data", "stdin": "/data/in.txt",
-                   "stdout": "/data/out/stdout", "stderr": "/data/err", "env": {"A": "1"}, "ignore_error": True}],
+    "resources": {
+        "cpu_cores": 2,
+        "ram_gb": 1.5,
+        "disk_gb": 10,
+        "preemptible": True,
+        "zones": ["z1"],
+        "backend_parameters": {"vmsize": "small"},
+        "backend_parameters_strict": False,
+    },
+    "executors": [
+        {
+            "image": "alpine",
+            "command": ["sh", "-c", "echo hi"],
+            "workdir": "/data",
+            "stdin": "/data/in.txt",
+            "stdout": "/data/out/stdout",
+            "stderr": "/data/err",
+            "env": {"A": "1"},
+            "ignore_error": True,
+        }
+    ],
     "volumes": ["/scratch"],
     "tags": {"suite": "conformance", "empty": ""},
 }

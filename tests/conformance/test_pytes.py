@@ -6,10 +6,13 @@ also checks that our JSON is what a real client accepts.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import requests
 import tes
 
-from tests.api.conftest import Api
+from tests.api.conftest import Api, make_api
 from tests.conformance.conftest import finish
 
 
@@ -25,7 +28,10 @@ def full_task() -> tes.Task:
         resources=tes.Resources(cpu_cores=1, ram_gb=0.5, disk_gb=2, preemptible=False, zones=["z"]),
         executors=[
             tes.Executor(
-                image="alpine", command=["sh", "-c", "echo hi"], workdir="/data", stdout="/data/out/stdout",
+                image="alpine",
+                command=["sh", "-c", "echo hi"],
+                workdir="/data",
+                stdout="/data/out/stdout",
                 env={"GREETING": "hi"},
             )
         ],
@@ -124,13 +130,25 @@ def test_credentials_a_client_always_sends_are_ignored_without_auth(live: Api) -
 
 
 def test_errors_reach_py_tes_as_http_errors(client: tes.HTTPClient) -> None:
-    import requests
-
     with pytest.raises(requests.HTTPError) as unknown:
         client.get_task("task-does-not-exist")
-    assert unknown.value.response.status_code == 404
-    assert "task-does-not-exist" in unknown.value.response.json()["message"]
+    answer = unknown.value.response
+    assert answer is not None and answer.status_code == 404
+    assert "task-does-not-exist" in answer.json()["message"]
     with pytest.raises(requests.HTTPError) as bad:
         client.create_task(tes.Task(executors=[tes.Executor(image="alpine", command=[])]))
-    assert bad.value.response.status_code == 400
-    assert "command" in bad.value.response.json()["message"]
+    answer = bad.value.response
+    assert answer is not None and answer.status_code == 400
+    assert "command" in answer.json()["message"]
+
+
+@pytest.mark.postgres
+def test_round_trip_on_a_postgresql_store(tmp_path: Path, fresh_postgres_url: str) -> None:
+    """The same client calls against a server whose store is PostgreSQL."""
+    for api in make_api(tmp_path, database_url=fresh_postgres_url):
+        pg_client = tes.HTTPClient(api.url)
+        task_id = pg_client.create_task(full_task())
+        assert pg_client.get_task(task_id, view="FULL").inputs[1].content == "hello"
+        assert [t.id for t in pg_client.list_tasks(view="BASIC").tasks] == [task_id]
+        pg_client.cancel_task(task_id)
+        assert pg_client.get_task(task_id, view="MINIMAL").state == "CANCELED"

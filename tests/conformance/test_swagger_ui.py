@@ -38,14 +38,24 @@ def chromium() -> str:
 def dump_dom(url: str, profile: Path) -> str:
     """The page's DOM after its scripts ran, from headless Chromium cut off from every other host."""
     argv = [
-        chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-default-apps", "--no-first-run", "--no-default-browser-check",
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--no-first-run",
+        "--no-default-browser-check",
         f"--user-data-dir={profile}",
         f"--host-resolver-rules=MAP {HOST} 127.0.0.1, MAP * ~NOTFOUND",
-        "--virtual-time-budget=15000", "--dump-dom", url,
+        "--virtual-time-budget=15000",
+        "--dump-dom",
+        url,
     ]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=90)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=90, check=False)
     assert done.returncode == 0, f"chromium failed ({done.returncode}): {done.stderr[-2000:]}"
     return done.stdout
 
@@ -69,7 +79,9 @@ def test_swagger_ui_shows_every_tes_operation_offline(live: Api, tmp_path: Path)
     dom = dump_dom(f"http://{HOST}:{port}/", tmp_path / "profile")
     assert "Unable to render this definition" not in dom
     for operation in OPERATIONS:
-        assert re.search(rf'id="operations-[^"]*-{operation}"', dom), f"{operation} is not shown:\n{dom[-3000:]}"
+        assert re.search(rf'id="operations-[^"]*-{operation}"', dom), (
+            f"{operation} is not shown:\n{dom[-3000:]}"
+        )
     for path in ["/ga4gh/tes/v1/tasks", "/ga4gh/tes/v1/tasks/{id}", "/ga4gh/tes/v1/service-info"]:
         assert f'data-path="{path}"' in dom, f"{path} is not shown"
     assert "/ga4gh/tes/v1/tasks/{id}:cancel" in dom
@@ -101,5 +113,10 @@ def test_the_page_loads_nothing_from_other_hosts(live: Api) -> None:
 
 def test_openapi_document_names_the_tes_operations(live: Api) -> None:
     document = live.http.get("/openapi.json").json()
-    ids = {op["operationId"] for item in document["paths"].values() for op in item.values() if "operationId" in op}
+    ids = {
+        op["operationId"]
+        for item in document["paths"].values()
+        for op in item.values()
+        if "operationId" in op
+    }
     assert set(OPERATIONS) <= ids

@@ -59,7 +59,9 @@ async def store(database_url: str) -> AsyncIterator[SqlTaskStore]:
 _EPOCH = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def make_task(name: str | None = "task", tags: dict[str, str] | None = None, state: State = State.QUEUED) -> Task:
+def make_task(
+    name: str | None = "task", tags: dict[str, str] | None = None, state: State = State.QUEUED
+) -> Task:
     """A task as the API would hand it to the store: id, state and creation time set."""
     return Task(
         id=new_task_id(),

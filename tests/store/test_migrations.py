@@ -97,7 +97,11 @@ async def test_upgrading_a_database_of_the_first_schema_keeps_its_tasks(new_data
             assert task.id is not None and task.creation_time is not None
             await conn.execute(
                 insert(tasks_table).values(
-                    id=task.id, state=task.state.value, name=task.name, owner="alice", team=None,
+                    id=task.id,
+                    state=task.state.value,
+                    name=task.name,
+                    owner="alice",
+                    team=None,
                     created=task.creation_time.astimezone(UTC).isoformat(),
                     body=task.model_dump_json(exclude_none=True),
                 )

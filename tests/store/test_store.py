@@ -6,6 +6,7 @@ import asyncio
 import base64
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from tesk.models import TERMINAL_STATES, ExecutorLog, State, TaskLog
 from tesk.store import EVERYONE, InvalidPageToken, TaskQuery, Visibility
@@ -53,14 +54,30 @@ async def test_concurrent_creates_are_all_stored(store: SqlTaskStore) -> None:
 async def test_a_duplicate_id_fails_only_its_own_create(store: SqlTaskStore) -> None:
     task = make_task("first")
     await store.create(task, "alice", None)
-    with pytest.raises(Exception):
+    with pytest.raises(IntegrityError):
         await store.create(task, "alice", None)
     assert await add(store, "after") in await all_ids(store)
 
 
 # -- name_prefix ------------------------------------------------------------------------------------
 
-NAMES = ["abc", "abcd", "abc%", "abc_x", "ABC", "Abcd", "ab", "xabc", "a%c", "a_c", "abxc", "ab%c", "é-task", "e-task", None]
+NAMES = [
+    "abc",
+    "abcd",
+    "abc%",
+    "abc_x",
+    "ABC",
+    "Abcd",
+    "ab",
+    "xabc",
+    "a%c",
+    "a_c",
+    "abxc",
+    "ab%c",
+    "é-task",
+    "e-task",
+    None,
+]
 
 
 @pytest.mark.parametrize(
@@ -218,7 +235,7 @@ async def test_a_forged_page_token_is_refused(store: SqlTaskStore) -> None:
     ids = [await add(store) for _ in range(3)]
     good = (await store.list(TaskQuery(page_size=1))).next_page_token
     assert good is not None
-    last_id, digest, signature = base64.urlsafe_b64decode(good + "=" * (-len(good) % 4)).decode().split("|")
+    _last_id, digest, signature = base64.urlsafe_b64decode(good + "=" * (-len(good) % 4)).decode().split("|")
     moved = base64.urlsafe_b64encode(f"{ids[0]}|{digest}|{signature}".encode()).decode().rstrip("=")
     for forged in ["garbage", "", "====", "x|y|z", moved, good[:-2], good + "AA"]:
         if not forged:
@@ -364,7 +381,9 @@ OWNERS = [("alice", None), ("alice", "t1"), ("bob", "t1"), ("bob", "t2"), ("caro
     ],
     ids=repr,
 )
-async def test_visibility_in_sql_matches_visibility_allows(store: SqlTaskStore, visibility: Visibility) -> None:
+async def test_visibility_in_sql_matches_visibility_allows(
+    store: SqlTaskStore, visibility: Visibility
+) -> None:
     """The SQL clause and the Python check (used on GET) must agree, task by task."""
     owners = {await add(store, owner=owner, team=team): (owner, team) for owner, team in OWNERS}
     listed = set(await all_ids(store, visibility=visibility))
