@@ -10,6 +10,7 @@ pytest 9: it sets `Function._nodeid`), so the live server's URL is passed per ca
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -27,7 +28,8 @@ from tesk.models import State
 from tests.api.conftest import Api
 from tests.conformance.conftest import FULL_TASK, finish, offline_spec
 
-MAX_EXAMPLES = 30
+MAX_EXAMPLES = int(os.environ.get("TESK_SCHEMATHESIS_EXAMPLES", "30"))
+"""30 keeps the suite fast; set TESK_SCHEMATHESIS_EXAMPLES higher for a deeper hunt."""
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 
 _spec_dir = Path(tempfile.mkdtemp(prefix="tesk-spec-"))
