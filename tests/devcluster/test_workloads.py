@@ -258,6 +258,17 @@ def test_deleting_a_pod_stops_its_container(k8s: Clients) -> None:
     assert time.monotonic() - started < 10
 
 
+def test_pod_active_deadline_is_enforced_by_the_kubelet(k8s: Clients) -> None:
+    pod = {"metadata": {"name": "bounded"}, "spec": {
+        "restartPolicy": "Never", "activeDeadlineSeconds": 1, "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "60"]}]}}
+    k8s.core.create_namespaced_pod(NS, pod)
+    status = wait_for(lambda: (s := k8s.core.read_namespaced_pod("bounded", NS).status).phase == "Failed" and s,
+                      timeout=20, what="the pod to fail")
+    assert status.reason == "DeadlineExceeded"
+    assert status.container_statuses[0].state.terminated.exit_code == 137
+
+
 def test_ttl_after_finished_deletes_the_job_and_its_pods(k8s: Clients) -> None:
     k8s.batch.create_namespaced_job(NS, job("brief", "true", ttlSecondsAfterFinished=1))
     finished(k8s, "brief")

@@ -501,8 +501,8 @@ class PodWorker:
         self.done: set[str] = set()
         self.volume_dirs: dict[str, Path] = {}
         self.token = ""
-        policy = pod["spec"].get("restartPolicy", "Always")
-        self.policy: str = policy
+        self.deadline_exceeded = False
+        self.policy: str = pod["spec"].get("restartPolicy", "Always")
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -530,9 +530,21 @@ class PodWorker:
 
     # -- main flow --------------------------------------------------------------------------------
 
+    async def _enforce_deadline(self, seconds: float) -> None:
+        """`spec.activeDeadlineSeconds`: the kubelet kills a pod that has been active too long."""
+        if not await self._sleep(seconds):
+            return
+        self.deadline_exceeded = True
+        self.kubelet.events.record(self.pod, "Normal", "DeadlineExceeded",
+                                   "Pod was active on the node longer than the specified deadline", "kubelet")
+        await self.terminate(float(self.pod["spec"].get("terminationGracePeriodSeconds", 30)))
+
     async def run(self) -> None:
         """Volumes, init containers, containers, final phase; then release a deleted pod."""
         spec = self.pod["spec"]
+        deadline = None
+        if spec.get("activeDeadlineSeconds"):
+            deadline = asyncio.get_running_loop().create_task(self._enforce_deadline(spec["activeDeadlineSeconds"]))
         try:
             for container in spec.get("initContainers") or []:
                 self.init_statuses[container["name"]] = self._waiting(container, "PodInitializing")
@@ -555,11 +567,15 @@ class PodWorker:
             log.exception("devcluster kubelet: pod %s/%s failed unexpectedly", self.namespace, self.name)
             raise
         finally:
+            if deadline is not None:
+                deadline.cancel()
             self.done.update(self.statuses)
             self.done.update(self.init_statuses)
             if self.token:
                 self.kubelet.tokens.pop(self.token, None)
-            if self.deleting.is_set():
+            if self.deadline_exceeded:
+                self._publish(final=True)
+            elif self.deleting.is_set():
                 self._publish(final=True)
                 self.kubelet.store.finish_pod_termination(self.namespace, self.name)
 
@@ -610,6 +626,9 @@ class PodWorker:
         if status.get("phase") in ("Succeeded", "Failed"):
             phase = status["phase"]
         status["phase"] = phase
+        if self.deadline_exceeded and final:
+            status.update(phase="Failed", reason="DeadlineExceeded",
+                          message="Pod was active on the node longer than the specified deadline")
         status["hostIP"] = status["podIP"] = "127.0.0.1"
         status["hostIPs"] = status["podIPs"] = [{"ip": "127.0.0.1"}]
         status.setdefault("startTime", timestamp())
@@ -887,7 +906,13 @@ class PodWorker:
             await self.deleting.wait()
             return False
         delay = config.image_backoff_base
-        runtime = self.kubelet.runtime_for(image)
+        try:
+            runtime = self.kubelet.runtime_for(image)
+        except RuntimeError as exc:
+            self._set(container, init, self._waiting(container, "CreateContainerError", str(exc)))
+            self.kubelet.events.record(self.pod, "Warning", "Failed", f"Error: {exc}", "kubelet")
+            await self.deleting.wait()
+            return False
         while not await runtime.image_present(image):
             message = (f'Failed to pull image "{image}": rpc error: code = Unknown desc = {image}: image not known '
                        "(the stand-in cluster runs local images only; build or tag it with podman first)")

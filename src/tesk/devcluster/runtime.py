@@ -281,7 +281,9 @@ class HostRuntime:
         if not any(workdir == c or workdir.startswith(c.rstrip("/") + "/") for c in covered):
             argv += ["--dir", workdir]  # like a CRI runtime, create a working directory the "image" lacks
         argv += ["--chdir", workdir, "--clearenv"]
-        for key, value in spec.env.items():
+        defaults = {"PATH": f"{os.path.dirname(sys.executable)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "HOME": "/root", "HOSTNAME": spec.hostname}
+        for key, value in {**defaults, **spec.env}.items():
             argv += ["--setenv", key, value]
         command = spec.command if spec.command is not None else self.entrypoint
         argv += ["--", *command, *(spec.args or [])]
