@@ -10,6 +10,7 @@ containers of this instance are removed and tasks left INITIALIZING/RUNNING run 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from datetime import UTC, datetime
@@ -94,11 +95,14 @@ class LocalBackend:
 
     async def start(self) -> None:
         self.task_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self.engine = await select_engine(self.local)
-        except RuntimeError as exc:
-            self.engine_problem = str(exc)
-            log.error("local backend: %s; tasks will fail until this is fixed", exc)
+        if self.draining:
+            log.info("local backend: draining (TESK_LOCAL_MAX_TASKS=0): tasks are queued, none starts")
+        else:
+            try:
+                self.engine = await select_engine(self.local)
+            except RuntimeError as exc:
+                self.engine_problem = str(exc)
+                log.error("local backend: %s; tasks will fail until this is fixed", exc)
         await self._reconcile()
         self._pump()
 
@@ -110,8 +114,13 @@ class LocalBackend:
         if self.jobs:
             await asyncio.wait(list(self.jobs), timeout=_STOP_WAIT)
 
+    @property
+    def draining(self) -> bool:
+        """TESK_LOCAL_MAX_TASKS=0: accept and queue, start nothing (no engine is even looked for)."""
+        return self.local.max_tasks == 0
+
     async def submit(self, stored: StoredTask) -> None:
-        if self.engine is None:
+        if self.engine is None and not self.draining:
             await self._fail(stored, self.engine_problem)
             return
         request = self.scheduler.request(stored.task)
@@ -175,8 +184,19 @@ class LocalBackend:
     async def _reconcile(self) -> None:
         """Bring back what a previous run of this server left: queue QUEUED tasks again, stop the
         containers of interrupted ones and run them again (or give up after max_attempts)."""
-        if self.engine is not None:
-            removed = await self.engine.remove_labelled(LABEL_INSTANCE, self.instance)
+        engine = self.engine
+        if engine is None and self.draining:
+            # Even a draining server stops what a previous run left running.
+            interrupted = await self.store.ids_in_states([State.INITIALIZING, State.RUNNING, State.CANCELING])
+            if interrupted:
+                with contextlib.suppress(RuntimeError):
+                    engine = await select_engine(self.local)
+        if engine is not None:
+            try:
+                removed = await engine.remove_labelled(LABEL_INSTANCE, self.instance)
+            except RuntimeError as exc:
+                log.error("local backend: could not look for containers a previous run left: %s", exc)
+                removed = []
             if removed:
                 log.info("local backend: removed %d container(s) a previous run left: %s", len(removed), ", ".join(removed))
         states = [State.QUEUED, State.INITIALIZING, State.RUNNING, State.CANCELING]
