@@ -211,3 +211,17 @@ def test_everything_owned_by_the_taskmaster_goes_after_the_ttl(api_factory: Any,
         assert time.monotonic() < deadline, f"still there after the TTL: {left}"
         time.sleep(0.3)
     assert api.get(task_id)["state"] == "COMPLETE"  # the store keeps the task
+
+
+def test_evicted_executor_is_preempted_not_rerun(api: Api, cluster: Cluster) -> None:
+    dev = cluster.require_standin()
+    task_id = api.submit({"executors": [{"image": "alpine", "command": ["sleep", "60"]},
+                                        {"image": "alpine", "command": ["echo", "never"]}]})
+    api.wait(task_id, {"RUNNING"})
+    kube = cluster.kube()
+    pods, _ = kube.list("Pod", f"tesk.io/task-id={task_id},tesk.io/executor=0")
+    dev.evict("default", pods[0]["metadata"]["name"], grace_period=0)
+    task = api.wait(task_id, timeout=60)
+    assert task["state"] == "PREEMPTED"
+    assert "stopped by Kubernetes" in " ".join(task["logs"][0]["system_logs"])
+    assert len(kube.list("Pod", f"tesk.io/task-id={task_id},tesk.io/executor=0")[0]) <= 1  # never re-run

@@ -337,7 +337,8 @@ class Controller:
     async def _run(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.tick_seconds)
+                async with asyncio.timeout(self.tick_seconds):
+                    await self._wake.wait()
             except TimeoutError:
                 self._dirty |= self._watching
             self._wake.clear()

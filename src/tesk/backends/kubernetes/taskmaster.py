@@ -139,7 +139,10 @@ class PodWatch(threading.Thread):
         """Return on the next change, or after `timeout` (grace times are checked on each wake-up)."""
         self.changed.clear()
         try:
-            await asyncio.wait_for(self.changed.wait(), timeout)
+            # Not wait_for: on Python 3.11 it swallows a cancel (our abort) that lands in the same
+            # loop pass as the change that woke it, and a cancelled executor would then run on.
+            async with asyncio.timeout(timeout):
+                await self.changed.wait()
         except TimeoutError:
             pass
 
@@ -298,7 +301,7 @@ class ResultReporter:
         self.cancelled = False
         self._created = False
         self._published = (-1, -1)
-        self._last = 0.0
+        self._last = time.monotonic()  # the first write waits an interval too: short tasks write once
 
     async def update(self, state: State, log: TaskLog) -> bool:
         if self.cancelled:
