@@ -27,6 +27,17 @@ async def test_missing_image_is_a_system_error_with_the_reason(make_harness: Mak
     assert "executor 1 of 1" in reason
 
 
+async def test_a_failed_pull_is_a_system_error_with_what_the_registry_said(make_harness: MakeHarness) -> None:
+    harness = await make_harness(pull="missing")
+    image = "127.0.0.1:9/nobody/nothing:1"  # nothing listens on port 9: the pull fails at once
+    stored = await harness.run({"executors": [{"image": image, "command": ["true"]}]})
+    assert stored.state is State.SYSTEM_ERROR
+    [log] = stored.task.logs or []
+    [reason] = log.system_logs or []
+    assert f"image {image} is not on this host and pulling it failed" in reason
+    assert "connection refused" in reason.lower()
+
+
 async def test_cpu_and_memory_become_limits_and_the_memory_limit_kills(make_harness: MakeHarness) -> None:
     harness = await make_harness()
     stored = await harness.run({
