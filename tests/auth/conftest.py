@@ -91,7 +91,12 @@ class OidcProvider:
             for name, groups in USERS.items()
         ]
         clients.append({"client_id": INTROSPECTOR[0], "client_secret": INTROSPECTOR[1], "entitlements": []})
-        config = {"port": self.port, "keys": [k.jwk(private=True) for k in self.keys], "clients": clients}
+        config = {
+            "port": self.port,
+            "keys": [k.jwk(private=True) for k in self.keys],
+            "clients": clients,
+            "default_user": "alice",
+        }
         config_file = self.workdir / f"oidc-{self.port}.json"
         config_file.write_text(json.dumps(config))
         log_file = self.workdir / f"oidc-{self.port}.log"

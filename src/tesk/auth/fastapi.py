@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 OAUTH_SCHEME = "oidc"
 BEARER_SCHEME = "bearer"
+_AUTH_RESPONSES = {
+    "401": "No valid bearer token (the message says which check failed).",
+    "403": "The caller's groups or ownership do not allow this (the message names what is missing).",
+    "503": "The identity provider could not be reached to check the token; retry later.",
+}
 _BEARER_DEFINITION = {"type": "http", "scheme": "bearer", "description": "An access token from the provider."}
 
 
@@ -156,6 +161,9 @@ def add_security(app: FastAPI, settings: AuthSettings, *, protected_prefixes: tu
             if path.startswith(protected_prefixes) and not path.endswith("/service-info"):
                 for operation in operations.values():
                     operation["security"] = requirement
+                    responses = operation.setdefault("responses", {})
+                    for status, description in _AUTH_RESPONSES.items():
+                        responses.setdefault(status, {"description": description})
         app.openapi_schema = schema
         return schema
 

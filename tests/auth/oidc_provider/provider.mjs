@@ -3,7 +3,8 @@
 // The tests write a JSON config and pass its path in OIDC_CONFIG:
 //   { "port": 3999,
 //     "keys": [<private JWK with kid>...],          // signing keys; the tests know them, to forge tokens
-//     "clients": [{ "client_id", "client_secret", "entitlements": [...] }] }
+//     "clients": [{ "client_id", "client_secret", "entitlements": [...] }],
+//     "default_user": "alice" }                    // who logs in when the request has no login_hint
 // Each confidential client stands for one user: it gets tokens by client_credentials, `sub` is its
 // client_id, and the access token (and its introspection answer) carries its entitlements in
 // `eduperson_entitlement`, the claim Elixir AAI uses for group membership.
@@ -12,9 +13,9 @@
 // gives an opaque token to be checked by RFC 7662 introspection.
 //
 // The public client `tesk-swagger` is what Swagger UI's Authorize button uses: authorization code with
-// PKCE, redirect to `http://127.0.0.1[:any port]/swagger-ui/oauth2-redirect.html`. Its login needs no
-// form: the authorization request's `login_hint` names the user (one of the clients above), who is
-// logged in and consents at once. Its access tokens are opaque and meant for the userinfo endpoint,
+// PKCE, redirect to `http://127.0.0.1[:any port]/swagger-ui/oauth2-redirect.html`, token requests from
+// pages on 127.0.0.1 (CORS). Its login needs no form: the authorization request's `login_hint` (or
+// else `default_user`) names the user (one of the clients above), who is logged in and consents at once. Its access tokens are opaque and meant for the userinfo endpoint,
 // which answers `sub` and `eduperson_entitlement`, as Elixir AAI does.
 import { readFileSync } from 'node:fs';
 import Provider, { errors } from 'oidc-provider';
@@ -55,6 +56,8 @@ const provider = new Provider(`http://127.0.0.1:${config.port}`, {
     return { sub: token.clientId, ...(groups.length ? { eduperson_entitlement: groups } : {}) };
   },
   pkce: { required: () => true },
+  clientBasedCORS: (ctx, origin, client) =>
+    client.clientId === SWAGGER && /^http:\/\/127\.0\.0\.1(:\d+)?$/.test(origin),
   ttl: { ClientCredentials: 600 },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   features: {
@@ -83,7 +86,7 @@ const provider = new Provider(`http://127.0.0.1:${config.port}`, {
 provider.use(async (ctx, next) => {
   if (!ctx.path.startsWith('/interaction/')) return next();
   const details = await provider.interactionDetails(ctx.req, ctx.res);
-  const accountId = details.params.login_hint;
+  const accountId = details.params.login_hint || config.default_user;
   if (!entitlements.has(accountId)) {
     ctx.status = 400;
     ctx.body = { error: 'unknown user in login_hint' };

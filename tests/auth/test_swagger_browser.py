@@ -1,0 +1,82 @@
+"""Swagger UI's Authorize button in headless Chromium, against the real OIDC provider.
+
+The button opens the provider's login (authorization code with PKCE) in a popup; the provider logs
+the default test user (alice, team SDO) in without a form and redirects to oauth2-redirect.html;
+Swagger UI exchanges the code for a token and sends it with "Try it out". Without the token the same
+call is a 401.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tesk.auth.settings import AuthSettings
+from tests.auth.conftest import OidcProvider
+from tests.auth.test_elixir_api import AuthApi, start_api
+
+pytestmark = [pytest.mark.oidc, pytest.mark.browser]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not shutil.which(CHROMIUM):
+        pytest.skip("chromium is not installed (.ci/setup.d/40-chromium.sh installs it)")
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def swagger_api(
+    tmp_path: Path, oidc_provider: OidcProvider, user_tokens: dict[str, str]
+) -> Iterator[AuthApi]:
+    auth = AuthSettings(profile="auth", issuer=oidc_provider.url, swagger_client_id="tesk-swagger")
+    yield from start_api(tmp_path, auth, user_tokens)
+
+
+def list_tasks_status(page: Any) -> str:
+    """Run ListTasks with "Try it out" and return the HTTP status Swagger UI shows."""
+    operation = page.locator("#operations-TES-ListTasks")
+    if not operation.locator(".try-out__btn").is_visible():
+        operation.locator(".opblock-summary").click()
+    if operation.get_by_role("button", name="Try it out").is_visible():
+        operation.get_by_role("button", name="Try it out").click()
+    operation.get_by_role("button", name="Execute").click()
+    status = operation.locator(".live-responses-table .response .response-col_status").first
+    status.wait_for(timeout=15_000)
+    text: str = status.inner_text().split()[0]
+    operation.get_by_role("button", name="Clear").click()
+    return text
+
+
+def test_authorize_button_logs_in_and_try_it_out_sends_the_token(browser: Any, swagger_api: AuthApi) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{swagger_api.url}/")
+    page.locator("#operations-TES-ListTasks").wait_for(timeout=15_000)
+    assert list_tasks_status(page) == "401"
+
+    page.locator(".auth-wrapper .authorize").click()
+    oidc = page.locator(".auth-container").filter(has_text="authorizationCode")
+    assert oidc.locator("input[data-name=clientId]").input_value() == "tesk-swagger"
+    with page.expect_popup() as popup:
+        oidc.locator("button.authorize").click()
+    popup.value.wait_for_event("close", timeout=15_000)
+    oidc.locator("button", has_text="Logout").wait_for(timeout=15_000)
+    page.locator(".auth-btn-wrapper .btn-done").first.click()
+
+    assert list_tasks_status(page) == "200"
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
