@@ -22,6 +22,7 @@ Everything is level-triggered: a pass runs after each burst of changes and every
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import secrets
 from collections.abc import Callable
@@ -148,8 +149,9 @@ class Controllers:
         self._namespaces()
         self._pvcs()
         self._garbage_collect()
-        for job in list(self.store.iter("jobs")):
-            self._job(job)
+        for job in self.store.scan("jobs"):
+            if not (condition(job, "Complete") or condition(job, "Failed")):
+                self._job(copy.deepcopy(job))
         self._release_orphaned_pods()
         self._ttl()
         self._expire_events()

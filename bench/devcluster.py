@@ -1,0 +1,108 @@
+"""What the stand-in cluster costs on top of its floors, measured in the same run.
+
+1. API request latency: the official client reading one ConfigMap from the stand-in, next to the same
+   client reading a constant ConfigMap body from a bare Starlette route on the same uvicorn (the
+   floor: HTTP + client deserialisation).
+2. Job latency: create a `busybox true` Job and wait for its Complete condition (watch), next to
+   `podman run --rm --network none busybox true` (the floor: the container runtime itself).
+
+Run: .venv/bin/python bench/devcluster.py   (needs podman and the local images of .ci/setup.d)
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import kubernetes
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import free_port  # noqa: E402
+from tesk.devcluster import DevCluster  # noqa: E402
+from tesk.devcluster.testing import fast_config  # noqa: E402
+
+REQUESTS = 300
+JOBS = 8
+CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+    "name": "bench", "namespace": "default", "uid": "00000000-0000-0000-0000-000000000000",
+    "resourceVersion": "1", "creationTimestamp": "2026-01-01T00:00:00Z"}, "data": {"k": "v"}}
+
+
+def per_request_ms(core: kubernetes.client.CoreV1Api) -> float:
+    core.read_namespaced_config_map("bench", "default")
+    started = time.perf_counter()
+    for _ in range(REQUESTS):
+        core.read_namespaced_config_map("bench", "default")
+    return (time.perf_counter() - started) / REQUESTS * 1000
+
+
+def bare_floor_ms() -> float:
+    body = json.dumps(CONFIGMAP).encode()
+
+    async def constant(_: Request) -> Response:
+        return Response(body, media_type="application/json")
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/{path:path}", constant)]), port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    configuration = kubernetes.client.Configuration(host=f"http://127.0.0.1:{port}")
+    try:
+        return per_request_ms(kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(configuration)))
+    finally:
+        server.should_exit = True
+        thread.join()
+
+
+def job_seconds(batch: kubernetes.client.BatchV1Api, index: int) -> float:
+    name = f"bench-{index}"
+    started = time.perf_counter()
+    batch.create_namespaced_job("default", {"metadata": {"name": name}, "spec": {"template": {"spec": {
+        "restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox", "command": ["true"]}]}}}})
+    for event in kubernetes.watch.Watch().stream(batch.list_namespaced_job, "default",
+                                                 field_selector=f"metadata.name={name}", timeout_seconds=60):
+        conditions = event["object"].status.conditions or []
+        if any(c.type == "Complete" and c.status == "True" for c in conditions):
+            break
+    return time.perf_counter() - started
+
+
+def podman_seconds() -> float:
+    started = time.perf_counter()
+    subprocess.run(["podman", "run", "--rm", "--network", "none", "busybox", "true"], check=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp, DevCluster(fast_config(state_dir=Path(tmp) / "state")) as cluster:
+        api = kubernetes.config.new_client_from_config(str(cluster.write_kubeconfig(Path(tmp) / "kubeconfig")))
+        core, batch = kubernetes.client.CoreV1Api(api), kubernetes.client.BatchV1Api(api)
+        core.create_namespaced_config_map("default", {"metadata": {"name": "bench"}, "data": {"k": "v"}})
+        standin = per_request_ms(core)
+        floor = bare_floor_ms()
+        print(f"GET configmap: stand-in {standin:.2f} ms/request, bare Starlette floor {floor:.2f} ms/request "
+              f"(x{standin / floor:.2f}, {REQUESTS} sequential requests, official client)")
+        jobs = [job_seconds(batch, i) for i in range(JOBS)]
+        runs = [podman_seconds() for _ in range(JOBS)]
+        job_median, run_median = statistics.median(jobs), statistics.median(runs)
+        print(f"Job create -> Complete: stand-in median {job_median:.2f} s, `podman run --rm` floor median "
+              f"{run_median:.2f} s (x{job_median / run_median:.2f}, {JOBS} sequential busybox `true`)")
+
+
+if __name__ == "__main__":
+    main()
