@@ -170,9 +170,9 @@ async def watch_task_events(hub: EventHub, listener: Listener) -> None:
         if not event.state.is_terminal:
             continue
         stored = await event.stored()
-        created = stored.task.creation_time if stored is not None else None
-        if created is None:
+        if stored is None or stored.task.creation_time is None:
             continue
+        created = stored.task.creation_time
         ended = _end_time(stored.task.logs) or datetime.now(UTC)
         TASK_DURATION.labels(event.state.value).observe(max(0.0, (ended - created).total_seconds()))
 

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from tesk.cli import _register, app
 from tests.api.conftest import Api, create, make_api
@@ -123,7 +122,7 @@ def test_run_wait_prints_output_and_mirrors_the_exit_code(tmp_path: Path) -> Non
         env = {**os.environ, "TESK_URL": server.url}
         done = subprocess.run(
             [str(Path(sys.executable).parent / "tesk"), "run", "--wait", IMAGE, "--", "echo", "hello"],
-            env=env, capture_output=True, text=True, timeout=60,
+            env=env, capture_output=True, text=True, timeout=60, check=False,
         )
         assert (done.returncode, done.stdout) == (0, "hello\n"), done.stderr
         assert "COMPLETE" in done.stderr

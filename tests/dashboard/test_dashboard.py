@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tesk.api.app import TES_PREFIXES, create_app
 from tesk.auth.fastapi import add_security
 from tesk.auth.settings import AuthSettings
@@ -22,15 +23,11 @@ pytestmark = pytest.mark.browser
 
 def finish(tes: Any, task_id: str) -> str:
     with tes.stream("GET", f"/tasks/{task_id}/events") as response:
-        return [data["state"] for _, data in sse_events(response)][-1]
+        return str([data["state"] for _, data in sse_events(response)][-1])
 
 
 def row_ids(page: Any) -> list[str]:
-    return page.eval_on_selector_all("#tasks tbody tr", "rows => rows.map(r => r.dataset.id)")
-
-
-def state_of(page: Any, task_id: str) -> str:
-    return page.get_attribute(f'#tasks tr[data-id="{task_id}"] .state', "data-state")
+    return list(page.eval_on_selector_all("#tasks tbody tr", "rows => rows.map(r => r.dataset.id)"))
 
 
 @pytest.fixture

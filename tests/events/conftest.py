@@ -13,11 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
-
 from starlette.requests import Request
 
 from tesk.api.app import create_app
@@ -50,7 +49,7 @@ def local_server(data_dir: Path, monkeypatch: pytest.MonkeyPatch | None = None, 
 
 def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
     """(event name, parsed data) of each event of a text/event-stream response, as a browser reads it."""
-    name, data = "message", []
+    name, data = "message", list[str]()
     for line in response.iter_lines():
         if line == "":
             if data:
@@ -78,7 +77,7 @@ class CallbackReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with receiver.lock:
                     receiver.attempts += 1
@@ -91,14 +90,14 @@ class CallbackReceiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> CallbackReceiver:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 

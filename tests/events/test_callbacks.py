@@ -18,16 +18,19 @@ def test_callback_receives_every_transition_and_retries_after_a_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = {"TESK_CALLBACK_ALLOWED_HOSTS": "127.0.0.1", "TESK_CALLBACK_BACKOFF_SECONDS": "0.05"}
-    with CallbackReceiver(fail_first=1) as receiver, local_server(tmp_path, monkeypatch, **env) as server:
-        with client(server.url + "/ga4gh/tes/v1") as tes:
-            body = task_body(executors=[{"image": IMAGE, "command": ["true"]}], tags={CALLBACK_TAG: receiver.url})
-            r = tes.post("/tasks", json=body)
-            assert r.status_code == 200, r.text
-            task_id = r.json()["id"]
-            deadline = time.monotonic() + 30
-            while not any(b["state"] == "COMPLETE" for b, _ in receiver.received):
-                assert time.monotonic() < deadline, f"no COMPLETE callback; got {receiver.received}"
-                time.sleep(0.05)
+    with (
+        CallbackReceiver(fail_first=1) as receiver,
+        local_server(tmp_path, monkeypatch, **env) as server,
+        client(server.url + "/ga4gh/tes/v1") as tes,
+    ):
+        body = task_body(executors=[{"image": IMAGE, "command": ["true"]}], tags={CALLBACK_TAG: receiver.url})
+        r = tes.post("/tasks", json=body)
+        assert r.status_code == 200, r.text
+        task_id = r.json()["id"]
+        deadline = time.monotonic() + 30
+        while not any(b["state"] == "COMPLETE" for b, _ in receiver.received):
+            assert time.monotonic() < deadline, f"no COMPLETE callback; got {receiver.received}"
+            time.sleep(0.05)
     states = [body["state"] for body, _ in receiver.received]
     assert states == ["QUEUED", "INITIALIZING", "RUNNING", "COMPLETE"], states
     assert receiver.attempts == len(states) + 1, "the failed first POST must have been repeated"
