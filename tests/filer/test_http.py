@@ -176,3 +176,24 @@ async def test_large_transfers_report_progress(http_peer: HttpPeer, area: TaskAr
         [Input(path="/data/small", url=f"{http_peer.url}/files/big")], area, make_settings(), small
     )
     assert not any("%)" in line for line in small)  # below TESK_FILER_PROGRESS_MIN_BYTES: no progress lines
+
+
+async def test_cancel_stops_a_stalled_download_at_once(http_peer: HttpPeer, area: TaskArea) -> None:
+    import asyncio
+    import time
+
+    http_peer.slow_seconds = 1.5
+    staging = asyncio.create_task(
+        stage_inputs(
+            [Input(path="/data/s", url=f"{http_peer.url}/slow")], area, make_settings(timeout=30), Log()
+        )
+    )
+    await asyncio.sleep(0.3)
+    start = time.monotonic()
+    staging.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await staging
+    assert time.monotonic() - start < 0.5
+    await asyncio.sleep(1.7)  # the server answers now: the stopped transfer must not write it
+    target = area.host_path("/data/s")
+    assert not target.exists() or target.read_bytes() != b"late"
