@@ -29,9 +29,9 @@ from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import free_port  # noqa: E402
-from tesk.devcluster import DevCluster  # noqa: E402
-from tesk.devcluster.testing import fast_config  # noqa: E402
+from bench._common import free_port
+from tesk.devcluster import DevCluster
+from tesk.devcluster.testing import fast_config
 
 REQUESTS = 300
 JOBS = 8
