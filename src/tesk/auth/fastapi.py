@@ -1,4 +1,4 @@
-"""`tesk.auth` inside the FastAPI app: the API's `Access` seam, a dependency, and Swagger UI's OAuth.
+"""`tesk.auth` inside the FastAPI app: the API's `Access` seam, the `/metrics` guard, Swagger UI's OAuth.
 
 `AuthAccess` is what `tesk.api` asks who is calling and what they may do. The errors it raises are
 `tesk.errors.ApiError`s (401 / 403 / 503), so the API's one handler renders them as
@@ -61,16 +61,6 @@ class AuthAccess:
 
     async def aclose(self) -> None:
         await self.authenticator.aclose()
-
-
-def principal_dependency() -> Callable[[Request], Awaitable[Principal]]:
-    """A FastAPI dependency giving the caller's `Principal` through the app's `state.access`."""
-
-    async def principal(request: Request) -> Principal:
-        access: AuthAccess = request.app.state.access
-        return await access.caller(request)
-
-    return principal
 
 
 def metrics_dependency() -> Callable[[Request], Awaitable[None]]:
