@@ -7,17 +7,21 @@ heidi in SDO and TEST, ivan is TEST's team admin.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from tesk.api.app import create_app
 from tesk.auth.fastapi import AuthAccess
 from tesk.auth.settings import AuthSettings
+from tesk.cli import _register, app
 from tesk.config import Settings
 from tesk.store.sql import SqlTaskStore
 from tests.api.conftest import RecordingBackend, task_body
@@ -328,3 +332,23 @@ def test_a_creator_who_left_the_team_loses_the_task(
         response = tes.get(f"/tasks/{old}")
     assert response.status_code == 403
     assert entitlement("EBI", "SDO") in response.json()["message"]
+
+
+def test_tesk_task_client_with_a_token(api: AuthApi) -> None:
+    """`tesk task` sends TESK_TOKEN as a bearer token; without one it prints the server's 401 message."""
+    _register()
+
+    def tesk(token: str, *args: str, stdin: str | None = None) -> Any:
+        return CliRunner(env={"TESK_URL": api.url, "TESK_TOKEN": token}).invoke(app, list(args), input=stdin)
+
+    submitted = tesk(api.tokens["alice"], "task", "submit", "-", stdin=json.dumps(task_body()))
+    assert submitted.exit_code == 0, submitted.output
+    task_id = submitted.stdout.strip()
+    assert api.recorded(task_id) == ("alice", "SDO")
+    assert task_id in tesk(api.tokens["carol"], "task", "list").stdout
+    refused = tesk("", "task", "list")
+    assert refused.exit_code == 2
+    assert "Authorization: Bearer" in refused.stderr
+    forbidden = tesk(api.tokens["bob"], "task", "get", task_id)
+    assert forbidden.exit_code == 2
+    assert entitlement("EBI", "SDO", "ADMIN") in forbidden.stderr
