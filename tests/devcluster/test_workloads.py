@@ -269,6 +269,32 @@ def test_pod_active_deadline_is_enforced_by_the_kubelet(k8s: Clients) -> None:
     assert status.container_statuses[0].state.terminated.exit_code == 137
 
 
+def test_security_context_is_applied_and_run_as_non_root_is_enforced(k8s: Clients) -> None:
+    script = "id -u; id -G; touch /rootfs-file 2>/dev/null && echo writable || echo read-only; touch /w/ok && ls -ln /w"
+    pod = {"securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 2000},
+           "volumes": [{"name": "w", "emptyDir": {}}],
+           "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", script],
+                           "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+                                               "capabilities": {"drop": ["ALL"]}},
+                           "volumeMounts": [{"name": "w", "mountPath": "/w"}]}]}
+    k8s.batch.create_namespaced_job(NS, job("secure", "", pod=pod))
+    assert "Complete" in finished(k8s, "secure")
+    lines = k8s.core.read_namespaced_pod_log(pods_of(k8s, "secure")[0].metadata.name, NS).splitlines()
+    assert lines[0] == "1000" and "2000" in lines[1].split() and lines[2] == "read-only"
+    assert lines[-1].split()[2:4] == ["1000", "2000"]  # the file in the fsGroup volume has group 2000
+
+    root = {"metadata": {"name": "rooted"}, "spec": {"securityContext": {"runAsNonRoot": True}, "containers": [
+        {"name": "main", "image": "busybox", "command": ["true"]}]}}
+    k8s.core.create_namespaced_pod(NS, root)
+
+    def waiting() -> Any:
+        statuses = k8s.core.read_namespaced_pod("rooted", NS).status.container_statuses or []
+        state = statuses[0].state.waiting if statuses else None
+        return state if state and state.reason == "CreateContainerConfigError" else None
+
+    assert "image will run as root" in wait_for(waiting, timeout=10, what="CreateContainerConfigError").message
+
+
 def test_ttl_after_finished_deletes_the_job_and_its_pods(k8s: Clients) -> None:
     k8s.batch.create_namespaced_job(NS, job("brief", "true", ttlSecondsAfterFinished=1))
     finished(k8s, "brief")

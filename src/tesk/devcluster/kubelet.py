@@ -127,6 +127,12 @@ def write_atomic(target: Path, files: dict[str, bytes], mode: int = 0o644) -> No
         shutil.rmtree(target / previous, ignore_errors=True)
 
 
+def _share_with_group(folder: Path, group: int) -> None:
+    """What the kubelet does for `fsGroup`: the volume's group becomes fsGroup, group-writable, setgid."""
+    os.chown(folder, -1, group)
+    folder.chmod(0o2775)
+
+
 class ConfigError(Exception):
     """A container cannot be configured yet (missing ConfigMap/Secret key): CreateContainerConfigError."""
 
@@ -752,14 +758,19 @@ class PodWorker:
     def _write_volume(self, volume: dict[str, Any]) -> None:
         name = volume["name"]
         target = self.root / "volumes" / name
+        fs_group = (self.pod["spec"].get("securityContext") or {}).get("fsGroup")
         if "emptyDir" in volume:
             target.mkdir(parents=True, exist_ok=True)
+            if fs_group is not None:
+                _share_with_group(target, int(fs_group))
         elif "persistentVolumeClaim" in volume:
             claim = volume["persistentVolumeClaim"]["claimName"]
             pvc = self._lookup("persistentvolumeclaims", claim, False, name)
             assert pvc is not None
             target = self.kubelet.pvc_path(pvc)
             target.mkdir(parents=True, exist_ok=True)
+            if fs_group is not None:
+                _share_with_group(target, int(fs_group))
         elif "hostPath" in volume:
             target = Path(volume["hostPath"]["path"])
             if volume["hostPath"].get("type") in ("DirectoryOrCreate",):
@@ -873,8 +884,40 @@ class PodWorker:
         mounts.append(Mount(message_file, container.get("terminationMessagePath", "/dev/termination-log")))
         return mounts
 
+    def security(self, container: dict[str, Any]) -> dict[str, Any]:
+        """The effective security context: the container's fields over the pod's."""
+        pod_context = self.pod["spec"].get("securityContext") or {}
+        shared = {k: pod_context[k] for k in ("runAsUser", "runAsGroup", "runAsNonRoot") if k in pod_context}
+        return {**shared, **(container.get("securityContext") or {})}
+
+    async def check_non_root(self, container: dict[str, Any], runtime: Runtime) -> None:
+        """`runAsNonRoot`: refuse, as the kubelet does, to start a container that would run as root."""
+        context = self.security(container)
+        if not context.get("runAsNonRoot"):
+            return
+        where = f"(pod: \"{self.name}_{self.namespace}({self.uid})\", container: {container['name']})"
+        if "runAsUser" in context:
+            if int(context["runAsUser"]) == 0:
+                raise ConfigError(f"container's runAsUser breaks non-root policy {where}")
+            return
+        user = (await runtime.image_user(container["image"])).split(":", 1)[0]
+        if user in ("", "0", "root"):
+            raise ConfigError(f"container has runAsNonRoot and image will run as root {where}")
+        if not user.isdigit():
+            raise ConfigError(f"container has runAsNonRoot and image has non-numeric user ({user}), cannot verify "
+                              f"user is non-root {where}")
+
     def _run_spec(self, container: dict[str, Any], restart: int) -> ContainerRun:
         env = self._env(container)
+        context = self.security(container)
+        pod_context = self.pod["spec"].get("securityContext") or {}
+        user = None
+        if "runAsUser" in context:
+            user = str(context["runAsUser"]) + (f":{context['runAsGroup']}" if "runAsGroup" in context else "")
+        groups = [int(g) for g in pod_context.get("supplementalGroups") or []]
+        if "fsGroup" in pod_context:
+            groups.append(int(pod_context["fsGroup"]))
+        capabilities = context.get("capabilities") or {}
         limits = (container.get("resources") or {}).get("limits") or {}
         command = [expand(c, env) for c in container["command"]] if container.get("command") else None
         args = [expand(a, env) for a in container["args"]] if container.get("args") else None
@@ -888,6 +931,9 @@ class PodWorker:
             cpus=parse_quantity(limits["cpu"]) if "cpu" in limits else None,
             labels={"io.kubernetes.pod.name": self.name, "io.kubernetes.pod.namespace": self.namespace,
                     "io.kubernetes.pod.uid": self.uid, "io.kubernetes.container.name": container["name"]},
+            user=user, groups=groups, read_only_root=bool(context.get("readOnlyRootFilesystem")),
+            cap_add=list(capabilities.get("add") or []), cap_drop=list(capabilities.get("drop") or []),
+            no_new_privileges=context.get("allowPrivilegeEscalation") is False,
         )
 
     def _set(self, container: dict[str, Any], init: bool, status: dict[str, Any]) -> None:
@@ -941,6 +987,7 @@ class PodWorker:
             self.kubelet.events.record(self.pod, "Normal", "Pulled",
                                        f'Container image "{container["image"]}" already present on machine', "kubelet")
             try:
+                await self.check_non_root(container, self.kubelet.runtime_for(container["image"]))
                 spec = self._run_spec(container, restart)
             except ConfigError as exc:
                 self._set(container, init, self._waiting(container, "CreateContainerConfigError", str(exc)))

@@ -54,6 +54,12 @@ class ContainerRun:
     memory_bytes: int | None = None
     cpus: float | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    user: str | None = None  # "uid" or "uid:gid" (securityContext runAsUser/runAsGroup)
+    groups: list[int] = field(default_factory=list)  # supplementalGroups and fsGroup
+    read_only_root: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    no_new_privileges: bool = False
 
 
 @dataclass
@@ -82,6 +88,10 @@ class Runtime(Protocol):
 
     async def image_present(self, image: str) -> bool:
         """Whether the image can be run without a pull."""
+        ...
+
+    async def image_user(self, image: str) -> str:
+        """The image's configured USER ("" for root by default)."""
         ...
 
     async def run(self, spec: ContainerRun, output: OutputSink,
@@ -134,6 +144,11 @@ class PodmanRuntime:
             self._known_images.add(image)
         return code == 0
 
+    async def image_user(self, image: str) -> str:
+        """`Config.User` of a local image."""
+        code, out, _ = await _exec("podman", "image", "inspect", "--format", "{{.Config.User}}", image)
+        return out.strip() if code == 0 else ""
+
     def _create_argv(self, spec: ContainerRun) -> list[str]:
         argv = ["podman", "create", "--name", spec.name, "--pull=never", "--network", self.network,
                 "--hostname", spec.hostname, "--label", f"{self.cluster_label}=1"]
@@ -149,6 +164,19 @@ class PodmanRuntime:
             argv += ["--memory", str(spec.memory_bytes), "--memory-swap", str(spec.memory_bytes)]
         if spec.cpus:
             argv += ["--cpus", f"{spec.cpus:g}"]
+        if spec.user is not None:
+            argv += ["--user", spec.user]
+        for group in spec.groups:
+            argv += ["--group-add", str(group)]
+        if spec.read_only_root:
+            # Kubernetes mounts no tmpfs for a read-only root: /tmp is read-only too unless a volume covers it.
+            argv += ["--read-only", "--read-only-tmpfs=false"]
+        for capability in spec.cap_drop:
+            argv += ["--cap-drop", capability]
+        for capability in spec.cap_add:
+            argv += ["--cap-add", capability]
+        if spec.no_new_privileges:
+            argv += ["--security-opt", "no-new-privileges"]
         if spec.command is not None:
             argv += ["--entrypoint", json.dumps(spec.command)]
         argv.append(spec.image)
@@ -262,6 +290,10 @@ class HostRuntime:
     async def image_present(self, image: str) -> bool:
         """Host images are always "present": the host is the image."""
         return True
+
+    async def image_user(self, image: str) -> str:
+        """Host-process pods run as this process's user; securityContext is not applied to them."""
+        return str(os.getuid())
 
     def argv(self, spec: ContainerRun) -> list[str]:
         """The bwrap command line for a container spec."""
