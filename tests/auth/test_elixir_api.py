@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
+import tes
 from typer.testing import CliRunner
 
 from tesk.api.app import create_app
@@ -352,3 +354,12 @@ def test_tesk_task_client_with_a_token(api: AuthApi) -> None:
     forbidden = tesk(api.tokens["bob"], "task", "get", task_id)
     assert forbidden.exit_code == 2
     assert entitlement("EBI", "SDO", "ADMIN") in forbidden.stderr
+
+
+def test_py_tes_with_a_bearer_token(api: AuthApi) -> None:
+    alice = tes.HTTPClient(api.url, token=api.tokens["alice"])
+    task_id = alice.create_task(tes.Task(executors=[tes.Executor(image="alpine", command=["true"])]))
+    assert alice.get_task(task_id).state == "QUEUED"
+    assert api.recorded(task_id) == ("alice", "SDO")
+    with pytest.raises(requests.HTTPError, match="403"):
+        tes.HTTPClient(api.url, token=api.tokens["bob"]).get_task(task_id)
