@@ -103,6 +103,17 @@ async def test_wrong_key_is_refused_with_advice_and_no_secret(
     message = str(caught.value)
     assert message.startswith(f"s3://{bucket}/a.txt: S3 answered 403")
     assert "check the S3 credentials" in message and "definitely-wrong-secret" not in message
+    out = area.host_path("/out.txt")
+    out.write_text("o")
+    with pytest.raises(
+        StagingError, match=rf"s3://{bucket}/o.txt: S3 answered 403 .*check the S3 credentials"
+    ):
+        await stage_outputs(
+            [Output(path="/out.txt", url=f"s3://{bucket}/o.txt")],
+            area,
+            make_settings(s3_endpoints=[entry]),
+            Log(),
+        )
 
 
 async def test_missing_key_and_empty_prefix(s3_peer: S3Peer, bucket: str, area: TaskArea) -> None:

@@ -68,6 +68,10 @@ class FileScheme:
         top = self.local_path(url)
         if not top.is_dir():
             raise NotFoundError(f"{redact(url)}: no such folder")
+        return await asyncio.to_thread(self._walk, top)
+
+    def _walk(self, top: Path) -> list[str]:
+        """Files below `top` whose real path stays inside the allowed roots."""
         found: list[str] = []
         for folder, dirs, files in os.walk(top):
             dirs.sort()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import (
@@ -127,6 +128,11 @@ class S3Scheme:
                 return work(client, obj)
             except ClientError as exc:
                 raise _translate(url, exc) from None
+            except S3UploadFailedError as exc:  # upload_file wraps the ClientError of any part
+                cause = exc.__cause__ or exc.__context__
+                if isinstance(cause, ClientError):
+                    raise _translate(url, cause) from None
+                raise TransientError(f"{redact(url)}: upload failed: {exc}") from None
             except NoCredentialsError:
                 raise FilerError(
                     f"{redact(url)}: no S3 credentials are configured for bucket {obj.bucket!r} "

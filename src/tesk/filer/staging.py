@@ -176,7 +176,13 @@ async def stage_outputs(
 
 
 async def _stage_output(out: Output, run: _Run) -> list[OutputFileLog]:
-    uploads = _plan_output(out, run)
+    loop = asyncio.get_running_loop()
+
+    def note(line: str) -> None:
+        loop.call_soon_threadsafe(run.log, line)
+
+    # Walking the area is file-system work: a thread, so the event loop (the API's) stays free.
+    uploads = await asyncio.to_thread(_plan_output, out, run.area, note)
     if not uploads:
         return []
     scheme = run.registry.for_url(uploads[0].url)
@@ -204,9 +210,8 @@ async def _stage_output(out: Output, run: _Run) -> list[OutputFileLog]:
     return logs
 
 
-def _plan_output(out: Output, run: _Run) -> list[_Upload]:
+def _plan_output(out: Output, area: TaskArea, note: Log) -> list[_Upload]:
     """The files one output stands for: a file, a folder's files, or every wildcard match."""
-    area = run.area
     url = as_url(out.url)
     if not has_wildcards(out.path):
         try:
@@ -215,11 +220,11 @@ def _plan_output(out: Output, run: _Run) -> list[_Upload]:
             raise NotFoundError(
                 f"output {out.path}: the executors did not create it, so nothing was uploaded to {redact(out.url)}"
             ) from None
-        return _expand(out.path, host, url, out.type, run)
+        return _expand(out.path, host, url, out.type, area, note)
     prefix = (out.path_prefix or "").rstrip("/")
     matches = area.glob(out.path)
     if not matches:
-        run.log(f"output {out.path}: no file matched the pattern; nothing to upload")
+        note(f"output {out.path}: no file matched the pattern; nothing to upload")
         return []
     uploads: list[_Upload] = []
     for match in matches:
@@ -229,24 +234,26 @@ def _plan_output(out: Output, run: _Run) -> list[_Upload]:
                 "path_prefix must be the leading part of the path that is left out of the URL"
             )
         target = join_url(url, match[len(prefix) + 1 :])
-        uploads.extend(_expand(match, area.resolve(match), target, None, run))
+        uploads.extend(_expand(match, area.resolve(match), target, None, area, note))
     return uploads
 
 
-def _expand(container_path: str, host: Path, url: str, declared: FileType | None, run: _Run) -> list[_Upload]:
+def _expand(
+    container_path: str, host: Path, url: str, declared: FileType | None, area: TaskArea, note: Log
+) -> list[_Upload]:
     if not host.is_dir():
         if declared == FileType.DIRECTORY:
-            run.log(f"output {container_path}: declared a DIRECTORY but is a file; uploaded as a file")
+            note(f"output {container_path}: declared a DIRECTORY but is a file; uploaded as a file")
         return [_Upload(container_path, host, url)]
     if declared == FileType.FILE:
-        run.log(f"output {container_path}: declared a FILE but is a folder; uploaded its files")
+        note(f"output {container_path}: declared a FILE but is a folder; uploaded its files")
     uploads = []
-    for path in run.area.walk_files(host, run.log):
+    for path in area.walk_files(host, note):
         rel = path.relative_to(host).as_posix()
-        real = run.area.resolve(run.area.container_path(path))
+        real = area.resolve(area.container_path(path))
         uploads.append(_Upload(f"{container_path.rstrip('/')}/{rel}", real, join_url(url, rel)))
     if not uploads:
-        run.log(f"output {container_path}: the folder is empty; nothing to upload")
+        note(f"output {container_path}: the folder is empty; nothing to upload")
     return uploads
 
 
