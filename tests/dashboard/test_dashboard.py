@@ -63,6 +63,8 @@ def test_list_filter_detail_and_live_change(server: ServerThread, page: Any, tmp
         assert page.inner_text('#detail .executor[data-executor="0"] pre.stdout').strip() == "hello from the dashboard test"
         assert "exit 0" in page.inner_text('#detail .executor[data-executor="0"] h4')
         assert "executor 0 finished, exit code 0" in page.inner_text("#detail .timeline")
+        tags = page.eval_on_selector_all("#detail dl.kv dt, #detail dl.kv dd", "nodes => nodes.map(n => n.textContent)")
+        assert tags == ["project", "a"]
         page.screenshot(path=str(tmp_path / "detail.png"))
 
         page.click("#f-reset")

@@ -30,7 +30,7 @@ function el(tag, attrs, ...children) {
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -242,13 +242,14 @@ function executors(task) {
   return (task.executors || []).map((ex, i) => {
     const log = (attempt.logs || [])[i];
     return el("article", { class: "executor", "data-executor": i },
-      el("h4", {}, `Executor ${i}`, log ? el("span", { class: `exit ${log.exit_code === 0 ? "ok" : "bad"}` }, `exit ${log.exit_code}`) : el("span", { class: "exit" }, "not run yet")),
+      el("h4", {}, `Executor ${i}`, log ? el("span", { class: `exit ${log.exit_code === 0 ? "ok" : "bad"}` }, `exit ${log.exit_code}`)
+        : el("span", { class: "exit" }, FINAL.has(task.state) ? "did not run" : "not finished")),
       el("p", { class: "image" }, el("code", {}, ex.image)),
       el("pre", { class: "command" }, ex.command.map((part) => (/\s/.test(part) ? JSON.stringify(part) : part)).join(" ")),
       keyValues({ ...(ex.workdir ? { workdir: ex.workdir } : {}), ...(ex.stdin ? { stdin: ex.stdin } : {}),
         ...(ex.stdout ? { stdout: ex.stdout } : {}), ...(ex.stderr ? { stderr: ex.stderr } : {}), ...(ex.env || {}) }),
       log ? el("div", { class: "streams" },
-        el("h5", {}, "stdout"), el("pre", { class: "stdout" }, log.stdout || ""),
+        el("h5", {}, "stdout"), log.stdout ? el("pre", { class: "stdout" }, log.stdout) : el("p", { class: "hint stdout" }, "(no output)"),
         log.stderr ? [el("h5", {}, "stderr"), el("pre", { class: "stderr" }, log.stderr)] : null,
         el("p", { class: "hint" }, log.start_time ? `ran ${duration(log.start_time, log.end_time)}` : "")) : null);
   });
@@ -277,7 +278,9 @@ function renderDetail(task) {
     section("Executors", executors(task)),
     section("Inputs", files(task.inputs, "inputs")),
     section("Outputs", files(task.outputs, "outputs"),
-      (attempt.outputs || []).length ? el("table", { class: "files" }, el("tbody", {}, attempt.outputs.map((o) =>
+      (attempt.outputs || []).length ? el("table", { class: "files uploaded" },
+        el("thead", {}, el("tr", {}, el("th", {}, "Uploaded"), el("th", {}, "To"), el("th", {}, "Size"))),
+        el("tbody", {}, attempt.outputs.map((o) =>
         el("tr", {}, el("td", {}, el("code", {}, o.path)), el("td", { class: "url" }, o.url), el("td", {}, `${o.size_bytes} bytes`))))) : null),
     (attempt.system_logs || []).length ? section("System logs", el("pre", { class: "system" }, attempt.system_logs.join("\n"))) : null,
     Object.keys(task.tags || {}).length ? section("Tags", keyValues(task.tags)) : null,
