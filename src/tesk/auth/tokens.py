@@ -281,7 +281,8 @@ class Authenticator:
             jwk = self._pick(await self._keys(refresh=True), kid, alg)
         if jwk is None:
             raise Unauthenticated(
-                f"The token is signed with key {kid!r} ({alg}), which the issuer's JWKS does not hold; "
+                f"The token is signed with key {kid[:64] if kid else kid!r} ({alg}), which the issuer's JWKS "
+                "does not hold; "
                 "get a new token from the configured issuer."
             )
         metadata = await self.metadata()
