@@ -48,6 +48,36 @@ How pods run
   downwardAPI and projected volumes are written with the kubelet's `..data` symlink swap, and
   Downward API `metadata.labels`/`annotations` files are rewritten when they change
   (`key="value"` lines, sorted, Go-quoted).
+* securityContext is applied to podman containers (runAsUser/Group, fsGroup and supplementalGroups,
+  readOnlyRootFilesystem, capabilities, allowPrivilegeEscalation) and `runAsNonRoot` is enforced
+  (`CreateContainerConfigError`); host-process pods run as this process's user.
+
+Left out on purpose (a client that depends on these needs a real cluster)
+----------------------------------------------------------------------
+* Resources: no Services, Endpoints, Deployments/ReplicaSets/StatefulSets/DaemonSets, CronJobs,
+  ResourceQuota/LimitRange, RBAC objects (every authenticated token may do everything; an unknown
+  token is 401), CRDs, PersistentVolumes/StorageClasses objects, Node writes.
+* API machinery: no server-side apply (apply-patch answers 422), no managedFields, no protobuf
+  responses (protobuf request bodies are read only for what `kubectl create` sends), no CBOR, no
+  aggregated discovery or OpenAPI documents (kubectl falls back to legacy discovery), no
+  `resourceVersionMatch`/`sendInitialEvents`, a list with `resourceVersion` always serves the latest
+  state, `continue` pages read the latest state (not a snapshot), watch bookmarks are periodic, no
+  Table output for `kubectl get -w`, no admission webhooks, events are never aggregated (`count`
+  stays 1) and expire after one hour, field validation (`fieldValidation=Strict`) is not applied,
+  ServiceAccount admission does not add the token volume to the pod spec (the kubelet mounts it).
+* Jobs: no Indexed completion mode, `backoffLimitPerIndex`, `successPolicy`, `managedBy`,
+  `podFailurePolicy` action FailIndex, or work-queue semantics of a null `completions`;
+  `uncountedTerminatedPods` is always empty; the controller's back-off counts all failures, not
+  only consecutive ones.
+* Scheduling and nodes: one node; only cpu/memory requests, pod count and `nodeSelector` are
+  considered (no affinity, taints/tolerations, topology spread, priority or preemption, ephemeral
+  storage); PVCs bind at once (no WaitForFirstConsumer, access modes are not enforced).
+* Kubelet: no probes (a running container is Ready), no lifecycle hooks, no `exec`/`attach`/
+  `port-forward`, no pod networking (pods get `--network none` and report 127.0.0.1 as pod IP),
+  `imagePullPolicy` and `imagePullSecrets` are ignored (local images only), no log rotation,
+  `previous` logs only for restarted containers, no ephemeral containers, no sidecar
+  (restartPolicy Always) init containers, no eviction for node pressure, no `hostPath` types
+  except DirectoryOrCreate, resource limits are not applied to host-process pods.
 """
 
 from __future__ import annotations

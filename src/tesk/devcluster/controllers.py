@@ -58,6 +58,12 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
                  if c.get("type") == kind and c.get("status") == "True"), None)
 
 
+def _count(spec: dict[str, Any], key: str) -> int:
+    """`parallelism`/`completions` as the Job controller reads them: unset or null means 1."""
+    value = spec.get(key)
+    return 1 if value is None else int(value)
+
+
 class EventRecorder:
     """Writes `v1 Event` objects about other objects, as components do with their event recorders."""
 
@@ -249,7 +255,7 @@ class Controllers:
             if failure:
                 self._set_condition(status, "FailureTarget", "True", *failure)
                 self.events.record(job, "Warning", failure[0], failure[1], "job-controller")
-            elif status.get("succeeded", 0) >= spec.get("completions", 1):
+            elif status.get("succeeded", 0) >= _count(spec, "completions"):
                 self._set_condition(status, "SuccessCriteriaMet", "True", "CompletionsReached",
                                     "Reached expected number of succeeded pods")
         finishing = condition({"status": status}, "FailureTarget") or condition({"status": status},
@@ -271,7 +277,7 @@ class Controllers:
                 self._set_condition(status, "Suspended", "False", "JobResumed", "Job resumed")
                 status["startTime"] = timestamp()
             status.setdefault("startTime", timestamp())
-            wanted = min(spec.get("parallelism", 1), spec.get("completions", 1) - status.get("succeeded", 0))
+            wanted = min(_count(spec, "parallelism"), _count(spec, "completions") - status.get("succeeded", 0))
             blocked = policy == "Failed" and terminating
             if len(active) < wanted and not blocked and self._backoff_over(job, status):
                 for _ in range(wanted - len(active)):

@@ -313,7 +313,7 @@ class Kubelet:
             return
         if event.type == "DELETED":
             asyncio.get_running_loop().create_task(worker.terminate(0))
-        elif event.object["metadata"].get("deletionTimestamp"):
+        elif event.object["metadata"].get("deletionTimestamp") and not worker.deleting.is_set():
             asyncio.get_running_loop().create_task(worker.terminate(
                 float(event.object["metadata"].get("deletionGracePeriodSeconds") or 0)))
         elif event.old is not None and any(
