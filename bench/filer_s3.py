@@ -32,14 +32,13 @@ from filer_http import timed, transfer_seconds
 MiB = 1024 * 1024
 
 
-def start_moto() -> tuple[subprocess.Popen[bytes], str]:
+def start_moto(logfile: Path) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     binary = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
-    proc = subprocess.Popen(
-        [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    with open(logfile, "wb") as log:
+        proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -59,8 +58,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     size = args.size_mib * MiB
-    proc, endpoint = start_moto()
     area = Path(tempfile.mkdtemp(prefix="filer-bench-s3-", dir=args.area_dir))
+    moto_log = area / "moto.log"
+    proc, endpoint = start_moto(moto_log)
     try:
         source = area / "out" / "big.bin"
         source.parent.mkdir()
@@ -119,6 +119,11 @@ def main() -> None:
             f"  tesk filer (its transfer time):  {size / transfer / 1e6:.0f} MB/s -> {size / transfer / 1e6 / best:.2f}x"
         )
         print(f"  filer peak RSS: {rss / 1e6:.0f} MB")
+    except Exception:
+        print(
+            "moto_server log (last lines):\n" + moto_log.read_text(errors="replace")[-3000:], file=sys.stderr
+        )
+        raise
     finally:
         proc.terminate()
         proc.wait(10)
