@@ -29,7 +29,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import free_port
 
 USER = "tesk"
 
@@ -110,6 +109,8 @@ def postgres_server() -> Iterator[PostgresServer]:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
         shutil.chown(root / "pw", "postgres", "postgres")
+    from tests.conftest import free_port  # here, not at the top: tests/conftest.py imports this module
+
     port = free_port()
     _run(
         [
