@@ -29,7 +29,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-
 USER = "tesk"
 
 
