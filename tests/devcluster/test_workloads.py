@@ -257,6 +257,20 @@ def test_deleting_a_pod_stops_its_container(k8s: Clients) -> None:
     wait_for(gone, timeout=15, what="the pod to be gone")
     assert time.monotonic() - started < 10
 
+    # A second delete with a shorter grace period cuts the wait short, as on a cluster.
+    slow = {"metadata": {"name": "slowstop", "finalizers": ["example.org/hold"]}, "spec": {
+        "terminationGracePeriodSeconds": 60, "containers": [{"name": "main", "image": "busybox",
+                                                             "command": ["sleep", "300"]}]}}
+    k8s.core.create_namespaced_pod(NS, slow)
+    wait_for(lambda: k8s.core.read_namespaced_pod("slowstop", NS).status.phase == "Running", what="a running pod")
+    k8s.core.delete_namespaced_pod("slowstop", NS)
+    time.sleep(0.5)
+    started = time.monotonic()
+    k8s.core.delete_namespaced_pod("slowstop", NS, grace_period_seconds=0)
+    wait_for(lambda: k8s.core.read_namespaced_pod("slowstop", NS).status.phase == "Failed", timeout=15,
+             what="the container to be killed")
+    assert time.monotonic() - started < 10
+
 
 def test_pod_active_deadline_is_enforced_by_the_kubelet(k8s: Clients) -> None:
     pod = {"metadata": {"name": "bounded"}, "spec": {

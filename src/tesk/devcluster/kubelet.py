@@ -313,9 +313,10 @@ class Kubelet:
             return
         if event.type == "DELETED":
             asyncio.get_running_loop().create_task(worker.terminate(0))
-        elif event.object["metadata"].get("deletionTimestamp") and not worker.deleting.is_set():
-            asyncio.get_running_loop().create_task(worker.terminate(
-                float(event.object["metadata"].get("deletionGracePeriodSeconds") or 0)))
+        elif event.object["metadata"].get("deletionTimestamp"):
+            grace = float(event.object["metadata"].get("deletionGracePeriodSeconds") or 0)
+            if not worker.deleting.is_set() or grace < worker.grace:  # a second delete may shorten the grace
+                asyncio.get_running_loop().create_task(worker.terminate(grace))
         elif event.old is not None and any(
             (event.old["metadata"].get(k) or {}) != (event.object["metadata"].get(k) or {})
             for k in ("labels", "annotations")
