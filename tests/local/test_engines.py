@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from pydantic import ValidationError
 
 from tesk.backends.local.engines import select_engine
 from tesk.backends.local.engines.docker import DockerEngine
@@ -35,3 +36,13 @@ def test_process_engine_needs_bubblewrap_and_a_possible_network(monkeypatch: pyt
     monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/bwrap")
     with pytest.raises(RuntimeError, match="use host or none"):
         ProcessEngine.create(LocalSettings(engine="process", network="bridge"))
+
+
+def test_a_misspelt_setting_is_refused_with_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TESK_LOCAL_ENGINE", "dockr")
+    with pytest.raises(ValidationError, match="'auto', 'docker', 'podman' or 'process'"):
+        LocalSettings()
+    monkeypatch.setenv("TESK_LOCAL_ENGINE", "podman")
+    monkeypatch.setenv("TESK_LOCAL_MAX_TASKS", "-1")
+    with pytest.raises(ValidationError, match="max_tasks"):
+        LocalSettings()
