@@ -46,6 +46,8 @@ class StoreReporter:
         return stored is not None
 
     async def finish(self, state: State, task_log: TaskLog) -> None:
+        # CANCELED only follows CANCELING. A task whose work ended just as a cancel arrived keeps its
+        # true final state (e.g. COMPLETE): its outputs exist, so claiming CANCELED would be false.
         allowed = frozenset({State.CANCELING}) if state is State.CANCELED else ACTIVE_STATES | {State.CANCELING}
         stored = await self.store.update(self.task_id, state=state, logs=[*self.earlier, task_log], only_from=allowed)
         if stored is None:
