@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
+
+MAX_RECORDS = 100_000  # the request log keeps this many of the latest requests
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rules: list[Fault] = []
-        self._records: list[RequestRecord] = []
+        self._records: deque[RequestRecord] = deque(maxlen=MAX_RECORDS)
         self._watch_generation = 0
 
     def add(self, fault: Fault) -> Fault:

@@ -94,6 +94,8 @@ class Store:
     def _record(self, plural: str, kind: str, obj: dict[str, Any], old: dict[str, Any] | None = None) -> None:
         if len(self._history) == self._history.maxlen:
             self.compacted = self._history[0].resource_version
+        if kind == "DELETED" and plural == "pods":
+            self._released_pods.discard(obj["metadata"]["uid"])
         event = WatchEvent(self.revision, plural, kind, copy.deepcopy(obj), copy.deepcopy(old) if old else None)
         self._history.append(event)
         for callback in list(self._subscribers):
