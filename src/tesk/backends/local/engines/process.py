@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
-from tesk.backends.local.engines import ContainerExit, ContainerSpec
+from tesk.backends.local.engines import LABEL_EXECUTOR, ContainerExit, ContainerSpec
 from tesk.backends.local.engines.cli import tail_text
 from tesk.backends.local.settings import LocalSettings
 from tesk.filer import Mount
@@ -83,9 +83,9 @@ class ProcessEngine:
         return [*args, "--", *spec.command]
 
     async def run(self, spec: ContainerSpec, note: Note) -> ContainerExit:
-        note(f"the process engine ran {spec.command[0]} on the host; image {spec.image} was not used")
-        if spec.cpu_cores or spec.ram_bytes:
-            note("the process engine does not enforce cpu_cores or ram_gb")
+        if spec.labels.get(LABEL_EXECUTOR) == "0":  # once per task, not once per executor
+            note("the process engine runs the commands on this host: executor images are not used"
+                 + ("; cpu_cores and ram_gb are not enforced" if spec.cpu_cores or spec.ram_bytes else ""))
         extra: list[Mount] = []
         if spec.workdir and spec.workdir_host and not self._exists_inside(spec, spec.workdir):
             spec.workdir_host.mkdir(parents=True, exist_ok=True)
