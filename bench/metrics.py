@@ -23,9 +23,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tesk.api.app import create_app  # noqa: E402
-from tesk.config import Settings  # noqa: E402
-from tesk.metrics import STORE_OPERATIONS, MetricsMiddleware  # noqa: E402
+from tesk.api.app import create_app
+from tesk.config import Settings
+from tesk.metrics import STORE_OPERATIONS, MetricsMiddleware
 
 TASK = {"name": "bench", "executors": [{"image": "alpine", "command": ["true"]}]}
 

@@ -27,7 +27,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import TESK, free_port, process  # noqa: E402
+from bench._common import TESK, free_port, process
 
 TASK = {"executors": [{"image": "alpine", "command": ["true"]}]}
 
