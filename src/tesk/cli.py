@@ -18,11 +18,20 @@ app = typer.Typer(
 )
 
 
+# No docstring on purpose: the app's help stays the one above. The callback keeps `tesk` a command
+# group even when a fast path registers a single sub-command (see `_register`).
+@app.callback()
+def _group() -> None:
+    pass
+
+
 def _register() -> None:
     """Import the sub-command modules (kept lazy so `tesk --help` stays fast)."""
     from tesk.filer.cli import filer
 
     app.command(name="filer")(filer)
+    if sys.argv[1:2] == ["filer"]:
+        return  # a filer Job: the client and server modules would only cost start time and memory
     from tesk.client.commands import run, task_app
 
     app.add_typer(task_app, name="task")
