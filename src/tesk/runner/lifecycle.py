@@ -72,7 +72,7 @@ class TaskRunner:
 
     async def run(self) -> State:
         """Run the task to its final state and return that state; never raises for task failures."""
-        self._handle = asyncio.current_task()  # type: ignore[assignment]
+        self._handle = asyncio.current_task()
         task_log = TaskLog(start_time=now(), logs=[], outputs=[], system_logs=self._notes)
         notes = task_log.system_logs
         assert notes is not None
