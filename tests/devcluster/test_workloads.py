@@ -309,6 +309,23 @@ def test_security_context_is_applied_and_run_as_non_root_is_enforced(k8s: Client
     assert "image will run as root" in wait_for(waiting, timeout=10, what="CreateContainerConfigError").message
 
 
+def test_on_failure_restarts_in_place_with_crash_loop_back_off_and_previous_logs(k8s: Clients) -> None:
+    pod = {"metadata": {"name": "crashy"}, "spec": {"restartPolicy": "OnFailure", "containers": [
+        {"name": "main", "image": "busybox", "command": ["sh", "-c", "echo attempt; exit 1"]}]}}
+    k8s.core.create_namespaced_pod(NS, pod)
+
+    def restarted() -> Any:
+        statuses = k8s.core.read_namespaced_pod("crashy", NS).status.container_statuses or []
+        return statuses[0] if statuses and statuses[0].restart_count >= 2 else None
+
+    status = wait_for(restarted, timeout=20, what="two restarts")
+    assert status.last_state.terminated.exit_code == 1
+    assert k8s.core.read_namespaced_pod("crashy", NS).status.phase == "Running"
+    assert k8s.core.read_namespaced_pod_log("crashy", NS, previous=True) == "attempt\n"
+    events = k8s.core.list_namespaced_event(NS, field_selector="involvedObject.name=crashy,reason=BackOff").items
+    assert events and "Back-off restarting failed container main" in events[0].message
+
+
 def test_ttl_after_finished_deletes_the_job_and_its_pods(k8s: Clients) -> None:
     k8s.batch.create_namespaced_job(NS, job("brief", "true", ttlSecondsAfterFinished=1))
     finished(k8s, "brief")

@@ -396,10 +396,10 @@ class ApiServer:
         statuses = (pod.get("status") or {}).get("containerStatuses", []) + (pod.get("status") or {}).get(
             "initContainerStatuses", [])
         state = next((s for s in statuses if s.get("name") == container), None)
-        if state is None or ("waiting" in (state.get("state") or {}) and not state.get("lastState") and not previous):
-            reason = ((state or {}).get("state", {}).get("waiting") or {}).get("reason", "ContainerCreating")
-            if container in init_containers or not state:
-                reason = reason if state else "PodInitializing"
+        waiting = ((state or {}).get("state") or {}).get("waiting")
+        if state is None or (waiting is not None and not state.get("lastState") and not previous):
+            reason = (waiting or {}).get("reason") or (
+                "PodInitializing" if container not in init_containers and init_containers else "ContainerCreating")
             raise errors.bad_request(f'container "{container}" in pod "{name}" is waiting to start: {reason}')
         if previous and not state.get("lastState"):
             raise errors.bad_request(f'previous terminated container "{container}" in pod "{name}" not found')

@@ -454,7 +454,11 @@ class Kubelet:
             "initContainerStatuses", [])
         state = next((s for s in statuses if s["name"] == container), {"restartCount": 0})
         restart = state.get("restartCount", 0) - (1 if previous else 0)
-        return LogFile.read(self.log_path(pod["metadata"]["uid"], container, max(restart, 0)))
+        path = self.log_path(pod["metadata"]["uid"], container, max(restart, 0))
+        if not previous and restart > 0 and not path.exists():
+            # Waiting to restart (CrashLoopBackOff): the kubelet serves the last run's log meanwhile.
+            path = self.log_path(pod["metadata"]["uid"], container, restart - 1)
+        return LogFile.read(path)
 
     def is_running(self, pod: dict[str, Any], container: str) -> bool:
         """Whether the container may still produce output."""
@@ -555,8 +559,9 @@ class PodWorker:
         try:
             for container in spec.get("initContainers") or []:
                 self.init_statuses[container["name"]] = self._waiting(container, "PodInitializing")
+            first = "PodInitializing" if spec.get("initContainers") else "ContainerCreating"
             for container in spec.get("containers") or []:
-                self.statuses[container["name"]] = self._waiting(container, "ContainerCreating")
+                self.statuses[container["name"]] = self._waiting(container, first)
             self._publish()
             if not await self._setup_volumes():
                 return
