@@ -165,6 +165,20 @@ def test_watch_sends_bookmarks_and_ends_when_dropped(k8s: Clients, devcluster: D
     assert not reader.is_alive() and time.monotonic() - started < 5
 
 
+def test_injected_watch_faults_force_410_and_cut_streams(k8s: Clients, devcluster: DevCluster) -> None:
+    version = k8s.core.list_namespaced_config_map(NS).metadata.resource_version
+    devcluster.inject(verb="watch", resource="configmaps", status=410, times=1)
+    with pytest.raises(ApiException) as forced:
+        list(kubernetes.watch.Watch().stream(k8s.core.list_namespaced_config_map, NS, resource_version=version,
+                                             timeout_seconds=5))
+    assert forced.value.status == 410
+    devcluster.inject(verb="watch", resource="configmaps", status=0, drop_after=0.5, times=1)
+    started = time.monotonic()
+    assert list(kubernetes.watch.Watch().stream(k8s.core.list_namespaced_config_map, NS,
+                                                resource_version=version, timeout_seconds=30)) == []
+    assert time.monotonic() - started < 5
+
+
 def test_replace_with_stale_resource_version_is_409_conflict(k8s: Clients) -> None:
     created = k8s.core.create_namespaced_config_map(NS, configmap("cas"))
     created.data = {"k": "first"}

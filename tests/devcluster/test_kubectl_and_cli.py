@@ -73,6 +73,8 @@ def test_tesk_devcluster_command_serves_until_interrupted(tmp_path: Path) -> Non
         command.command()(devcluster)
         clash = CliRunner().invoke(command, ["--kubeconfig", str(tmp_path / "other"), "--port", str(port)])
         assert clash.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in clash.output
+        bad = CliRunner().invoke(command, ["--kubeconfig", str(tmp_path / "other"), "--node-memory", "lots"])
+        assert bad.exit_code == 2 and "invalid resource quantity 'lots'" in bad.output
     finally:
         process.terminate()
         started = time.monotonic()

@@ -19,15 +19,24 @@ def devcluster(
     host_image: Annotated[list[str] | None, typer.Option(
         help="An image to run as a host process in a bubblewrap sandbox (repeatable), e.g. the tesk image.")] = None,
     network: Annotated[str, typer.Option(help="podman network for pod containers: none or host.")] = "none",
+    node_cpu: Annotated[float, typer.Option(help="Allocatable cpu cores of the node (0: this machine's).")] = 0.0,
+    node_memory: Annotated[str, typer.Option(
+        help="Allocatable memory of the node as a Kubernetes quantity, e.g. 8Gi (default: this machine's).")] = "",
 ) -> None:
     """Run a development stand-in for a Kubernetes cluster (not a cluster): real Kubernetes HTTP on
     127.0.0.1, a Job controller, and a kubelet that runs pods with podman."""
     from tesk.devcluster.cluster import DevCluster, DevClusterConfig
+    from tesk.devcluster.kubelet import parse_quantity
 
     if network not in ("none", "host"):
         raise typer.BadParameter(f"{network!r} is not a supported network; use none or host", param_hint="--network")
+    try:
+        memory = int(parse_quantity(node_memory)) if node_memory else 0
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--node-memory") from exc
     config = DevClusterConfig(port=port, https_port=https_port, state_dir=state_dir,
-                              host_images=tuple(host_image or ()), network=network)
+                              host_images=tuple(host_image or ()), network=network, node_cpu=node_cpu,
+                              node_memory=memory)
     cluster = DevCluster(config)
     try:
         cluster.start()
