@@ -36,14 +36,14 @@ def _register() -> None:
 
     app.add_typer(task_app, name="task")
     app.command(name="run", context_settings={"allow_interspersed_args": False})(run)
-    if sys.argv[1:2] in (["task"], ["run"], ["filer"]):
-        return  # a client command or a filer Job: the server's modules would only cost time and memory
-    from tesk.api.serve import serve
-
-    app.command(name="serve")(serve)
     from tesk.backends.kubernetes.cli import taskmaster
 
     app.command(name="taskmaster")(taskmaster)
+    if sys.argv[1:2] in (["task"], ["run"], ["filer"], ["taskmaster"]):
+        return  # a client command or a task pod: the server's modules would only cost time and memory
+    from tesk.api.serve import serve
+
+    app.command(name="serve")(serve)
     from tesk.devcluster.cli import devcluster
 
     app.command(name="devcluster")(devcluster)

@@ -77,14 +77,20 @@ def test_multi_executor_task_with_inputs_and_outputs_completes(
         time.sleep(0.3)
 
 
-def test_executor_failures_with_and_without_ignore_error(api: Api, cluster: Cluster) -> None:
-    task_id = api.submit({"executors": [
+def test_outcomes_failures_missing_image_unschedulable_eviction(api: Api, cluster: Cluster) -> None:
+    """Several tasks at once (the cluster runs them side by side), one outcome each."""
+    failing = api.submit({"executors": [
         {"image": "alpine", "command": ["sh", "-c", "echo to-out; echo to-err >&2; exit 3"], "ignore_error": True},
         {"image": "alpine", "command": ["echo", "second"]},
         {"image": "alpine", "command": ["sh", "-c", "exit 4"]},
         {"image": "alpine", "command": ["echo", "never"]},
     ]})
-    task = api.wait(task_id)
+    missing = api.submit({"executors": [{"image": "no-such-image:1", "command": ["true"]}]})
+    too_big = api.submit({"executors": [{"image": "alpine", "command": ["true"]}], "resources": {"cpu_cores": 4096}})
+    evicted = api.submit({"executors": [{"image": "alpine", "command": ["sleep", "60"]},
+                                        {"image": "alpine", "command": ["echo", "never"]}]})
+
+    task = api.wait(failing)
     assert task["state"] == "EXECUTOR_ERROR"
     logs = task["logs"][0]["logs"]
     assert [e["exit_code"] for e in logs] == [3, 0, 4]  # the fourth never ran: no log for it
@@ -94,38 +100,39 @@ def test_executor_failures_with_and_without_ignore_error(api: Api, cluster: Clus
     assert "ignore_error is set" in " ".join(task["logs"][0]["system_logs"])
     assert all(e["start_time"] <= e["end_time"] for e in logs)
 
-
-def test_missing_executor_image_is_a_system_error_with_the_reason(api: Api) -> None:
-    task_id = api.submit({"executors": [{"image": "no-such-image:1", "command": ["true"]}]})
-    task = api.wait(task_id)
+    task = api.wait(missing)
     assert task["state"] == "SYSTEM_ERROR"
     assert "no-such-image:1" in " ".join(task["logs"][0]["system_logs"])
 
-
-def test_unschedulable_task_ends_instead_of_staying_queued(api: Api) -> None:
-    task_id = api.submit({"executors": [{"image": "alpine", "command": ["true"]}],
-                          "resources": {"cpu_cores": 4096}})
-    task = api.wait(task_id)
+    task = api.wait(too_big)
     assert task["state"] == "SYSTEM_ERROR"
     assert "could not be scheduled" in " ".join(task["logs"][0]["system_logs"])
 
+    if cluster.devcluster is not None:
+        api.wait(evicted, {"RUNNING"})
+        kube = cluster.kube()
+        pods, _ = kube.list("Pod", f"tesk.io/task-id={evicted},tesk.io/executor=0")
+        cluster.devcluster.evict("default", pods[0]["metadata"]["name"], grace_period=0)
+        task = api.wait(evicted, timeout=60)
+        assert task["state"] == "PREEMPTED"
+        assert "stopped by Kubernetes" in " ".join(task["logs"][0]["system_logs"])
+        assert len(kube.list("Pod", f"tesk.io/task-id={evicted},tesk.io/executor=0")[0]) <= 1  # never re-run
 
-def test_cancel_while_pending_wins_and_leaves_no_pod(api: Api, cluster: Cluster) -> None:
-    task_id = api.submit({"executors": [{"image": "alpine", "command": ["sleep", "60"]}]})
-    assert api.http.post(f"/tasks/{task_id}:cancel").status_code == 200
-    task = api.wait(task_id)
-    assert task["state"] == "CANCELED"
-    _no_pods_left(cluster, task_id)
 
-
-def test_cancel_while_running_stops_the_executor(api: Api, cluster: Cluster) -> None:
-    task_id = api.submit({"executors": [{"image": "alpine", "command": ["sleep", "60"]}]})
-    api.wait(task_id, {"RUNNING"})
-    assert api.http.post(f"/tasks/{task_id}:cancel").status_code == 200
-    task = api.wait(task_id, timeout=30)
-    assert task["state"] == "CANCELED"
-    assert any("cancelled by" in line for line in task["logs"][0]["system_logs"])
-    _no_pods_left(cluster, task_id)
+def test_cancel_while_pending_and_while_running_wins_and_leaves_no_pod(api: Api, cluster: Cluster) -> None:
+    running = api.submit({"executors": [{"image": "alpine", "command": ["sleep", "60"]}]})
+    pending = api.submit({"executors": [{"image": "alpine", "command": ["sleep", "60"]}]})
+    assert api.http.post(f"/tasks/{pending}:cancel").status_code == 200
+    api.wait(running, {"RUNNING"})
+    assert api.http.post(f"/tasks/{running}:cancel").status_code == 200
+    for task_id in (pending, running):
+        task = api.wait(task_id, timeout=30)
+        assert task["state"] == "CANCELED"
+        assert any("cancelled by" in line for line in task["logs"][0]["system_logs"])
+        _no_pods_left(cluster, task_id)
+    # cancelling a finished task changes nothing and still answers {}
+    assert api.http.post(f"/tasks/{running}:cancel").json() == {}
+    assert api.get(running)["state"] == "CANCELED"
 
 
 def _no_pods_left(cluster: Cluster, task_id: str) -> None:
@@ -173,18 +180,23 @@ def test_taskmaster_pod_killed_resumes_without_rerunning_executors(api: Api, clu
     assert [p["metadata"]["name"] for p in survivors] != [killed]  # a new taskmaster pod finished the task
 
 
-def test_injected_apiserver_faults_are_survived(api_factory: Any, cluster: Cluster) -> None:
+def test_injected_faults_are_survived_and_the_ttl_removes_everything(api_factory: Any, cluster: Cluster) -> None:
     dev = cluster.require_standin()
-    api = api_factory()
+    api = api_factory(job_ttl_seconds=1)
     dev.inject(verb="create", resource="jobs", status=500, times=1, client="admin")
     dev.inject(verb="create", resource="configmaps", status=429, retry_after=1, times=1)
+    dev.inject(verb="patch", resource="configmaps", status=409, times=1)
     task_id = api.submit({"executors": [{"image": "alpine", "command": ["sleep", "2"]},
                                         {"image": "alpine", "command": ["echo", "ok"]}]})
     api.wait(task_id, {"RUNNING", "COMPLETE"})
     dev.compact()  # every watch must now relist (410 Gone)
     dev.drop_watches()
-    task = api.wait(task_id)
-    assert task["state"] == "COMPLETE"
+    assert api.wait(task_id)["state"] == "COMPLETE"
+    deadline = time.monotonic() + 30
+    while (left := task_objects(cluster, task_id)):
+        assert time.monotonic() < deadline, f"still there after the TTL: {left}"
+        time.sleep(0.3)
+    assert api.get(task_id)["state"] == "COMPLETE"  # the store keeps the task
 
 
 def test_create_refused_by_the_cluster_is_an_error_and_leaves_nothing(api: Api, cluster: Cluster) -> None:
@@ -200,28 +212,3 @@ def test_create_refused_by_the_cluster_is_an_error_and_leaves_nothing(api: Api, 
     while task_objects(cluster, listed[0]["id"]).get("Job"):
         assert time.monotonic() < deadline
         time.sleep(0.2)
-
-
-def test_everything_owned_by_the_taskmaster_goes_after_the_ttl(api_factory: Any, cluster: Cluster) -> None:
-    api = api_factory(job_ttl_seconds=1)
-    task_id = api.submit({"executors": [{"image": "alpine", "command": ["echo", "x"]}]})
-    assert api.wait(task_id)["state"] == "COMPLETE"
-    deadline = time.monotonic() + 30
-    while (left := task_objects(cluster, task_id)):
-        assert time.monotonic() < deadline, f"still there after the TTL: {left}"
-        time.sleep(0.3)
-    assert api.get(task_id)["state"] == "COMPLETE"  # the store keeps the task
-
-
-def test_evicted_executor_is_preempted_not_rerun(api: Api, cluster: Cluster) -> None:
-    dev = cluster.require_standin()
-    task_id = api.submit({"executors": [{"image": "alpine", "command": ["sleep", "60"]},
-                                        {"image": "alpine", "command": ["echo", "never"]}]})
-    api.wait(task_id, {"RUNNING"})
-    kube = cluster.kube()
-    pods, _ = kube.list("Pod", f"tesk.io/task-id={task_id},tesk.io/executor=0")
-    dev.evict("default", pods[0]["metadata"]["name"], grace_period=0)
-    task = api.wait(task_id, timeout=60)
-    assert task["state"] == "PREEMPTED"
-    assert "stopped by Kubernetes" in " ".join(task["logs"][0]["system_logs"])
-    assert len(kube.list("Pod", f"tesk.io/task-id={task_id},tesk.io/executor=0")[0]) <= 1  # never re-run

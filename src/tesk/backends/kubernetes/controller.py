@@ -268,6 +268,8 @@ class Controller:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._watching: set[str] = set()
+        self._reaping: dict[str, tuple[float, set[str]]] = {}
+        """Tasks whose late pods are stopped on sight: task id -> (until, uids already stopped)."""
         self._worker: asyncio.Task[None] | None = None
         self.leading = not elect
         selector = lb.MANAGED_SELECTOR
@@ -364,9 +366,12 @@ class Controller:
     # -- one task -----------------------------------------------------------------------------------
 
     async def reconcile(self, task_id: str) -> None:
+        if task_id in self._reaping:
+            await asyncio.to_thread(self._reap, task_id)
         stored = await self.store.get(task_id)
         if stored is None or stored.state.is_terminal:
-            self._watching.discard(task_id)
+            if task_id not in self._reaping:
+                self._watching.discard(task_id)
             return
         job = self.cache.job(task_id)
         if job is None and (datetime.now(UTC) - (stored.task.creation_time or datetime.now(UTC))
@@ -411,10 +416,25 @@ class Controller:
 
     def delete_task_objects(self, task_id: str) -> None:
         """Delete the taskmaster Job (its children go with it) and stop every pod of the task at once:
-        garbage collection alone would give each pod its full grace period."""
+        garbage collection alone would give each pod its full grace period.
+
+        A taskmaster pod that started just before the delete may still make a child or two; for a
+        while every pod of the task that shows up is stopped the same way (`_reap`).
+        """
         self.kube.delete("Job", task_id, "Foreground")
+        self._reaping[task_id] = (time.monotonic() + max(60.0, self.settings.cancel_grace_seconds), set())
+        self._watching.add(task_id)
+        self._reap(task_id)
+
+    def _reap(self, task_id: str) -> None:
+        until, stopped = self._reaping.get(task_id, (0.0, set()))
+        if time.monotonic() > until:
+            self._reaping.pop(task_id, None)
+            return
         for pod in self.cache.pods(task_id):
-            if (pod.get("status") or {}).get("phase") in (None, "Pending", "Running"):
+            uid = pod["metadata"].get("uid")
+            if (pod.get("status") or {}).get("phase") in (None, "Pending", "Running") and uid not in stopped:
+                stopped.add(uid)
                 self.kube.delete("Pod", pod["metadata"]["name"], "Background", 0)
 
     async def _write(self, current: State, task_id: str, verdict: Verdict, old_logs: list[TaskLog] | None) -> None:

@@ -368,7 +368,7 @@ def read_labels_file(path: Path) -> dict[str, str]:
 
 async def load_spec(kube: Kube, task_id: str, spec: Path) -> Task:
     """The task from the mounted spec ConfigMap; through the API if the volume is still empty."""
-    for _ in range(20):
+    for _ in range(5):  # the API makes the ConfigMap just after the Job: the volume may still be empty
         if spec.is_file():
             return manifests.decode_spec(spec.read_bytes())
         await asyncio.sleep(0.1)
@@ -389,8 +389,10 @@ async def run_taskmaster(kube: Kube, settings: KubernetesSettings, task_id: str,
     loop = asyncio.get_running_loop()
     watch = PodWatch(kube, task_id, loop)
     watch.start()
+    log.info("task %s: taskmaster %s starting", task_id, pod_name)
     try:
         await asyncio.to_thread(watch.synced.wait, 30)
+        log.info("task %s: watching its pods", task_id)
         me = watch.pods.get(pod_name or "")
         owner = _owner_from_pod(me) or await _owner_from_job(kube, task_id)
         others = [p for p in watch.of_job(task_id) if p["metadata"]["name"] != pod_name]
@@ -401,6 +403,7 @@ async def run_taskmaster(kube: Kube, settings: KubernetesSettings, task_id: str,
                 log.info("task %s already ended %s in an earlier taskmaster pod", task_id, done[0].value)
                 return None
         task = await load_spec(kube, task_id, spec)
+        log.info("task %s: %d executor(s), running", task_id, len(task.executors))
         reporter = ResultReporter(kube, task_id, owner)
         runner: TaskRunner | None = None
 
