@@ -101,6 +101,22 @@ def _none_to_empty(value: Any) -> Any:
 
 StringMap = Annotated[dict[StrictStr, StrictStr], BeforeValidator(_none_to_empty)]
 
+MAX_NAME_BYTES = 1024
+MAX_TAG_KEY_CHARS = 255
+MAX_TAG_VALUE_BYTES = 1024
+"""Task names and tags are indexed store columns. These bounds keep every index entry within
+PostgreSQL's B-tree limit (about 2.7 kB); longer values made CreateTask fail with a 500 there."""
+
+
+def check_indexed_text(value: str, what: str, max_bytes: int) -> str:
+    """Refuse what PostgreSQL cannot store or index: NUL characters and values over `max_bytes`."""
+    if "\x00" in value:
+        raise ValueError(f"{what} must not contain NUL characters")
+    size = len(value.encode())
+    if size > max_bytes:
+        raise ValueError(f"{what} is {size} bytes (UTF-8); this server accepts at most {max_bytes}")
+    return value
+
 
 class _Model(BaseModel):
     """Common settings: ignore unknown request fields, validate on assignment."""
@@ -266,6 +282,22 @@ class Task(_Model):
         if v is not None:
             for path in v:
                 check_container_path(path, "volumes[]")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        return None if v is None else check_indexed_text(v, "name", MAX_NAME_BYTES)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        for key, value in (v or {}).items():
+            if "\x00" in key or len(key) > MAX_TAG_KEY_CHARS:
+                raise ValueError(
+                    f"tag keys must be at most {MAX_TAG_KEY_CHARS} characters without NUL (got {len(key)} characters)"
+                )
+            check_indexed_text(value, f"the value of tag {key!r}", MAX_TAG_VALUE_BYTES)
         return v
 
     @field_serializer("creation_time")

@@ -90,6 +90,8 @@ async def list_tasks(
     if len(values) > len(keys):
         raise BadRequest("more tag_value than tag_key parameters; each tag_value pairs with the tag_key before it")
     tags = {k: (values[i] if i < len(values) else "") for i, k in enumerate(keys)}
+    if any("\x00" in text for text in [name_prefix or "", *keys, *values]):
+        raise BadRequest("name_prefix, tag_key and tag_value must not contain NUL characters")
     query = TaskQuery(
         name_prefix=name_prefix or None,
         state=parse_state(state),
