@@ -137,3 +137,31 @@ def test_run_wait_prints_output_and_mirrors_the_exit_code(tmp_path: Path) -> Non
         [first, second] = [tesk(server.url, "run", IMAGE, "--", "sh", "-c", code).stdout.strip() for code in ("true", "exit 3")]
         both = tesk(server.url, "task", "wait", first, second)
         assert both.exit_code == 1, both.output
+
+
+def test_wait_polls_a_tes_server_without_event_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against another TES server (no /events extension) `wait` falls back to polling GetTask."""
+    monkeypatch.setattr("tesk.client.http.POLL_START", 0.05)
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from tests.conftest import serving
+
+    states = iter(["QUEUED", "RUNNING", "RUNNING", "SYSTEM_ERROR"])
+    last = {"state": "QUEUED"}
+
+    async def get_task(request: Request) -> JSONResponse:
+        if request.path_params["id"] != "t1":
+            return JSONResponse({"message": "no such task", "status_code": 404}, 404)
+        last["state"] = next(states, last["state"])
+        return JSONResponse({"id": "t1", "state": last["state"]})
+
+    other = Starlette(routes=[Route("/ga4gh/tes/v1/tasks/{id}", get_task)])
+    with serving(other) as server:  # type: ignore[arg-type]
+        r = tesk(server.url, "task", "wait", "t1")
+        assert r.exit_code == 3, r.output
+        assert r.stderr.splitlines() == ["t1 RUNNING", "t1 SYSTEM_ERROR"]  # QUEUED went to the existence check
+        r = tesk(server.url, "task", "wait", "t2")
+        assert r.exit_code == 2 and "no such task" in r.stderr

@@ -142,3 +142,31 @@ def test_the_token_from_swagger_uis_authorize_button_reaches_the_dashboard(tmp_p
             assert page.get_attribute("#token-button", "title") == "Using the API page's sign-in"
         finally:
             context.close()
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    from tests.api.conftest import make_api
+
+    yield from make_api(tmp_path)
+
+
+def test_paging_and_the_state_counts(api: Api, page: Any) -> None:
+    ids = [create(api.tes, name=f"t{i:02d}") for i in range(30)]
+    api.tes.post(f"/tasks/{ids[3]}:cancel")
+    page.goto(api.url + "/dashboard/")
+    page.select_option("#f-size", "25")
+    page.wait_for_function("document.querySelectorAll('#tasks tbody tr').length === 25")
+    assert row_ids(page) == ids[::-1][:25]
+    assert page.is_disabled("#newer") and page.is_enabled("#older")
+    page.click("#older")
+    page.wait_for_function("document.querySelectorAll('#tasks tbody tr').length === 5")
+    assert row_ids(page) == ids[::-1][25:]
+    assert page.inner_text("#page-label") == "page 2" and page.is_disabled("#older")
+    page.click("#newer")
+    page.wait_for_function("document.querySelectorAll('#tasks tbody tr').length === 25")
+    counts = page.eval_on_selector_all("#counts .count", "cs => cs.map(c => [c.dataset.state, c.querySelector('.n').textContent])")
+    assert counts == [["", "30"], ["QUEUED", "29"], ["CANCELED", "1"]]
+    page.click('#counts .count[data-state="CANCELED"]')
+    page.wait_for_function("document.querySelectorAll('#tasks tbody tr').length === 1")
+    assert row_ids(page) == [ids[3]] and page.input_value("#f-state") == "CANCELED"

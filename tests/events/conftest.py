@@ -67,11 +67,13 @@ def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]
 
 
 class CallbackReceiver:
-    """An HTTP server on 127.0.0.1 that records callback POSTs and fails the first `fail_first` of them."""
+    """An HTTP server on 127.0.0.1 that records callback POSTs and fails the first `fail_first` of them
+    with `failure_status`."""
 
-    def __init__(self, fail_first: int = 0) -> None:
+    def __init__(self, fail_first: int = 0, failure_status: int = 503) -> None:
         self.received: list[tuple[dict[str, Any], str]] = []
         self.failures_left = fail_first
+        self.failure_status = failure_status
         self.attempts = 0
         self.lock = threading.Lock()
         receiver = self
@@ -86,7 +88,7 @@ class CallbackReceiver:
                         receiver.failures_left -= 1
                     else:
                         receiver.received.append((body, self.headers.get("X-Tesk-Delivery", "")))
-                self.send_response(503 if failing else 204)
+                self.send_response(receiver.failure_status if failing else 204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -76,3 +76,25 @@ def test_without_an_allow_list_a_callback_tag_is_refused(tmp_path: Path) -> None
 def test_host_patterns(url: str, allowed: bool) -> None:
     patterns = CallbackSettings(allowed_hosts="*.example.org,h.test:8443").host_patterns()
     assert host_allowed(url, patterns) is allowed
+
+
+@pytest.mark.parametrize(("status", "attempts_per_state"), [(400, 1), (503, 3)])
+def test_final_answers_are_not_retried_and_retries_stop_at_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: int, attempts_per_state: int
+) -> None:
+    from tests.api.conftest import make_api
+
+    monkeypatch.setenv("TESK_CALLBACK_ALLOWED_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("TESK_CALLBACK_BACKOFF_SECONDS", "0.01")
+    monkeypatch.setenv("TESK_CALLBACK_ATTEMPTS", "3")
+    with CallbackReceiver(fail_first=1000, failure_status=status) as receiver:
+        for api in make_api(tmp_path):
+            r = api.tes.post("/tasks", json=task_body(tags={CALLBACK_TAG: receiver.url}))
+            api.tes.post(f"/tasks/{r.json()['id']}:cancel")  # QUEUED, CANCELING, CANCELED
+            deadline = time.monotonic() + 10
+            while receiver.attempts < 3 * attempts_per_state:
+                assert time.monotonic() < deadline, f"only {receiver.attempts} attempts"
+                time.sleep(0.02)
+            time.sleep(0.3)  # room for any attempt that should not happen
+    assert receiver.attempts == 3 * attempts_per_state
+    assert receiver.received == []
