@@ -27,7 +27,7 @@ from fastapi import APIRouter, FastAPI, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Message, Receive, Scope, Send
 
-from tesk.api.routes import _access, _store, _visible_task
+from tesk.api.routes import _access, _visible_task
 from tesk.logs import task_context
 from tesk.metrics import EVENT_STREAMS
 from tesk.models import State
@@ -207,7 +207,7 @@ router = APIRouter()
     response_class=EventStream,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
 )
-async def task_events(request: Request, id: str) -> EventStream:  # noqa: A002 (spec name)
+async def task_events(request: Request, id: str) -> EventStream:
     """State changes of one task as Server-Sent Events: the current state, then each change.
 
     `event: state`, `data: {"id", "state", "time"}`. The stream ends after a final state. Same access
