@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -197,3 +198,68 @@ async def test_cancel_stops_a_stalled_download_at_once(http_peer: HttpPeer, area
     await asyncio.sleep(1.7)  # the server answers now: the stopped transfer must not write it
     target = area.host_path("/data/s")
     assert not target.exists() or target.read_bytes() != b"late"
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (the certificate is its own CA)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tesk test peer")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
+
+
+async def test_https_verifies_the_certificate(
+    http_peer: HttpPeer, area: TaskArea, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import http.server
+    import ssl
+    import threading
+
+    from .conftest import _handler
+
+    cert_file, key_file = _self_signed(tmp_path)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(http_peer))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    try:
+        url = f"https://127.0.0.1:{server.server_address[1]}/files/s.bin"
+        http_peer.files["s.bin"] = b"over tls"
+        with pytest.raises(FilerError, match="TLS certificate is not trusted"):
+            await stage_inputs([Input(path="/data/s", url=url)], area, make_settings(), Log())
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))  # the operator adds the CA
+        await stage_inputs([Input(path="/data/s", url=url)], area, make_settings(), Log())
+        assert area.host_path("/data/s").read_bytes() == b"over tls"
+    finally:
+        server.shutdown()
+        server.server_close()
