@@ -71,7 +71,8 @@ class DevCluster:
         self.tokens: dict[str, str] = {}
         self.admin_token = self.add_user("admin")
         self._own_state = self.config.state_dir is None
-        self.state_dir = self.config.state_dir or Path(tempfile.mkdtemp(prefix="tesk-devcluster-"))
+        # A temporary state folder is made by start() and removed by stop().
+        self.state_dir = self.config.state_dir or Path(tempfile.gettempdir()) / f"tesk-devcluster-{secrets.token_hex(6)}"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
@@ -137,21 +138,27 @@ class DevCluster:
     def start(self, timeout: float = 30.0) -> Self:
         """Start the servers, controllers and kubelet; returns once the API answers."""
         http_socket = self._bind(self.config.port)
-        https_socket = self._bind(self.config.https_port)
+        try:
+            https_socket = self._bind(self.config.https_port)
+        except OSError:
+            http_socket.close()
+            raise
         self.port = http_socket.getsockname()[1]
         self.https_port = https_socket.getsockname()[1]
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._thread = threading.Thread(target=self._main, args=(http_socket, https_socket), name="devcluster",
                                         daemon=True)
         self._thread.start()
-        if not self._ready.wait(timeout):
+        if not self._ready.wait(timeout) or self._failure is not None:
+            self.stop()
+            if self._failure is not None:
+                raise RuntimeError(f"the stand-in cluster failed to start: {self._failure}") from self._failure
             raise RuntimeError(f"the stand-in cluster did not start within {timeout} s")
-        if self._failure is not None:
-            raise RuntimeError(f"the stand-in cluster failed to start: {self._failure}") from self._failure
         return self
 
     def stop(self) -> None:
         """Stop every pod and server and remove the temporary state folder."""
-        if self._loop is not None and self._stopping is not None and self._thread is not None:
+        if self._thread is not None and self._thread.is_alive() and self._loop is not None and self._stopping:
             self._loop.call_soon_threadsafe(self._stopping.set)
             self._thread.join(timeout=60)
         if self._own_state:
