@@ -293,7 +293,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return json_response(
+        response = json_response(
             {"message": "Internal server error; the server log has the details.", "status_code": 500}, 500
         )
+        # Starlette re-raises after this answer and uvicorn then drops the connection: say so, or a
+        # client reusing it gets "connection reset" on its next request.
+        response.headers["connection"] = "close"
+        return response
 
