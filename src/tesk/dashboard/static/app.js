@@ -9,7 +9,9 @@ const STATES = ["QUEUED", "INITIALIZING", "RUNNING", "PAUSED", "CANCELING", "COM
   "SYSTEM_ERROR", "CANCELED", "PREEMPTED", "UNKNOWN"];
 const TOKEN_KEY = "tesk.dashboard.token";
 const POLL_MS = 5000;
-const REFRESH_DELAY_MS = 300;
+const LIST_REFRESH_MS = 500;
+const COUNTS_REFRESH_MS = 2000;
+const DETAIL_REFRESH_MS = 300;
 
 const page = {
   tokens: [null],          // page_token of each page shown so far; the last one is the current page
@@ -65,9 +67,13 @@ function taskEnd(task) {
   return logs.length ? logs[logs.length - 1].end_time : null;
 }
 
-function debounce(fn, ms) {
+// Run fn once, ms after the first of a burst of calls: a busy server's steady stream of changes
+// then costs one reload per interval (a debounce would wait for a quiet moment that never comes).
+function throttle(fn, ms) {
   let timer = null;
-  return () => { clearTimeout(timer); timer = setTimeout(fn, ms); };
+  return () => {
+    if (timer === null) timer = setTimeout(() => { timer = null; fn(); }, ms);
+  };
 }
 
 // -- the token ------------------------------------------------------------------------------------
@@ -320,8 +326,9 @@ async function cancelTask(id) {
 
 // -- live updates -----------------------------------------------------------------------------------
 
-const refreshList = debounce(() => { if (page.tokens.length === 1) loadList(); loadCounts(); }, REFRESH_DELAY_MS);
-const refreshDetail = debounce(loadDetail, REFRESH_DELAY_MS);
+const refreshList = throttle(() => { if (page.tokens.length === 1) loadList(); }, LIST_REFRESH_MS);
+const refreshCounts = throttle(loadCounts, COUNTS_REFRESH_MS);
+const refreshDetail = throttle(loadDetail, DETAIL_REFRESH_MS);
 
 function onStateChange(change) {
   const seen = page.seen.get(change.id) || [];
@@ -335,6 +342,7 @@ function onStateChange(change) {
   }
   if (change.id === page.openTask) refreshDetail();
   refreshList();
+  refreshCounts();
 }
 
 function setLive(mode) {
@@ -358,6 +366,7 @@ async function followEvents() {
       setLive("live");
       delay = 1000;
       refreshList(); // anything that changed while we were away
+      refreshCounts();
       if (page.openTask) refreshDetail();
       await readEvents(response.body.getReader());
     } catch (error) {
