@@ -92,6 +92,12 @@ def filer(
     if not job.base.is_dir():
         print(f"tesk filer: the task area {job.base} does not exist or is not a folder", file=sys.stderr)
         raise typer.Exit(2)
-    result = asyncio.run(run_job(job, FilerSettings()))
+    try:
+        settings = FilerSettings()
+    except ValidationError as exc:
+        message = " ".join(str(exc).split())[:500]
+        print(f"tesk filer: the filer settings in the environment are invalid: {message}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    result = asyncio.run(run_job(job, settings))
     print(json.dumps(result), flush=True)
     raise typer.Exit(1 if result["error"] else 0)

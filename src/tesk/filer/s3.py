@@ -68,7 +68,13 @@ class _Object:
 class S3Scheme:
     def __init__(self, settings: FilerSettings) -> None:
         self.settings = settings
-        entries = settings.s3_endpoint_entries()
+        try:
+            entries = settings.s3_endpoint_entries()
+        except (OSError, ValueError) as exc:
+            detail = " ".join(str(exc).split())[:300]
+            raise FilerError(
+                f"the S3 endpoint configuration is unusable: {detail}; fix TESK_FILER_S3_CONFIG"
+            ) from None
         self._by_bucket = {e.bucket: e for e in entries if e.bucket}
         self._by_host = {e.host.lower(): e for e in entries if e.host}
         self._clients: dict[int, Any] = {}

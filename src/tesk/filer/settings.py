@@ -59,12 +59,13 @@ class FilerSettings(BaseSettings):
     host_base_path: str | None = Field(
         None,
         alias="HOST_BASE_PATH",
-        description="Seed shared-filesystem mode: file:// URLs under this host folder are allowed ...",
+        description="Seed shared-filesystem mode: file:// URLs under this host folder are allowed, and "
+        "read or written below CONTAINER_BASE_PATH.",
     )
     container_base_path: str | None = Field(
         None,
         alias="CONTAINER_BASE_PATH",
-        description="... and are read and written at this path, where the filer sees that folder mounted.",
+        description="Where the filer sees HOST_BASE_PATH mounted (seed shared-filesystem mode).",
     )
     ftp_username: str | None = Field(
         None, alias="TESK_FTP_USERNAME", description="FTP user when the URL and ~/.netrc name none."
