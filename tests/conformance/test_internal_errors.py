@@ -20,16 +20,18 @@ from tests.api.conftest import Api, make_api, task_body
 @pytest.fixture
 def failing(tmp_path: Path) -> Iterator[Api]:
     """A live server whose store fails on reads of one task id, as a broken database would."""
-    for api in make_api(tmp_path):
-        real_get = api.store.get
+    servers = make_api(tmp_path)
+    api = next(servers)
+    real_get = api.store.get
 
-        async def get(task_id: str) -> StoredTask | None:
-            if task_id == "task-boom":
-                raise RuntimeError("the database went away")
-            return await real_get(task_id)
+    async def get(task_id: str) -> StoredTask | None:
+        if task_id == "task-boom":
+            raise RuntimeError("the database went away")
+        return await real_get(task_id)
 
-        api.store.get = get  # type: ignore[method-assign]
-        yield api
+    api.store.get = get  # type: ignore[method-assign]
+    yield api
+    next(servers, None)
 
 
 def test_a_500_is_json_and_the_next_request_on_the_client_works(failing: Api) -> None:
