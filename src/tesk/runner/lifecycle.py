@@ -63,7 +63,10 @@ class TaskRunner:
         self._notes = list(notes or [])
 
     def abort(self, state: State, reason: str) -> None:
-        """Stop the task and end it in `state` (CANCELED for a cancel); a no-op once it is finishing."""
+        """Stop the task and end it in `state` (CANCELED for a cancel); a no-op once it is finishing.
+
+        Call it on the runner's event loop; from another thread (a sync watch) use
+        `loop.call_soon_threadsafe(runner.abort, state, reason)`."""
         if self._finishing or self._abort is not None:
             return
         self._abort = (state, reason)
