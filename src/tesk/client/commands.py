@@ -43,7 +43,11 @@ out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty()
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 task_app = typer.Typer(
-    help="Work with tasks on a TES server (TESK_URL, TESK_TOKEN).", no_args_is_help=True, add_completion=False
+    help="Work with tasks on a TES server (TESK_URL, TESK_TOKEN).\n\n"
+    "Exit codes of wait and --wait: 0 COMPLETE, 1 EXECUTOR_ERROR, 3 SYSTEM_ERROR, 4 CANCELED, "
+    "5 PREEMPTED; 2 when the command failed (bad input, server error).",
+    no_args_is_help=True,
+    add_completion=False,
 )
 
 UrlOption = Annotated[
