@@ -136,3 +136,14 @@ async def test_folder_listing_without_mlsd(
     await stage_inputs([Input(path="/data/d", url=ftp_peer.url("d"))], area, make_settings(), Log())
     assert area.host_path("/data/d/e/two.txt").read_text() == "2"
     assert area.host_path("/data/d/one.txt").read_text() == "1"
+
+
+async def test_local_write_failure_is_not_blamed_on_the_server(
+    ftp_peer: FtpPeer, area: TaskArea, log: Log
+) -> None:
+    (ftp_peer.root / "a.txt").write_text("a")
+    area.host_path("/data/a.txt").mkdir(parents=True)  # a folder where the file should go
+    with pytest.raises(FilerError, match="local file error: Is a directory") as caught:
+        item = Input(path="/data/a.txt", url=ftp_peer.url("a.txt"), type=FileType.FILE)
+        await stage_inputs([item], area, make_settings(), log)
+    assert "retrying" not in log.text() and "cannot talk" not in str(caught.value)

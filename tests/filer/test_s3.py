@@ -185,3 +185,13 @@ async def test_unreachable_endpoint_is_transient(area: TaskArea, log: Log) -> No
         out = area.host_path("/o.txt")
         out.write_text("o")
         await stage_outputs([Output(path="/o.txt", url="s3://bkt/o.txt")], area, settings, log)
+
+
+async def test_local_write_failure_is_not_blamed_on_s3(s3_peer: S3Peer, bucket: str, area: TaskArea) -> None:
+    _put(s3_peer, bucket, "a.txt", b"a")
+    area.host_path("/data/a.txt").mkdir(parents=True)
+    settings = make_settings(s3_endpoints=[s3_peer.endpoint_entry(bucket)])
+    with pytest.raises(FilerError, match="local file error"):
+        await stage_inputs(
+            [Input(path="/data/a.txt", url=f"s3://{bucket}/a.txt", type=FileType.FILE)], area, settings, Log()
+        )

@@ -157,11 +157,17 @@ class FtpScheme:
                 progress.restart(ftp.size(path))
             except ftplib.error_perm:
                 progress.restart()
-            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            try:
+                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            except OSError as exc:
+                raise _local_error(url, exc) from None
             with os.fdopen(fd, "wb") as f:
 
                 def got(block: bytes) -> None:
-                    f.write(block)
+                    try:
+                        f.write(block)
+                    except OSError as exc:
+                        raise _local_error(url, exc) from None
                     progress.advance(len(block))
 
                 ftp.retrbinary(f"RETR {path}", got, blocksize=CHUNK)
@@ -172,7 +178,11 @@ class FtpScheme:
         def work(ftp: ftplib.FTP, path: str) -> None:
             progress.restart(src.stat().st_size)
             _make_dirs(ftp, posixpath.dirname(path))
-            with open(src, "rb") as f:
+            try:
+                f = open(src, "rb")  # noqa: SIM115 (closed by the with below)
+            except OSError as exc:
+                raise _local_error(url, exc) from None
+            with f:
                 ftp.storbinary(
                     f"STOR {path}", f, blocksize=CHUNK, callback=lambda b: progress.advance(len(b))
                 )
@@ -181,6 +191,11 @@ class FtpScheme:
 
     async def close(self) -> None:
         return None
+
+
+def _local_error(url: str, exc: OSError) -> FilerError:
+    """A local file could not be read or written: not the server's fault, not worth a retry."""
+    return FilerError(f"{redact(url)}: local file error: {exc.strerror or exc}")
 
 
 def _said(exc: BaseException) -> str:

@@ -153,4 +153,6 @@ class _translated:
             ) from None
         if isinstance(exc, BaseError):
             raise TransientError(f"{where}: {_clean(exc)}") from None
+        if isinstance(exc, OSError):
+            raise FilerError(f"{where}: local file error: {exc.strerror or exc}") from None
         return False

@@ -155,6 +155,8 @@ class S3Scheme:
                 ) from None
             except BotoCoreError as exc:
                 raise TransientError(f"{redact(url)}: {exc}") from None
+            except OSError as exc:  # boto3 reads and writes the local file itself
+                raise FilerError(f"{redact(url)}: local file error: {exc.strerror or exc}") from None
 
         return await asyncio.to_thread(call)
 
