@@ -180,3 +180,21 @@ async def test_a_future_migration_on_a_copy_keeps_every_task(
 
     assert await scalar(new_database_url, "SELECT version_num FROM alembic_version") == HEAD
     assert await scalar(new_database_url, "SELECT count(*) FROM tasks") == 20
+
+
+async def test_a_database_a_newer_release_migrated_is_refused_and_left_alone(
+    new_database_url: str, future_migrations: Path
+) -> None:
+    """Rolling back to an older tesk must not touch, or half-read, a newer schema."""
+    store = SqlTaskStore(new_database_url)
+    await store.open()
+    await add(store)
+    await store.close()
+    await migrate(new_database_url, "head", future_migrations)
+
+    older = SqlTaskStore(new_database_url)
+    with pytest.raises(RuntimeError, match="revision '9999', which this tesk does not know: a newer tesk"):
+        await older.open()
+    await older.close()
+    assert await scalar(new_database_url, "SELECT version_num FROM alembic_version") == "9999"
+    assert await scalar(new_database_url, "SELECT count(*) FROM tasks") == 1

@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Column,
     Connection,
@@ -107,7 +109,17 @@ def _alembic_config(connection: Connection) -> Config:
 
 
 def _upgrade(connection: Connection) -> None:
-    command.upgrade(_alembic_config(connection), "head")
+    """Bring the schema to this release's head; refuse, untouched, a database a newer tesk migrated."""
+    cfg = _alembic_config(connection)
+    current = MigrationContext.configure(connection).get_current_revision()
+    known = {script.revision for script in ScriptDirectory.from_config(cfg).walk_revisions()}
+    if current is not None and current not in known:
+        raise RuntimeError(
+            f"The task database is at schema revision {current!r}, which this tesk does not know: a newer "
+            "tesk has migrated it. Run that newer tesk (or point this one at another database); the "
+            "database was left unchanged."
+        )
+    command.upgrade(cfg, "head")
 
 
 class SqlTaskStore:
