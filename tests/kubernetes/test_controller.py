@@ -1,0 +1,93 @@
+"""Controller parts on the stand-in without running pods: leader election, informer relist, merges."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tesk.backends.kubernetes import labels as lb
+from tesk.backends.kubernetes.controller import Cache, Informer, LeaseElector, merge_logs
+from tesk.backends.kubernetes.kube import Kube, load_api_client
+from tesk.backends.kubernetes.state import Verdict
+from tesk.models import State, TaskLog
+
+pytestmark = pytest.mark.kubernetes
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kube, object]]:
+    from tesk.devcluster import DevCluster
+    from tesk.devcluster.testing import fast_config
+
+    tmp = tmp_path_factory.mktemp("controller")
+    with DevCluster(fast_config(state_dir=tmp / "devcluster")) as dev:
+        yield Kube(load_api_client(dev.write_kubeconfig(Path(tmp) / "kubeconfig")), "default"), dev
+
+
+def wait(probe: object, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_only_one_elector_leads_and_a_successor_takes_over(kube: tuple[Kube, object]) -> None:
+    client, _ = kube
+    changes: list[tuple[str, bool]] = []
+    first = LeaseElector(client, "test-lease", 2, lambda leading: changes.append(("first", leading)))
+    second = LeaseElector(client, "test-lease", 2, lambda leading: changes.append(("second", leading)))
+    first.start()
+    wait(lambda: first.leading)
+    second.start()
+    time.sleep(1.5)  # several renewal periods: the second must stay a follower
+    assert first.leading and not second.leading
+    first.stop_event.set()
+    first.join(5)  # gives the lease up on the way out
+    wait(lambda: second.leading, timeout=5)
+    second.stop_event.set()
+    second.join(5)
+    assert ("second", False) not in changes[:2] and ("first", True) in changes
+
+
+def test_informer_relists_after_410_and_sees_every_change(kube: tuple[Kube, object]) -> None:
+    client, dev = kube
+    cache = Cache()
+    seen: set[str] = set()
+    lock = threading.Lock()
+
+    def changed(ids: set[str]) -> None:
+        with lock:
+            seen.update(ids)
+
+    selector = lb.MANAGED_SELECTOR + f",{lb.ROLE}=result"
+    informer = Informer(client, "ConfigMap", selector, cache, changed)
+    informer.start()
+    wait(informer.synced.is_set)
+    body = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "task-a-result", "labels": lb.task_labels("task-a", lb.Role.RESULT)},
+            "data": {"state": "RUNNING"}}
+    client.create(body)
+    wait(lambda: cache.result("task-a") == {"state": "RUNNING"})
+    dev.compact()  # type: ignore[attr-defined]
+    dev.drop_watches()  # type: ignore[attr-defined]
+    client.patch("ConfigMap", "task-a-result", {"data": {"state": "COMPLETE"}})
+    wait(lambda: (cache.result("task-a") or {}).get("state") == "COMPLETE")
+    client.delete("ConfigMap", "task-a-result")
+    wait(lambda: cache.result("task-a") is None)
+    informer.stop()
+    assert "task-a" in seen
+
+
+def test_merge_logs_keeps_stored_lines_first_and_adds_the_reason_once() -> None:
+    stored = [TaskLog(system_logs=["ignored unsupported backend_parameters: x"])]
+    published = TaskLog(system_logs=["executor 1 of 1 exited with code 1"])
+    merged = merge_logs(stored, Verdict(State.SYSTEM_ERROR, "the taskmaster failed", published))
+    assert merged is not None
+    assert merged[0].system_logs == ["ignored unsupported backend_parameters: x",
+                                     "executor 1 of 1 exited with code 1", "the taskmaster failed"]
+    assert merged[0].end_time is not None
+    assert merge_logs(stored, Verdict(State.RUNNING)) is None
