@@ -263,3 +263,12 @@ async def test_https_verifies_the_certificate(
     finally:
         server.shutdown()
         server.server_close()
+
+
+async def test_after_a_failed_input_nothing_new_starts(http_peer: HttpPeer, area: TaskArea) -> None:
+    http_peer.files.update({f"f{i}": b"x" for i in range(5)})
+    inputs = [Input(path="/data/missing", url=f"{http_peer.url}/files/missing")]
+    inputs += [Input(path=f"/data/f{i}", url=f"{http_peer.url}/files/f{i}") for i in range(5)]
+    with pytest.raises(NotFoundError, match="/files/missing"):
+        await stage_inputs(inputs, area, make_settings(parallel=1), Log())
+    assert sum(http_peer.hits.get(f"/files/f{i}", 0) for i in range(5)) == 0

@@ -30,6 +30,10 @@ def as_url(url: str) -> str:
     return "file://" + quote(url) if url.startswith("/") else url
 
 
+class _Stopped(Exception):
+    """A transfer that was not started because another one of the same run had failed."""
+
+
 class _Run:
     """Shared state of one staging run: schemes, the parallelism limit, and the stop flag."""
 
@@ -45,14 +49,14 @@ class _Run:
         """Run `op` under the parallelism limit, with retries; nothing new starts after a stop."""
         async with self.limit:
             if self.stopped:
-                raise asyncio.CancelledError
+                raise _Stopped
             return await with_retries(op, self.settings, self.log)
 
     async def move(self, label: str, op: Callable[[Progress], Awaitable[None]]) -> Progress:
         """One file transfer under the limit, retried, with progress and the transfer timeout."""
         async with self.limit:
             if self.stopped:
-                raise asyncio.CancelledError
+                raise _Stopped
             progress = Progress(label, None, self.settings, self.log)
             await with_retries(lambda: op(progress), self.settings, self.log, progress)
             return progress
@@ -69,13 +73,11 @@ async def _gather(jobs: list[Awaitable[T]], run: _Run) -> list[T]:
             raise
 
     results = await asyncio.gather(*(guarded(j) for j in jobs), return_exceptions=True)
-    errors = [
-        r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)
-    ]
+    errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, _Stopped)]
     if errors:
         raise errors[0]
-    if any(isinstance(r, asyncio.CancelledError) for r in results):
-        raise asyncio.CancelledError
+    if any(isinstance(r, _Stopped) for r in results):
+        raise _Stopped
     return results  # type: ignore[return-value]
 
 
