@@ -363,6 +363,13 @@ async def test_ids_in_states_lists_oldest_first(store: SqlTaskStore) -> None:
 
 # -- visibility -------------------------------------------------------------------------------------
 
+
+def visibility_id(v: Visibility) -> str:
+    """A stable test id (a frozenset's repr changes order from run to run, which breaks xdist)."""
+    teams = None if v.owner_teams is None else sorted(v.owner_teams)
+    return f"all={v.all}-owner={v.owner}-owner_teams={teams}-teams={sorted(v.teams)}"
+
+
 OWNERS = [("alice", None), ("alice", "t1"), ("bob", "t1"), ("bob", "t2"), ("carol", None), ("carol", "t3")]
 
 
@@ -379,7 +386,7 @@ OWNERS = [("alice", None), ("alice", "t1"), ("bob", "t1"), ("bob", "t2"), ("caro
         Visibility(owner="carol", owner_teams=frozenset({"t3"}), teams=frozenset({"t1", "t2"})),
         Visibility(owner="nobody", teams=frozenset({"t9"})),
     ],
-    ids=repr,
+    ids=visibility_id,
 )
 async def test_visibility_in_sql_matches_visibility_allows(
     store: SqlTaskStore, visibility: Visibility
