@@ -135,11 +135,13 @@ def test_cancel_while_pending_and_while_running_wins_and_leaves_no_pod(api: Api,
     assert api.get(running)["state"] == "CANCELED"
 
 
-def _no_pods_left(cluster: Cluster, task_id: str) -> None:
+def _no_pods_left(cluster: Cluster, task_id: str, role: str | None = "taskmaster") -> None:
+    """No pod of the task (except, by default, the taskmaster that reported) is pending or running."""
     deadline = time.monotonic() + 30
+    selector = f"tesk.io/task-id={task_id}" + (f",tesk.io/role!={role}" if role else "")
     while True:
         kube = cluster.kube()
-        items, _ = kube.list("Pod", f"tesk.io/task-id={task_id},tesk.io/role!=taskmaster")
+        items, _ = kube.list("Pod", selector)
         running = [p["metadata"]["name"] for p in items if p.get("status", {}).get("phase") in ("Pending", "Running")]
         if not running:
             return
@@ -212,3 +214,14 @@ def test_create_refused_by_the_cluster_is_an_error_and_leaves_nothing(api: Api, 
     while task_objects(cluster, listed[0]["id"]).get("Job"):
         assert time.monotonic() < deadline
         time.sleep(0.2)
+
+
+def test_taskmaster_that_cannot_start_ends_the_task_with_the_reason(api_factory: Any, cluster: Cluster) -> None:
+    cluster.require_standin()  # a real cluster might find any tag we make up
+    api = api_factory(TESK_API_TASKMASTER_IMAGE_VERSION="no-such-tag")
+    task_id = api.submit({"executors": [{"image": "alpine", "command": ["true"]}]})
+    task = api.wait(task_id, timeout=60)
+    assert task["state"] == "SYSTEM_ERROR"
+    assert "the taskmaster could not start" in " ".join(task["logs"][0]["system_logs"])
+    assert "no-such-tag" in " ".join(task["logs"][0]["system_logs"])
+    _no_pods_left(cluster, task_id, role=None)
