@@ -155,9 +155,12 @@ class Controllers:
         self._namespaces()
         self._pvcs()
         self._garbage_collect()
+        running: set[str] = set()
         for job in self.store.scan("jobs"):
             if not (condition(job, "Complete") or condition(job, "Failed")):
+                running.add(job["metadata"]["uid"])
                 self._job(copy.deepcopy(job))
+        self._last_failure = {uid: at for uid, at in self._last_failure.items() if uid in running}
         self._release_orphaned_pods()
         self._ttl()
         self._expire_events()

@@ -343,6 +343,8 @@ class Kubelet:
         used = {"cpu": 0.0, "memory": 0.0}
         bound = 0
         pods = self.store.scan("pods")
+        pending = {p["metadata"]["uid"] for p in pods if not p["spec"].get("nodeName")}
+        self._unschedulable = {uid: m for uid, m in self._unschedulable.items() if uid in pending}
         for pod in pods:
             if pod["spec"].get("nodeName") and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
                 bound += 1
