@@ -6,6 +6,7 @@ it. `TaskStore` is the protocol; `tesk.store.sql.SqlTaskStore` implements it for
 
 from __future__ import annotations
 
+import builtins
 import os
 import threading
 import time
@@ -106,11 +107,13 @@ class TaskStore(Protocol):
         task_id: str,
         *,
         state: State | None = None,
-        logs: list[TaskLog] | None = None,
+        logs: builtins.list[TaskLog] | None = None,
         only_from: frozenset[State] | None = None,
     ) -> StoredTask | None: ...
 
-    async def ids_in_states(self, states: Iterable[State]) -> list[str]: ...
+    async def ids_in_states(self, states: Iterable[State]) -> builtins.list[str]: ...
+
+    async def count_by_state(self) -> dict[State, int]: ...
 
     def subscribe(self) -> AsyncIterator[tuple[str, State]]: ...
 

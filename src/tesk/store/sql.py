@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import hashlib
 import hmac
 import json
@@ -279,7 +280,7 @@ class SqlTaskStore:
         token = self._make_token(rows[-1][0], digest) if more and rows else None
         return TaskPage(tasks, token)
 
-    async def ids_in_states(self, states: Iterable[State]) -> list[str]:
+    async def ids_in_states(self, states: Iterable[State]) -> builtins.list[str]:
         values = [s.value for s in states]
         stmt = select(tasks_table.c.id).where(tasks_table.c.state.in_(values)).order_by(tasks_table.c.id)
         return [r[0] for r in await self._read(_all_rows, stmt)]
@@ -289,9 +290,9 @@ class SqlTaskStore:
         stmt = select(tasks_table.c.state, func.count()).group_by(tasks_table.c.state)
         return {State(r[0]): int(r[1]) for r in await self._read(_all_rows, stmt)}
 
-    def _filters(self, query: TaskQuery) -> list[Any]:
+    def _filters(self, query: TaskQuery) -> builtins.list[Any]:
         c = tasks_table.c
-        conditions: list[Any] = [self._visibility(query.visibility)]
+        conditions: builtins.list[Any] = [self._visibility(query.visibility)]
         if query.name_prefix:
             conditions += [c.name >= query.name_prefix, c.name < query.name_prefix + _HIGHEST_CHAR]
         if query.state is not None:
