@@ -36,6 +36,8 @@ from tesk.store import StoredTask, TaskStore
 log = logging.getLogger(__name__)
 
 LISTENER_QUEUE_SIZE = 1000
+CONSUMER_QUEUE_SIZE = 100_000
+"""Callbacks and metrics may lag behind a burst of creates for a while; they must not lose changes."""
 RETRY_MILLISECONDS = 2000
 """What EventSource clients wait before reconnecting."""
 PING_SECONDS = 15
@@ -81,6 +83,11 @@ class Listener:
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
+            if not self.overflowed:
+                log.warning(
+                    "an event listener (%s) fell %d events behind; it misses the change of task %s and later ones",
+                    self.task_id or "all tasks", self.queue.maxsize, event.task_id,
+                )
             self.overflowed = True
 
     async def get(self) -> TaskEvent:
@@ -100,9 +107,9 @@ class EventHub:
         """Per-task listeners, so a change wakes only the streams of its own task."""
         self._consumers: dict[str, Consumer] = {}
 
-    def listen(self, task_id: str | None = None) -> Listener:
+    def listen(self, task_id: str | None = None, maxsize: int = LISTENER_QUEUE_SIZE) -> Listener:
         """Register a listener now: every change published after this call reaches it."""
-        listener = Listener(task_id)
+        listener = Listener(task_id, maxsize)
         if task_id is None:
             self._listeners.add(listener)
         else:
@@ -134,7 +141,7 @@ class EventHub:
 
     async def _supervise(self, name: str, consumer: Consumer) -> None:
         """Run a consumer; if it fails, log why and start it again rather than lose its events."""
-        listener = self.listen()
+        listener = self.listen(maxsize=CONSUMER_QUEUE_SIZE)
         try:
             while True:
                 try:
