@@ -12,6 +12,7 @@ from pathlib import Path
 import kubernetes
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
 from tesk.devcluster import DevCluster
@@ -49,6 +50,15 @@ def test_kubectl_create_job_then_get_jobs_and_pods(devcluster: DevCluster) -> No
     assert logs.stdout == "from kubectl\n", logs.stderr
     missing = kubectl(config, "get", "job", "nope")
     assert missing.returncode != 0 and 'jobs.batch "nope" not found' in missing.stderr
+
+    manifest = config.parent / "job.yaml"
+    manifest.write_text(yaml.safe_dump({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "applied"},
+                                        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+                                            {"name": "main", "image": "busybox", "command": ["true"]}]}}}}))
+    applied = kubectl(config, "apply", "-f", str(manifest))
+    assert applied.returncode == 0 and applied.stdout.strip() == "job.batch/applied created", applied.stderr
+    waited = kubectl(config, "wait", "--for=condition=complete", "job/applied", "--timeout=30s")
+    assert waited.returncode == 0 and "condition met" in waited.stdout, waited.stderr
 
 
 def _free_port() -> int:

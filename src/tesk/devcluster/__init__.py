@@ -59,7 +59,8 @@ Left out on purpose (a client that depends on these needs a real cluster)
   token is 401), CRDs, PersistentVolumes/StorageClasses objects, Node writes.
 * API machinery: no server-side apply (apply-patch answers 422), no managedFields, no protobuf
   responses (protobuf request bodies are read only for what `kubectl create` sends), no CBOR, no
-  aggregated discovery or OpenAPI documents (kubectl falls back to legacy discovery), no
+  aggregated discovery (kubectl falls back to legacy discovery), no OpenAPI v2 and an OpenAPI v3
+  without schemas (enough for `kubectl create -f`/`apply`/`wait`, not for `kubectl explain`), no
   `resourceVersionMatch`/`sendInitialEvents`, a list with `resourceVersion` always serves the latest
   state, `continue` pages read the latest state (not a snapshot), watch bookmarks are periodic, no
   Table output for `kubectl get -w`, no admission webhooks, events are never aggregated (`count`

@@ -194,6 +194,13 @@ class ApiServer:
             return JSONResponse(discovery.api_group(parts[1]))
         if len(parts) == 3 and parts[0] == "apis" and parts[1] in discovery.groups() and parts[2] == "v1":
             return JSONResponse(discovery.resource_list(parts[1]))
+        if stripped == "/openapi/v3":
+            return JSONResponse(discovery.openapi_v3_root())
+        if stripped.startswith("/openapi/v3/"):
+            key = stripped.removeprefix("/openapi/v3/")
+            group = "" if key == "api/v1" else key.removeprefix("apis/").removesuffix("/v1")
+            if group in discovery.groups() and key in (f"apis/{group}/v1", "api/v1"):
+                return JSONResponse(discovery.openapi_v3_group(group))
         if stripped in ("/healthz", "/readyz", "/livez"):
             return PlainTextResponse("ok")
         return _error_response(errors.ApiError(404, "NotFound", "the server could not find the requested resource"))

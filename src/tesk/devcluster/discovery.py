@@ -68,6 +68,38 @@ def resource_list(group: str) -> dict[str, Any]:
             "groupVersion": f"{group}/v1" if group else "v1", "resources": resources}
 
 
+def openapi_v3_root() -> dict[str, Any]:
+    """`GET /openapi/v3`: where each group version's document lives."""
+    paths = {}
+    for group in groups():
+        key = f"apis/{group}/v1" if group else "api/v1"
+        paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash=devcluster"}
+    return {"paths": paths}
+
+
+def openapi_v3_group(group: str) -> dict[str, Any]:
+    """A minimal OpenAPI v3 document for one group version: the PATCH operations of every resource.
+
+    kubectl reads it to learn that the server validates fields itself (`fieldValidation` is a
+    query parameter of PATCH), and then sends objects without validating them client-side.
+    Schemas are not served, so kubectl falls back to its compiled-in types where it needs them.
+    """
+    prefix = f"/apis/{group}/v1" if group else "/api/v1"
+    paths: dict[str, Any] = {}
+    for rtype in groups().get(group, []):
+        scope = "/namespaces/{namespace}" if rtype.namespaced else ""
+        paths[f"{prefix}{scope}/{rtype.plural}/{{name}}"] = {"patch": {
+            "operationId": f"patch{rtype.kind}",
+            "x-kubernetes-group-version-kind": {"group": group, "version": "v1", "kind": rtype.kind},
+            "x-kubernetes-action": "patch",
+            "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
+                           {"name": "dryRun", "in": "query", "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "OK"}},
+        }}
+    return {"openapi": "3.0.0", "info": {"title": "Kubernetes (tesk devcluster)", "version": "v1.32.0"},
+            "paths": paths, "components": {"schemas": {}}}
+
+
 def _age(created: str | None, moment: datetime) -> str:
     if not created:
         return "<unknown>"
