@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -18,16 +18,16 @@ pytestmark = pytest.mark.kubernetes
 class Files(BaseHTTPRequestHandler):
     """GET serves, PUT stores: the inputs and outputs of a task, on 127.0.0.1."""
 
-    store: dict[str, bytes] = {}
+    store: ClassVar[dict[str, bytes]] = {}
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         body = self.store.get(self.path)
         self.send_response(200 if body is not None else 404)
         self.send_header("Content-Length", str(len(body or b"")))
         self.end_headers()
         self.wfile.write(body or b"")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self.store[self.path] = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.send_response(201)
         self.send_header("Content-Length", "0")

@@ -74,7 +74,7 @@ class Cache:
         return task_id
 
     def remove(self, kind: str, obj: Obj) -> str | None:
-        name = (obj.get("metadata") or {}).get("name")
+        name = str((obj.get("metadata") or {}).get("name"))
         task_id = task_id_of(obj)
         with self.lock:
             self.objects[kind].pop(name, None)
@@ -137,8 +137,8 @@ class Informer(threading.Thread):
         if response is not None:
             try:  # unblock the thread waiting for the next watch event
                 response.shutdown()
-            except Exception:  # noqa: BLE001 (closing a socket that may already be closed)
-                pass
+            except Exception as exc:  # noqa: BLE001 (closing a socket that may already be closed)
+                log.debug("closing the %s watch: %s", self.kind, exc)
 
     def _remember(self, response: Any) -> None:
         self._response = response
@@ -211,7 +211,7 @@ class LeaseElector(threading.Thread):
         duration = float(current.get("leaseDurationSeconds") or self.lease_seconds)
         expired = True
         if renewed:
-            renewed_at = datetime.fromisoformat(renewed.replace("Z", "+00:00"))
+            renewed_at = datetime.fromisoformat(renewed)
             expired = datetime.now(UTC) - renewed_at > timedelta(seconds=duration)
         if holder and holder != self.identity and not expired:
             return False
@@ -402,7 +402,7 @@ class Controller:
         annotations = job["metadata"].get("annotations") or {}
         by = annotations.get(lb.ANNOTATION_CANCELED_BY, "a user")
         asked = annotations.get(CANCEL_REQUESTED_AT)
-        waited = (datetime.now(UTC) - datetime.fromisoformat(asked.replace("Z", "+00:00"))).total_seconds() \
+        waited = (datetime.now(UTC) - datetime.fromisoformat(asked)).total_seconds() \
             if asked else 0.0
         for pod in running:  # a replacement pod never got the label: give it, so the taskmaster sees it
             if (pod["metadata"].get("labels") or {}).get(lb.CANCEL) != lb.CANCEL_REQUESTED:

@@ -92,7 +92,7 @@ class Kube:
         self.api_client = api_client
         self.namespace = namespace
         self.attempts = attempts
-        self._apis = {"batch": client.BatchV1Api(api_client), "core": client.CoreV1Api(api_client),
+        self._apis: dict[str, Any] = {"batch": client.BatchV1Api(api_client), "core": client.CoreV1Api(api_client),
                       "coordination": client.CoordinationV1Api(api_client)}
 
     def _method(self, kind: str, verb: str) -> Callable[..., Any]:

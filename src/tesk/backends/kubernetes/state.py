@@ -70,7 +70,7 @@ def decode_result(data: dict[str, str] | None) -> tuple[State, TaskLog] | None:
 def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    return datetime.fromisoformat(value).astimezone(UTC)
 
 
 def condition(obj: Obj, kind: str) -> Obj | None:

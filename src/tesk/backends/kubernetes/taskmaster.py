@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from tesk.backends.kubernetes import labels as lb
 from tesk.backends.kubernetes import manifests
-from tesk.backends.kubernetes.kube import Kube, KubeError, Obj, WatchExpired, load_api_client
+from tesk.backends.kubernetes.kube import Kube, KubeError, Obj, WatchExpired
 from tesk.backends.kubernetes.labels import Role
 from tesk.backends.kubernetes.settings import KubernetesSettings
 from tesk.backends.kubernetes.state import (
@@ -127,8 +127,8 @@ class PodWatch(threading.Thread):
         if self._response is not None:
             try:
                 self._response.shutdown()
-            except Exception:  # noqa: BLE001 (socket already closed)
-                pass
+            except Exception as exc:  # noqa: BLE001 (socket already closed)
+                log.debug("closing the pod watch: %s", exc)
 
     def of_job(self, job: str) -> list[Obj]:
         pods = [p for p in self.pods.values()
@@ -190,19 +190,19 @@ class KubernetesRuntime:
         await self._create(body)
         pod, term = await self._wait(name, "filer", self.settings.backoff_limit("FILER"),
                                      f"the {direction} filer")
-        report = _last_json(term.get("message") or "")
+        report = _last_json(term.get("message") or "") or {}
         if term.get("exitCode") == 0 and direction == "outputs":
             text = await self._call(self.kube.read_log, pod["metadata"]["name"], "filer", 4 * 1024 * 1024,
                                     "Stdout" if self.settings.split_log_streams else None)
             report = _last_json(text) or report
-        for line in (report or {}).get("system_logs") or []:
-            if "error" not in (report or {}) or line != report.get("error"):
+        error = report.get("error")
+        for line in report.get("system_logs") or []:
+            if line != error:
                 note(line)
         if term.get("exitCode") != 0:
-            error = (report or {}).get("error") or (term.get("message") or "").strip()[-500:] or \
-                f"exit code {term.get('exitCode')}"
+            error = error or (term.get("message") or "").strip()[-500:] or f"exit code {term.get('exitCode')}"
             raise TaskFailure(f"staging {direction} failed: {error}")
-        return report or {}
+        return report
 
     async def run_executor(self, task: Task, index: int, note: Note) -> ExecutorOutcome:
         body = manifests.executor_job(self.settings, task, index, self.owner)
@@ -421,7 +421,11 @@ async def run_taskmaster(kube: Kube, settings: KubernetesSettings, task_id: str,
                 if runner is not None:
                     runner.abort(State.CANCELED, f"cancelled by {by}")
 
-        runtime = KubernetesRuntime(kube, settings, owner, watch, lambda s, r: runner and runner.abort(s, r))
+        def abort(state: State, reason: str) -> None:
+            if runner is not None:
+                runner.abort(state, reason)
+
+        runtime = KubernetesRuntime(kube, settings, owner, watch, abort)
         runner = TaskRunner(task, runtime, reporter)
         watch.listeners.append(check_cancel)
         check_cancel()
