@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from tesk.devcluster.selectors import (
     parse_label_selector,
 )
 from tesk.devcluster.store import Store, WatchEvent
+
+log = logging.getLogger(__name__)
 
 _REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
             410: "Expired", 422: "Invalid", 429: "TooManyRequests", 500: "InternalError",
@@ -82,8 +85,6 @@ def parse_path(path: str) -> Target | None:
     elif len(rest) in (1, 2) and rest[0] == "namespaces":
         rtype = BY_PATH.get((group, version, "namespaces"))
         return Target(rtype, "", rest[1] if len(rest) == 2 else "", "") if rtype else None
-    elif len(rest) == 3 and rest[0] == "namespaces":
-        return None
     if not rest or len(rest) > 3:
         return None
     rtype = BY_PATH.get((group, version, rest[0]))
@@ -156,12 +157,15 @@ class ApiServer:
             client = user
         target = parse_path(path)
         if target is None:
-            return self._non_resource(path, request)
+            return self._non_resource(path)
         watch = _flag(request.query_params.get("watch"))
         verb = _verb(request.method, target, watch)
         fault = self.faults.take(verb, target.resource, target.namespace, target.name, client, user_agent)
-        record = lambda code: self.faults.record(RequestRecord(
-            verb, target.resource, target.namespace, target.name, client, user_agent, code, time.monotonic()))
+
+        def record(code: int) -> None:
+            self.faults.record(RequestRecord(verb, target.resource, target.namespace, target.name, client,
+                                             user_agent, code, time.monotonic()))
+
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
@@ -176,10 +180,14 @@ class ApiServer:
         except errors.ApiError as error:
             record(error.code)
             return _error_response(error)
+        except Exception as exc:  # a stand-in bug: answer like the API server does, and log it for the developer
+            log.exception("devcluster: %s %s failed", request.method, path)
+            record(500)
+            return _error_response(errors.ApiError(500, "InternalError", f"Internal error occurred: {exc}"))
         record(response.status_code)
         return response
 
-    def _non_resource(self, path: str, request: Request) -> Response:
+    def _non_resource(self, path: str) -> Response:
         stripped = path.rstrip("/") or "/"
         if stripped == "/version":
             return JSONResponse(discovery.KUBERNETES_VERSION)
