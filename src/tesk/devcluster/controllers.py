@@ -111,6 +111,7 @@ class Controllers:
         self.on_pvc_deleted = on_pvc_deleted
         self._wake = asyncio.Event()
         self._last_failure: dict[str, float] = {}
+        self._suspended_pods: set[str] = set()  # pods deleted because their Job was suspended
         self._next_event_expiry = now()
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -229,6 +230,8 @@ class Controllers:
             deleting = bool(pod["metadata"].get("deletionTimestamp"))
             if phase == "Succeeded":
                 status["succeeded"] = status.get("succeeded", 0) + 1
+            elif pod["metadata"]["uid"] in self._suspended_pods:
+                self._suspended_pods.discard(pod["metadata"]["uid"])  # stopped by suspension: not a failure
             elif phase == "Failed" or (deleting and policy == "TerminatingOrFailed"):
                 action, message = self._policy_action(job, pod)
                 failed_now.append((pod, action, message))
@@ -270,6 +273,7 @@ class Controllers:
                 for pod in active:
                     self.store.delete(BY_PLURAL["pods"], namespace, pod["metadata"]["name"])
                     if not finishing:
+                        self._suspended_pods.add(pod["metadata"]["uid"])
                         self.events.record(job, "Normal", "SuccessfulDelete",
                                            f"Deleted pod: {pod['metadata']['name']}", "job-controller")
                 terminating += active
