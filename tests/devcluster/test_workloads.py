@@ -148,12 +148,18 @@ def test_init_container_runs_first_and_shares_an_empty_dir(k8s: Clients) -> None
            "initContainers": [{"name": "prepare", "image": "busybox", "command": ["sh", "-c", "echo ready > /w/flag"],
                                "volumeMounts": [{"name": "work", "mountPath": "/w"}]}],
            "containers": [{"name": "main", "image": "alpine", "command": ["cat", "/w/flag"],
-                           "volumeMounts": [{"name": "work", "mountPath": "/w"}]}]}
+                           "volumeMounts": [{"name": "work", "mountPath": "/w"}]},
+                          {"name": "second", "image": "busybox", "command": ["echo", "beside"]}]}
     k8s.batch.create_namespaced_job(NS, job("init", "", pod=pod))
     assert "Complete" in finished(k8s, "init")
     [created] = pods_of(k8s, "init")
     assert created.status.init_container_statuses[0].state.terminated.reason == "Completed"
     assert k8s.core.read_namespaced_pod_log(created.metadata.name, NS, container="main") == "ready\n"
+    assert k8s.core.read_namespaced_pod_log(created.metadata.name, NS, container="second") == "beside\n"
+    assert k8s.core.read_namespaced_pod_log(created.metadata.name, NS, container="prepare") == ""
+    with pytest.raises(ApiException) as ambiguous:
+        k8s.core.read_namespaced_pod_log(created.metadata.name, NS)
+    assert ambiguous.value.status == 400 and "choose one of: [main second]" in ambiguous.value.body
 
 
 def test_pvc_shared_by_two_sequential_jobs_with_sub_paths(k8s: Clients, devcluster: DevCluster) -> None:
