@@ -527,6 +527,8 @@ class PodWorker:
         """Stop the pod's containers: SIGTERM, then SIGKILL after `grace` seconds."""
         self.grace = grace
         self.deleting.set()
+        for name in self.handles:
+            self.kubelet.events.record(self.pod, "Normal", "Killing", f"Stopping container {name}", "kubelet")
         await asyncio.gather(*(h.stop(grace) for h in list(self.handles.values())), return_exceptions=True)
 
     async def refresh_downward_api(self, pod: dict[str, Any]) -> None:
