@@ -29,6 +29,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from tesk.devcluster.errors import ApiError
 from tesk.devcluster.resources import BY_PLURAL
 from tesk.devcluster.store import (
     FOREGROUND_FINALIZER,
@@ -73,8 +74,6 @@ class EventRecorder:
     def record(self, obj: dict[str, Any], kind: str, reason: str, message: str, component: str) -> None:
         """Record one event about `obj` (type Normal or Warning)."""
         namespace = obj["metadata"].get("namespace") or "default"
-        if self.store.find("namespaces", "", namespace) is None:
-            return
         moment = timestamp()
         event = {
             "metadata": {"name": f"{obj['metadata']['name']}.{secrets.token_hex(8)}", "namespace": namespace},
@@ -85,7 +84,10 @@ class EventRecorder:
             "source": {"component": component}, "reportingComponent": component,
             "firstTimestamp": moment, "lastTimestamp": moment, "count": 1,
         }
-        self.store.create(BY_PLURAL["events"], namespace, event)
+        try:
+            self.store.create(BY_PLURAL["events"], namespace, event)
+        except ApiError:
+            pass  # like a real event recorder, drop what cannot be written (e.g. a namespace being deleted)
 
 
 class Controllers:
