@@ -170,3 +170,17 @@ def test_paging_and_the_state_counts(api: Api, page: Any) -> None:
     page.click('#counts .count[data-state="CANCELED"]')
     page.wait_for_function("document.querySelectorAll('#tasks tbody tr').length === 1")
     assert row_ids(page) == [ids[3]] and page.input_value("#f-state") == "CANCELED"
+
+
+def test_cancel_from_the_detail_pane_after_confirming(api: Api, page: Any) -> None:
+    task_id = create(api.tes, name="to cancel")
+    page.goto(f"{api.url}/dashboard/#task={task_id}")  # a shared link opens the task
+    page.wait_for_selector("#detail #cancel")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#detail #cancel")
+    assert api.tes.get(f"/tasks/{task_id}").json()["state"] == "QUEUED", "dismissing must not cancel"
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#detail #cancel")
+    page.wait_for_selector('#detail .head .state[data-state="CANCELED"]')
+    assert not page.is_visible("#detail #cancel")
+    assert api.backend.cancelled == [(task_id, "anonymousUser")]

@@ -318,6 +318,7 @@ function openTask(id) {
 }
 
 async function cancelTask(id) {
+  if (!window.confirm(`Cancel task ${id}? Its running executor is stopped and later ones do not run.`)) return;
   try {
     await api(`${API}/tasks/${encodeURIComponent(id)}:cancel`, { method: "POST" });
   } catch (error) { reportError(error); }
