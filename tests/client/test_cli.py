@@ -86,6 +86,8 @@ def test_list_filters_and_pages(api: Api) -> None:
     assert ids("--page-size", "2", "--all") == [c, b, a]
     page = json.loads(tesk(api.url, "task", "list", "--page-size", "1", "--json").stdout)
     assert [t["id"] for t in page["tasks"]] == [c] and page["next_page_token"]
+    everything = json.loads(tesk(api.url, "task", "list", "--page-size", "1", "--all", "--json").stdout)
+    assert [t["id"] for t in everything["tasks"]] == [c, b, a] and "next_page_token" not in everything
 
 
 def test_cancel_then_wait_exits_with_the_outcome(api: Api) -> None:

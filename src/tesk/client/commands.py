@@ -220,7 +220,7 @@ def list_tasks(
     page_size: Annotated[int | None, typer.Option("--page-size", min=1, max=2047, help="Tasks per page.")] = None,
     page_token: Annotated[str | None, typer.Option("--page-token", help="Continue a listing.")] = None,
     all_pages: Annotated[bool, typer.Option("--all", help="Follow every page.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON pages (BASIC view).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (BASIC view): one ListTasks body, all pages' tasks with --all.")] = False,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
@@ -238,26 +238,31 @@ def list_tasks(
         params["page_size"] = page_size
     if page_token:
         params["page_token"] = page_token
+    tasks: list[dict[str, Any]] = []
+    with _session(url, token) as client:
+        while True:
+            page = client.list(params)
+            tasks += page.get("tasks", [])
+            params["page_token"] = page.get("next_page_token")
+            if not all_pages or not params["page_token"]:
+                break
+    if as_json:
+        body: dict[str, Any] = {"tasks": tasks}
+        if params["page_token"]:
+            body["next_page_token"] = params["page_token"]
+        sys.stdout.write(json.dumps(body, indent=2) + "\n")
+        return
     table = Table(box=None, pad_edge=False)
     table.add_column("ID", no_wrap=True)
     table.add_column("STATE", no_wrap=True)
     table.add_column("NAME", no_wrap=True, overflow="ellipsis")
     table.add_column("CREATED", no_wrap=True)
-    with _session(url, token) as client:
-        while True:
-            page = client.list(params)
-            if as_json:
-                out.print_json(data=page)
-            for task in page.get("tasks", []):
-                created = task.get("creation_time", "")[:19].replace("T", " ")
-                table.add_row(task["id"], _state_text(task["state"]), task.get("name", ""), created)
-            params["page_token"] = page.get("next_page_token")
-            if not all_pages or not params["page_token"]:
-                break
-    if not as_json:
-        out.print(table)
-        if params["page_token"]:
-            err.print(f"more tasks: add --page-token {params['page_token']} (or --all)", style="dim")
+    for task in tasks:
+        created = task.get("creation_time", "")[:19].replace("T", " ")
+        table.add_row(task["id"], _state_text(task["state"]), task.get("name", ""), created)
+    out.print(table)
+    if params["page_token"]:
+        err.print(f"more tasks: add --page-token {params['page_token']} (or --all)", style="dim")
 
 
 @task_app.command("get")
