@@ -148,25 +148,29 @@ class Controllers:
                 pass
             self._wake.clear()
             await asyncio.sleep(0.01)  # let a burst of writes land before one pass handles them all
-            try:
-                self.reconcile()
-            except Exception:  # a controller bug must not stop the cluster; it is logged loudly
-                log.exception("devcluster controller pass failed")
+            self.reconcile()
 
     def reconcile(self) -> None:
-        """One pass of every controller."""
-        self._namespaces()
-        self._pvcs()
-        self._garbage_collect()
+        """One pass of every controller; one failing does not keep the others from running."""
+        for step in (self._namespaces, self._pvcs, self._garbage_collect, self._jobs, self._release_orphaned_pods,
+                     self._ttl, self._expire_events):
+            try:
+                step()
+            except ApiError as exc:  # an object changed under the pass (a race): the next pass sees it settled
+                log.debug("devcluster %s: %s", step.__name__, exc.message)
+            except Exception:  # a controller bug must not stop the cluster; it is logged loudly
+                log.exception("devcluster controller %s failed", step.__name__)
+
+    def _jobs(self) -> None:
         running: set[str] = set()
         for job in self.store.scan("jobs"):
             if not (condition(job, "Complete") or condition(job, "Failed")):
                 running.add(job["metadata"]["uid"])
-                self._job(copy.deepcopy(job))
+                try:
+                    self._job(copy.deepcopy(job))
+                except ApiError as exc:  # a race with a client's write: the next pass retries this Job
+                    log.debug("devcluster job controller: %s", exc.message)
         self._last_failure = {uid: at for uid, at in self._last_failure.items() if uid in running}
-        self._release_orphaned_pods()
-        self._ttl()
-        self._expire_events()
 
     # -- Job controller -------------------------------------------------------------------------
 
