@@ -47,10 +47,6 @@ def _register() -> None:
     from tesk.devcluster.cli import devcluster
 
     app.command(name="devcluster")(devcluster)
-    from tesk.client.commands import run, task_app
-
-    app.add_typer(task_app, name="task")
-    app.command(name="run", context_settings={"allow_interspersed_args": False})(run)
 
 
 def main() -> None:
