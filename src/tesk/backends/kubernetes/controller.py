@@ -164,14 +164,13 @@ class Informer(threading.Thread):
             except WatchExpired:
                 log.info("watch of %s expired (410 Gone): listing again", self.kind)
                 version = None
-            except KubeError as exc:
+            except Exception as exc:  # noqa: BLE001 (the informer must outlive any one bad answer)
                 if self.stop_event.is_set():
                     return
-                log.warning("informer for %s: %s; retrying in %.1fs", self.kind, exc, delay)
+                log.warning("informer for %s: %s; listing again in %.1fs", self.kind, exc, delay)
                 self.stop_event.wait(delay)
                 delay = min(delay * 2, 30)
-                if exc.status == 410:
-                    version = None
+                version = None
 
 
 class LeaseElector(threading.Thread):
@@ -233,7 +232,7 @@ class LeaseElector(threading.Thread):
         while not self.stop_event.is_set():
             try:
                 leading = self.try_acquire()
-            except KubeError as exc:
+            except Exception as exc:  # noqa: BLE001 (an unreadable Lease must not end the election)
                 log.warning("leader election: %s", exc)
                 leading = False
             if leading != self.leading:

@@ -260,9 +260,9 @@ def taskmaster_job(settings: KubernetesSettings, task: Task, user: str, group: s
                 "enableServiceLinks": False,
                 "containers": [container],
                 "volumes": [
-                    # optional: the API creates the ConfigMap just after the Job (it needs the Job's
-                    # uid as owner); the taskmaster waits for the file or reads it through the API.
-                    {"name": "spec", "configMap": {"name": lb.child_name(task_id, Role.SPEC), "optional": True}},
+                    # The API creates the ConfigMap just after the Job (it needs the Job's uid as its
+                    # owner); the kubelet holds the pod in ContainerCreating until the ConfigMap exists.
+                    {"name": "spec", "configMap": {"name": lb.child_name(task_id, Role.SPEC)}},
                     {"name": "podinfo", "downwardAPI": {"items": [
                         {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
                         {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}]}},

@@ -155,7 +155,8 @@ def task_state(job: Obj | None, pods: list[Obj], result: dict[str, str] | None, 
     if published is not None and published[0].is_terminal:
         return Verdict(published[0], log=published[1])
     if job is None:
-        return Verdict(State.SYSTEM_ERROR, "the task's taskmaster Job was deleted before the task finished")
+        return Verdict(State.SYSTEM_ERROR, "the task's taskmaster Job does not exist: it was deleted before the "
+                                           "task finished, or never created")
     labels = (job.get("metadata") or {}).get("labels") or {}
     if labels.get(lb.CANCEL) == lb.CANCEL_REQUESTED:
         return Verdict(State.CANCELING, log=published[1] if published else None)

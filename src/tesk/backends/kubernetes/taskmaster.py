@@ -17,7 +17,6 @@ aborted, the running Job is deleted with foreground propagation, and the task en
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import threading
@@ -89,7 +88,7 @@ class PodWatch(threading.Thread):
                 delay = 0.5
             except WatchExpired:
                 version = None
-            except KubeError as exc:
+            except Exception as exc:  # noqa: BLE001 (the watch must outlive any one bad answer)
                 if self.stop_event.is_set():
                     return
                 log.warning("watching the task's pods: %s; retrying in %.1fs", exc, delay)
@@ -262,7 +261,11 @@ class KubernetesRuntime:
                     if reason:
                         self.abort(State.PREEMPTED, f"{what} was stopped by Kubernetes ({reason})")
                         await asyncio.Event().wait()  # the abort cancels us
-                    failed.append((pod, term or {"exitCode": 1, "message": (pod.get("status") or {}).get("message")}))
+                    if term is None:
+                        status = pod.get("status") or {}
+                        raise TaskFailure(f"{what}: pod {pod['metadata']['name']} failed before its container ran "
+                                          f"({status.get('reason') or 'Failed'}: {status.get('message') or ''})")
+                    failed.append((pod, term))
                 blocker = pod_blocker(pod, datetime.now(UTC), self.settings.unschedulable_grace_seconds,
                                       self.settings.image_pull_grace_seconds)
                 if blocker:
@@ -366,23 +369,6 @@ def read_labels_file(path: Path) -> dict[str, str]:
     return labels
 
 
-async def load_spec(kube: Kube, task_id: str, spec: Path) -> Task:
-    """The task from the mounted spec ConfigMap; through the API if the volume is still empty."""
-    for _ in range(5):  # the API makes the ConfigMap just after the Job: the volume may still be empty
-        if spec.is_file():
-            return manifests.decode_spec(spec.read_bytes())
-        await asyncio.sleep(0.1)
-    cm = None
-    for _ in range(30):
-        cm = await asyncio.to_thread(kube.get, "ConfigMap", lb.child_name(task_id, Role.SPEC))
-        if cm is not None:
-            break
-        await asyncio.sleep(1)
-    if cm is None:
-        raise TaskFailure(f"the task's spec ConfigMap {lb.child_name(task_id, Role.SPEC)} does not exist")
-    return manifests.decode_spec(base64.b64decode(cm["binaryData"][manifests.SPEC_KEY]))
-
-
 async def run_taskmaster(kube: Kube, settings: KubernetesSettings, task_id: str, spec: Path,
                          labels_file: Path | None, pod_name: str | None) -> State | None:
     """Run (or resume) the task; the final state, or None when a previous run had already finished it."""
@@ -402,7 +388,10 @@ async def run_taskmaster(kube: Kube, settings: KubernetesSettings, task_id: str,
             if done is not None and done[0].is_terminal:
                 log.info("task %s already ended %s in an earlier taskmaster pod", task_id, done[0].value)
                 return None
-        task = await load_spec(kube, task_id, spec)
+        try:
+            task = manifests.decode_spec(spec.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"tesk taskmaster: cannot read the task spec {spec}: {exc}") from None
         log.info("task %s: %d executor(s), running", task_id, len(task.executors))
         reporter = ResultReporter(kube, task_id, owner)
         runner: TaskRunner | None = None
