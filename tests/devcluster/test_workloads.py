@@ -333,6 +333,22 @@ def test_on_failure_restarts_in_place_with_crash_loop_back_off_and_previous_logs
     assert events and "Back-off restarting failed container main" in events[0].message
 
 
+def test_missing_command_is_a_start_error_and_a_missing_working_dir_is_created(k8s: Clients) -> None:
+    for name, container in (("nocmd", {"command": ["no-such-command"]}),
+                            ("newdir", {"command": ["pwd"], "workingDir": "/made/by/runtime"})):
+        k8s.core.create_namespaced_pod(NS, {"metadata": {"name": name}, "spec": {"restartPolicy": "Never", "containers": [
+            {"name": "main", "image": "busybox", **container}]}})
+    for name in ("nocmd", "newdir"):
+        wait_for(lambda name=name: k8s.core.read_namespaced_pod(name, NS).status.phase in ("Succeeded", "Failed"),
+                 what=f"pod {name} to finish")
+    failed = k8s.core.read_namespaced_pod("nocmd", NS).status
+    terminated = failed.container_statuses[0].state.terminated
+    assert failed.phase == "Failed" and (terminated.reason, terminated.exit_code) == ("StartError", 128)
+    assert "executable file not found" in terminated.message
+    assert k8s.core.read_namespaced_pod("newdir", NS).status.phase == "Succeeded"
+    assert k8s.core.read_namespaced_pod_log("newdir", NS) == "/made/by/runtime\n"
+
+
 def test_ttl_after_finished_deletes_the_job_and_its_pods(k8s: Clients) -> None:
     k8s.batch.create_namespaced_job(NS, job("brief", "true", ttlSecondsAfterFinished=1))
     finished(k8s, "brief")

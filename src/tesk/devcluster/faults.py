@@ -9,7 +9,6 @@ Both are driven from the test thread while the server runs on its own loop, henc
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
@@ -139,8 +138,3 @@ class Faults:
         """Forget the logged requests (start counting afresh)."""
         with self._lock:
             self._records.clear()
-
-    @staticmethod
-    def now() -> float:
-        """Monotonic clock used for records."""
-        return time.monotonic()

@@ -614,23 +614,23 @@ class PodWorker:
 
     # -- status ---------------------------------------------------------------------------------
 
-    def _phase(self, final: bool) -> tuple[str, str]:
+    def _phase(self, final: bool) -> str:
         init = list(self.init_statuses.values())
         main = list(self.statuses.values())
         terminated = [s["state"]["terminated"] for s in main if "terminated" in s["state"]]
         init_failed = any(s["state"].get("terminated", {}).get("exitCode", 0) != 0 for s in init
                           if "terminated" in s["state"]) and self.policy == "Never"
         if init_failed:
-            return "Failed", ""
+            return "Failed"
         if main and len(terminated) == len(main) and (final or self.policy != "Always"):
             if all(t["exitCode"] == 0 for t in terminated):
-                return "Succeeded", ""
-            return ("Failed" if self.policy == "Never" or self.deleting.is_set() else "Running"), ""
+                return "Succeeded"
+            return "Failed" if self.policy == "Never" or self.deleting.is_set() else "Running"
         if self.deleting.is_set() and final:
-            return "Failed", ""
+            return "Failed"
         if any("running" in s["state"] or "terminated" in s["state"] or s.get("restartCount") for s in main):
-            return "Running", ""
-        return "Pending", ""
+            return "Running"
+        return "Pending"
 
     def _publish(self, final: bool = False) -> None:
         store = self.kubelet.store
@@ -638,7 +638,7 @@ class PodWorker:
         if current is None or current["metadata"]["uid"] != self.uid:
             return
         status = current.setdefault("status", {})
-        phase, _ = self._phase(final)
+        phase = self._phase(final)
         if status.get("phase") in ("Succeeded", "Failed"):
             phase = status["phase"]
         status["phase"] = phase

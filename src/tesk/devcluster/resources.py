@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tesk.devcluster.errors import invalid
@@ -31,7 +31,6 @@ class ResourceType:
     categories: tuple[str, ...] = ()
     singular: str = ""
     read_only: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def api_version(self) -> str:

@@ -72,7 +72,6 @@ class ContainerResult:
     started_at: str = ""
     finished_at: str = ""
     container_id: str = ""
-    started: bool = True
 
 
 class Handle(Protocol):
@@ -186,44 +185,41 @@ class PodmanRuntime:
 
     async def run(self, spec: ContainerRun, output: OutputSink,
                   started: Callable[[Handle, str], Awaitable[None]]) -> ContainerResult:
-        """create -> start --attach -> inspect -> rm."""
+        """create -> (make a missing working directory) -> start --attach -> inspect -> rm."""
         self.used = True
         code, out, err = await _exec(*self._create_argv(spec))
         if code != 0:
-            return ContainerResult(128, "CreateContainerError", err.strip().removeprefix("Error: "), started=False)
-        container_id = out.strip()
+            return ContainerResult(128, "CreateContainerError", err.strip().removeprefix("Error: "))
+        container_id = f"podman://{out.strip()}"
         kills_before = _oom_kills()
         try:
-            for attempt in range(2):
-                process = await asyncio.create_subprocess_exec(
-                    "podman", "start", "--attach", spec.name,
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-                handle = _PodmanHandle(spec.name)
-                await started(handle, f"podman://{container_id}")
-                assert process.stdout is not None and process.stderr is not None
-                err_chunks: list[bytes] = []
+            workdir = spec.working_dir
+            if workdir and not any(workdir == m.path or workdir.startswith(m.path.rstrip("/") + "/")
+                                   for m in spec.mounts):
+                await self._make_workdir(spec.name, workdir)
+            process = await asyncio.create_subprocess_exec(
+                "podman", "start", "--attach", spec.name,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            await started(_PodmanHandle(spec.name), container_id)
+            assert process.stdout is not None and process.stderr is not None
+            errors: list[bytes] = []
 
-                def sink(stream: str, chunk: bytes, err_chunks: list[bytes] = err_chunks) -> None:
-                    if stream == "stderr":
-                        err_chunks.append(chunk)
-                    output(stream, chunk)
+            def sink(stream: str, chunk: bytes) -> None:
+                if stream == "stderr":
+                    errors.append(chunk)
+                output(stream, chunk)
 
-                await asyncio.gather(_pump(process.stdout, "stdout", sink), _pump(process.stderr, "stderr", sink))
-                await process.wait()
-                state = await self._inspect(spec.name)
-                if state.get("Status") == "created" or not state.get("StartedAt", "").strip("0-: +UTC"):
-                    message = b"".join(err_chunks).decode(errors="replace").strip().removeprefix("Error: ")
-                    if attempt == 0 and "workdir" in message and "does not exist" in message and spec.working_dir:
-                        await self._make_workdir(spec.name, spec.working_dir)
-                        continue
-                    return ContainerResult(128, "StartError", message, container_id=f"podman://{container_id}",
-                                           started=False)
-                exit_code = int(state.get("ExitCode", process.returncode or 0))
-                oom = bool(state.get("OOMKilled")) or (
-                    exit_code == 137 and spec.memory_bytes is not None and _oom_kills() > kills_before >= 0)
-                reason = "OOMKilled" if oom else ("Completed" if exit_code == 0 else "Error")
-                return ContainerResult(exit_code, reason, container_id=f"podman://{container_id}")
-            raise AssertionError("unreachable: the second start attempt always returns")
+            await asyncio.gather(_pump(process.stdout, "stdout", sink), _pump(process.stderr, "stderr", sink))
+            await process.wait()
+            state = await self._inspect(spec.name)
+            if state.get("Status") == "created":  # the runtime could not start the process
+                message = b"".join(errors).decode(errors="replace").strip().removeprefix("Error: ")
+                return ContainerResult(128, "StartError", message, container_id=container_id)
+            exit_code = int(state.get("ExitCode", process.returncode or 0))
+            oom = bool(state.get("OOMKilled")) or (
+                exit_code == 137 and spec.memory_bytes is not None and _oom_kills() > kills_before >= 0)
+            reason = "OOMKilled" if oom else ("Completed" if exit_code == 0 else "Error")
+            return ContainerResult(exit_code, reason, container_id=container_id)
         finally:
             await _exec("podman", "rm", "--force", "--time", "0", spec.name)
 
@@ -237,12 +233,18 @@ class PodmanRuntime:
 
     @staticmethod
     async def _make_workdir(name: str, working_dir: str) -> None:
+        """Create the working directory in the container's root file system (CRI runtimes do this)."""
         code, out, err = await _exec("podman", "mount", name)
         if code != 0:
             log.warning("could not mount container %s to create its working directory: %s", name, err.strip())
             return
         try:
-            Path(out.strip(), working_dir.lstrip("/")).mkdir(parents=True, exist_ok=True)
+            folder = Path(out.strip())
+            for part in Path(working_dir).parts[1:]:
+                folder = folder / part
+                if folder.is_symlink() or folder.is_file():
+                    break  # never follow an image's symlink out of its root: podman will judge the path
+                folder.mkdir(exist_ok=True)
         finally:
             await _exec("podman", "unmount", name)
 
@@ -328,7 +330,7 @@ class HostRuntime:
             process = await asyncio.create_subprocess_exec(*self.argv(spec), stdout=asyncio.subprocess.PIPE,
                                                            stderr=asyncio.subprocess.PIPE, start_new_session=True)
         except OSError as exc:
-            return ContainerResult(128, "StartError", f"cannot start bwrap: {exc}", started=False)
+            return ContainerResult(128, "StartError", f"cannot start bwrap: {exc}")
         await started(_ProcessHandle(process), f"host://{process.pid}")
         assert process.stdout is not None and process.stderr is not None
         await asyncio.gather(_pump(process.stdout, "stdout", output), _pump(process.stderr, "stderr", output))
