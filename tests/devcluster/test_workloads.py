@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -182,6 +183,23 @@ def test_pvc_shared_by_two_sequential_jobs_with_sub_paths(k8s: Clients, devclust
     assert "Complete" in finished(k8s, "read")
     folder = devcluster.pvc_path(NS, "data")
     assert (folder / "root" / "outputs" / "copy.txt").read_text() == "payload\n"
+
+    # A subPath may not lead out of the volume through a symlink a container left there.
+    (folder / "escape").symlink_to("/etc")
+    sneaky = {"volumes": volumes, "containers": [{"name": "main", "image": "busybox", "command": ["true"],
+                                                  "volumeMounts": [{"name": "data", "mountPath": "/x",
+                                                                    "subPath": "escape/sneaky"}]}]}
+    k8s.batch.create_namespaced_job(NS, job("sneak", "", pod=sneaky))
+
+    def config_error() -> Any:
+        pods = pods_of(k8s, "sneak")
+        statuses = (pods[0].status.container_statuses or []) if pods else []
+        waiting = statuses[0].state.waiting if statuses else None
+        return waiting if waiting and waiting.reason == "CreateContainerConfigError" else None
+
+    assert "leads out of the volume" in wait_for(config_error, timeout=10, what="the refused subPath").message
+    assert not Path("/etc/sneaky").exists()
+    k8s.batch.delete_namespaced_job("sneak", NS, propagation_policy="Background")
     k8s.core.delete_namespaced_persistent_volume_claim("data", NS)
     wait_for(lambda: not folder.exists(), timeout=10, what="the claim's folder to be released")
 

@@ -880,10 +880,12 @@ class PodWorker:
             sub = mount.get("subPath") or expand(mount.get("subPathExpr") or "", env)
             host = base
             if sub:
-                host = base / sub
+                host = (base / sub).resolve()  # a file subPath of a configMap is bound once and never updated
+                if host != base.resolve() and not host.is_relative_to(base.resolve()):
+                    raise ConfigError(f"failed to prepare subPath for volumeMount {mount['name']!r} of container "
+                                      f"{container['name']!r}: {sub!r} leads out of the volume")
                 if not host.exists():
-                    host.mkdir(parents=True, exist_ok=True)  # the kubelet creates a missing subPath folder
-                host = host.resolve()  # a file subPath of a configMap is bound once and never updated
+                    host.mkdir(parents=True)  # the kubelet creates a missing subPath folder
             mounts.append(Mount(host, mount["mountPath"], bool(mount.get("readOnly"))))
         account = self.volume_dirs.get("\0serviceaccount")
         if account is not None and not any(m.path == SERVICE_ACCOUNT_PATH for m in mounts):
