@@ -249,6 +249,11 @@ def test_validation_rejects_what_a_cluster_rejects(k8s: Clients) -> None:
         k8s.batch.create_namespaced_job(NS, {"metadata": {"name": "a"}, "spec": {"template": {"spec": {
             "containers": [{"name": "c", "image": "busybox"}]}}}})
     assert always.value.status == 422 and "restartPolicy" in error_body(always.value)["message"]
+    with pytest.raises(ApiException) as escaping:
+        k8s.core.create_namespaced_pod(NS, {"metadata": {"name": "esc"}, "spec": {
+            "volumes": [{"name": "v", "configMap": {"name": "c", "items": [{"key": "k", "path": "../../x"}]}}],
+            "containers": [{"name": "c", "image": "busybox"}]}})
+    assert escaping.value.status == 422 and "without '..'" in error_body(escaping.value)["message"]
     k8s.batch.create_namespaced_job(NS, {"metadata": {"name": "imm"}, "spec": {"template": template}})
     with pytest.raises(ApiException) as immutable:
         k8s.batch.patch_namespaced_job("imm", NS, {"spec": {"template": {"spec": {"restartPolicy": "OnFailure"}}}})

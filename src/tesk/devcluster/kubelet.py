@@ -104,6 +104,8 @@ def write_atomic(target: Path, files: dict[str, bytes], mode: int = 0o644) -> No
     payload = target / stamp
     payload.mkdir()
     for relative, content in files.items():
+        if relative.startswith("/") or ".." in relative.split("/"):
+            raise VolumeError(f"item path {relative!r} must be relative and stay in the volume", target.name)
         path = payload / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)

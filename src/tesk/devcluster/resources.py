@@ -156,6 +156,15 @@ def _check_pod_spec(path: str, spec: Any, causes: Causes, *, in_job: bool) -> No
                 if sub_path.startswith("/") or ".." in sub_path.split("/"):
                     causes.append((f"{where}.volumeMounts[{mount_index}].subPath",
                                    f"Invalid value: {sub_path!r}: must be a relative path without '..'"))
+    for index, volume in enumerate(spec.get("volumes") or []):
+        sources = [volume.get(k) or {} for k in ("configMap", "secret", "downwardAPI")]
+        sources += [next(iter(src.values()), {}) for src in (volume.get("projected") or {}).get("sources") or []]
+        for source in sources:
+            for item in source.get("items") or [] if isinstance(source, dict) else []:
+                item_path = str(item.get("path", ""))
+                if not item_path or item_path.startswith("/") or ".." in item_path.split("/"):
+                    causes.append((f"{path}.volumes[{index}].items.path",
+                                   f"Invalid value: {item_path!r}: must be a relative path without '..'"))
     policy = spec.get("restartPolicy", "Always")
     allowed = ("OnFailure", "Never") if in_job else ("Always", "OnFailure", "Never")
     if policy not in allowed:
