@@ -214,6 +214,10 @@ def test_create_refused_by_the_cluster_is_an_error_and_leaves_nothing(api: Api, 
     while task_objects(cluster, listed[0]["id"]).get("Job"):
         assert time.monotonic() < deadline
         time.sleep(0.2)
+    # a task Kubernetes could not run as asked is refused before anything is created
+    response = api.http.post("/tasks", json={"inputs": [{"content": "x", "path": "/usr/tool"}],
+                                             "executors": [{"image": "alpine", "command": ["/usr/tool"]}]})
+    assert response.status_code == 400 and "would hide the image's own /usr" in response.json()["message"]
 
 
 def test_taskmaster_that_cannot_start_ends_the_task_with_the_reason(api_factory: Any, cluster: Cluster) -> None:

@@ -19,7 +19,7 @@ from tesk.backends.kubernetes.controller import Controller, label_cancel
 from tesk.backends.kubernetes.kube import Kube, KubeError, load_api_client
 from tesk.backends.kubernetes.settings import KubernetesSettings
 from tesk.config import Settings
-from tesk.models import State, TaskLog
+from tesk.models import State, Task, TaskLog
 from tesk.store import StoredTask, TaskStore
 
 log = logging.getLogger("tesk.kubernetes")
@@ -53,30 +53,30 @@ class KubernetesBackend:
         task = stored.task
         try:
             job = manifests.taskmaster_job(self.settings, task, stored.owner, stored.team)
+            documents = manifests.check_task(task)
         except ValueError as exc:
             raise BackendError(str(exc), 400) from None
-        await asyncio.to_thread(self._create, job, task)
+        await asyncio.to_thread(self._create, job, task, documents)
 
-    def _create(self, job: dict[str, object], task: object) -> None:
-        task_id = job["metadata"]["name"]  # type: ignore[index]
+    def _create(self, job: manifests.Manifest, task: Task, documents: dict[str, bytes]) -> None:
+        task_id = job["metadata"]["name"]
         try:
             created = self.kube.create(job)
         except KubeError as exc:
             raise BackendError(f"Kubernetes refused the taskmaster Job of task {task_id}: {exc}",
-                               503 if exc.status in (0, 429) or exc.status >= 500 else 500) from None
+                               _status(exc)) from None
         self.controller.cache.put("Job", created)
         owner = manifests.Owner(created["metadata"]["name"], created["metadata"]["uid"])
         try:
-            self.kube.create(manifests.spec_configmap(task, owner))  # type: ignore[arg-type]
-        except (KubeError, ValueError) as exc:
+            self.kube.create(manifests.spec_configmap(task, owner, documents))
+        except KubeError as exc:
             try:
                 self.kube.delete("Job", task_id, "Background")
             except KubeError as cleanup:
                 log.error("task %s: could not delete its taskmaster Job after a failed create (%s); "
                           "the controller will end it", task_id, cleanup, extra={"task_id": task_id})
-            status = 400 if isinstance(exc, ValueError) else 503 if exc.status in (0, 429) or exc.status >= 500 \
-                else 500
-            raise BackendError(f"Kubernetes refused the spec ConfigMap of task {task_id}: {exc}", status) from None
+            raise BackendError(f"Kubernetes refused the spec ConfigMap of task {task_id}: {exc}",
+                               _status(exc)) from None
 
     async def cancel(self, stored: StoredTask, by: str) -> None:
         """Label the taskmaster Job and its pods (resourceVersion preconditions); the taskmaster stops.
@@ -103,6 +103,11 @@ class KubernetesBackend:
             log.warning("task %s: labelling it for cancel failed (%s); the controller will delete its Job",
                         task_id, exc, extra={"task_id": task_id})
         self.controller.notify({task_id})
+
+
+def _status(exc: KubeError) -> int:
+    """503 when trying again later may help (unreachable, throttled, server errors), else 500."""
+    return 503 if exc.status in (0, 429) or exc.status >= 500 else 500
 
 
 def _with_line(stored: StoredTask, line: str) -> list[TaskLog]:

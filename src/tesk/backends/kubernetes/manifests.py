@@ -199,15 +199,25 @@ def decode_spec(data: bytes) -> Task:
     return Task.model_validate_json(gzip.decompress(data))
 
 
-def spec_configmap(task: Task, owner: Owner) -> Manifest:
+def spec_configmap(task: Task, owner: Owner, documents: dict[str, bytes] | None = None) -> Manifest:
+    """The task's spec ConfigMap (`documents`: from `spec_documents`, when already built)."""
     assert task.id is not None
+    documents = documents if documents is not None else spec_documents(task)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(lb.child_name(task.id, Role.SPEC), task.id, Role.SPEC, owner),
         "immutable": True,
-        "binaryData": {k: base64.b64encode(v).decode() for k, v in spec_documents(task).items()},
+        "binaryData": {k: base64.b64encode(v).decode() for k, v in documents.items()},
     }
+
+
+def check_task(task: Task) -> dict[str, bytes]:
+    """Everything about a task Kubernetes would refuse later, checked before anything is created
+    (so the client gets a 400 that says what to change); returns the spec documents."""
+    if needs_volume(task):
+        task_mount_points(task)
+    return spec_documents(task)
 
 
 def _security_context() -> dict[str, Any]:
