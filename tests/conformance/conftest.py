@@ -1,4 +1,4 @@
-"""Conformance fixtures: one live server for the module, and the official TES 1.1 spec, offline."""
+"""Conformance fixtures: one live server for the module, and the official TES specs, offline."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ SERVICE_INFO_URL = (
 )
 
 
-def offline_spec(into: Path) -> Path:
-    """The TES 1.1 spec with its external service-info $ref pointed at the local copy (no network)."""
-    text = (SPEC_DIR / "tes-1.1.openapi.yaml").read_text()
+def offline_spec(into: Path, name: str = "tes-1.1.openapi.yaml") -> Path:
+    """A TES spec with its external service-info $ref pointed at the local copy (no network)."""
+    text = (SPEC_DIR / name).read_text()
     assert SERVICE_INFO_URL in text, (
         "the spec no longer refers to service-info by this URL; update SERVICE_INFO_URL"
     )
-    spec = into / "tes-1.1.openapi.yaml"
+    spec = into / name
     spec.write_text(text.replace(SERVICE_INFO_URL, str(SPEC_DIR / "ga4gh-service-info-1.0.0.yaml")))
     return spec
 
