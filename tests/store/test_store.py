@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -11,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from tesk.models import TERMINAL_STATES, ExecutorLog, State, TaskLog
 from tesk.store import EVERYONE, InvalidPageToken, TaskQuery, Visibility
 from tesk.store.sql import SqlTaskStore
-from tests.store.conftest import add, make_task
+from tests.store.conftest import add, make_task, sqlite_url
 
 
 async def all_ids(store: SqlTaskStore, **filters: object) -> list[str]:
@@ -261,11 +262,9 @@ async def test_a_page_token_of_other_filters_is_refused(store: SqlTaskStore) -> 
             await store.list(other)
 
 
-async def test_a_page_token_of_another_database_is_refused(store: SqlTaskStore, tmp_path: object) -> None:
+async def test_a_page_token_of_another_database_is_refused(store: SqlTaskStore, tmp_path: Path) -> None:
     """A token from a store that was recreated (new signing key) is stale, not silently reused."""
-    from pathlib import Path
-
-    other = SqlTaskStore(f"sqlite+aiosqlite:///{Path(str(tmp_path)) / 'other.db'}")
+    other = SqlTaskStore(sqlite_url(tmp_path / "other.db"))
     await other.open()
     try:
         for _ in range(2):
