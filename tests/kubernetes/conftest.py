@@ -80,10 +80,13 @@ class Api:
         self.server = ServerThread(create_app(settings, store=self.store, backend=self.backend))
         self.server.start()
         self.http = httpx.Client(base_url=self.server.url + "/ga4gh/tes/v1", timeout=30)
+        self.stopped = False
 
     def stop(self) -> None:
-        self.http.close()
-        self.server.stop()
+        if not self.stopped:
+            self.stopped = True
+            self.http.close()
+            self.server.stop()
 
     def submit(self, task: dict[str, Any]) -> str:
         response = self.http.post("/tasks", json=task)

@@ -149,16 +149,19 @@ def _no_pods_left(cluster: Cluster, task_id: str, role: str | None = "taskmaster
         time.sleep(0.3)
 
 
-def test_api_restart_mid_task_catches_up(api_factory: Any) -> None:
-    first = api_factory()
-    task_id = first.submit({"executors": [{"image": "alpine", "command": ["sleep", "3"]},
-                                          {"image": "alpine", "command": ["echo", "done"]}]})
+def test_two_api_replicas_one_controller_and_a_restart_mid_task(api_factory: Any) -> None:
+    first, second = api_factory(), api_factory()  # one store, two replicas: one Lease holder acts
+    assert [first.backend.controller.leading, second.backend.controller.leading].count(True) <= 1
+    task_id = second.submit({"executors": [{"image": "alpine", "command": ["sleep", "3"]},
+                                           {"image": "alpine", "command": ["echo", "done"]}]})
     first.wait(task_id, {"RUNNING"})
-    first.stop()
-    second = api_factory()
-    task = second.wait(task_id)
+    leader, follower = (first, second) if first.backend.controller.leading else (second, first)
+    assert not follower.backend.controller.leading
+    leader.stop()  # the acting controller goes away mid-task; the other one takes over
+    task = follower.wait(task_id)
     assert task["state"] == "COMPLETE"
     assert task["logs"][0]["logs"][1]["stdout"].startswith("done")
+    assert follower.backend.controller.leading
 
 
 def test_taskmaster_pod_killed_resumes_without_rerunning_executors(api: Api, cluster: Cluster) -> None:
