@@ -232,3 +232,21 @@ def test_taskmaster_that_cannot_start_ends_the_task_with_the_reason(api_factory:
     assert "the taskmaster could not start" in " ".join(task["logs"][0]["system_logs"])
     assert "no-such-tag" in " ".join(task["logs"][0]["system_logs"])
     _no_pods_left(cluster, task_id, role=None)
+
+
+def test_cancel_between_executors_leaves_no_pod(api: Api, cluster: Cluster) -> None:
+    task_id = api.submit({"executors": [{"image": "alpine", "command": ["echo", "first"]},
+                                        {"image": "alpine", "command": ["sleep", "60"]}]})
+    kube = cluster.kube()
+    deadline = time.monotonic() + 60
+    while True:  # cancel the moment executor 0 has finished, before or as executor 1 starts
+        pods, _ = kube.list("Pod", f"tesk.io/task-id={task_id},tesk.io/executor=0")
+        if pods and pods[0].get("status", {}).get("phase") == "Succeeded":
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert api.http.post(f"/tasks/{task_id}:cancel").status_code == 200
+    task = api.wait(task_id, timeout=30)
+    assert task["state"] == "CANCELED"
+    assert [e["stdout"] for e in task["logs"][0]["logs"]][:1] in ([], ["first\n"])
+    _no_pods_left(cluster, task_id)

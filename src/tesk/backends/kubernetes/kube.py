@@ -165,10 +165,14 @@ class Kube:
             raise
         return True
 
-    def delete_collection(self, kind: str, label_selector: str, propagation: str = "Background") -> None:
+    def delete_collection(self, kind: str, label_selector: str, propagation: str = "Background",
+                          grace_seconds: int | None = None) -> None:
         fn = self._method(kind, "delete_collection")
+        body: dict[str, Any] = {"propagationPolicy": propagation}
+        if grace_seconds is not None:
+            body["gracePeriodSeconds"] = grace_seconds
         self._call(f"delete {KINDS[kind].plural} {label_selector}", fn, self.namespace,
-                   label_selector=label_selector, body={"propagationPolicy": propagation})
+                   label_selector=label_selector, body=body)
 
     def list(self, kind: str, label_selector: str, page: int = 500) -> tuple[list[Obj], str]:
         """Every object matching the selector (paged), and the list's resourceVersion to watch from."""

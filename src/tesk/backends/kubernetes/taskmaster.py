@@ -285,9 +285,12 @@ class KubernetesRuntime:
     async def release(self, task: Task, final_state: State) -> None:
         """Child Jobs first (their pods hold the PVC), then the PVC; the rest goes with the Job's TTL."""
         selector = lb.selector({lb.TASK_ID: task.id or ""}) + f",{lb.ROLE}!={Role.TASKMASTER.value}"
+        stopped = final_state in (State.CANCELED, State.SYSTEM_ERROR, State.PREEMPTED)
         try:
-            if self.has_volume or final_state in (State.CANCELED, State.SYSTEM_ERROR, State.PREEMPTED):
+            if self.has_volume or stopped:
                 await self._call(self.kube.delete_collection, "Job", selector, "Background")
+            if stopped:  # a Job created just as the task was stopped may already have a pod: no grace
+                await self._call(self.kube.delete_collection, "Pod", selector, "Background", 0)
             if self.has_volume:
                 await self._call(self.kube.delete, "PersistentVolumeClaim",
                                  lb.child_name(task.id or "", Role.DATA), "Background")
