@@ -62,8 +62,8 @@ Left out on purpose (a client that depends on these needs a real cluster)
   aggregated discovery (kubectl falls back to legacy discovery), no OpenAPI v2 and an OpenAPI v3
   without schemas (enough for `kubectl create -f`/`apply`/`wait`, not for `kubectl explain`), no
   `resourceVersionMatch`/`sendInitialEvents`, a list with `resourceVersion` always serves the latest
-  state, `continue` pages read the latest state (not a snapshot), watch bookmarks are periodic, no
-  Table output for `kubectl get -w`, no admission webhooks, events are never aggregated (`count`
+  state, `continue` pages read the latest state (not a snapshot), watch bookmarks are periodic,
+  server-side printing has the default columns only (no `-o wide`), no admission webhooks, events are never aggregated (`count`
   stays 1) and expire after one hour, field validation (`fieldValidation=Strict`) is not applied,
   ServiceAccount admission does not add the token volume to the pod spec (the kubelet mounts it).
 * Jobs: no Indexed completion mode, `backoffLimitPerIndex`, `successPolicy`, `managedBy`,

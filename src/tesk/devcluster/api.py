@@ -321,7 +321,16 @@ class ApiServer:
                 return False
             return matches_labels(labels, obj["metadata"].get("labels")) and all(f.matches(obj) for f in fields)
 
+        as_table = "as=Table" in request.headers.get("accept", "")
+        first_table = [True]
+
         def encode(kind: str, obj: dict[str, Any]) -> bytes:
+            if as_table and kind in ("ADDED", "MODIFIED", "DELETED"):
+                # kubectl get -w: each event carries a one-row Table; the columns come with the first one.
+                obj = discovery.table(rtype, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")})
+                if not first_table[0]:
+                    obj["columnDefinitions"] = []
+                first_table[0] = False
             return (json.dumps({"type": kind, "object": obj}, separators=(",", ":")) + "\n").encode()
 
         def translate(event: WatchEvent) -> bytes | None:
