@@ -179,6 +179,21 @@ def test_injected_watch_faults_force_410_and_cut_streams(k8s: Clients, devcluste
     assert time.monotonic() - started < 5
 
 
+def test_server_side_printing_for_kubectl_lists_and_watches(k8s: Clients, devcluster: DevCluster) -> None:
+    k8s.core.create_namespaced_config_map(NS, configmap("printed"))
+    headers = {"Authorization": f"Bearer {devcluster.admin_token}",
+               "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
+    url = f"{devcluster.url}/api/v1/namespaces/{NS}/configmaps"
+    table = httpx.get(url, headers=headers).json()
+    assert table["kind"] == "Table" and [c["name"] for c in table["columnDefinitions"]] == ["Name", "Age"]
+    assert table["rows"][0]["cells"][0] == "printed"
+    assert table["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+    with httpx.stream("GET", f"{url}?watch=1&timeoutSeconds=1", headers=headers) as response:
+        events = [json.loads(line) for line in response.iter_lines() if line]
+    assert [(e["type"], e["object"]["kind"], e["object"]["rows"][0]["cells"][0]) for e in events] == [
+        ("ADDED", "Table", "printed")]
+
+
 def test_replace_with_stale_resource_version_is_409_conflict(k8s: Clients) -> None:
     created = k8s.core.create_namespaced_config_map(NS, configmap("cas"))
     created.data = {"k": "first"}
