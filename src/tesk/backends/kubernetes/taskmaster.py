@@ -78,16 +78,21 @@ class PodWatch(threading.Thread):
                         continue
                     name = obj["metadata"]["name"]
                     seen.add(name)
+                    # copy-on-write: the event loop reads `pods` while this thread replaces it
+                    pods = dict(self.pods)
                     if kind == "DELETED":
-                        self.pods.pop(name, None)
+                        pods.pop(name, None)
                     else:
-                        self.pods[name] = obj
+                        pods[name] = obj
+                    self.pods = pods
                     self._notify()
                 if fresh and not self.synced.is_set():
                     self._mark_synced(seen)  # no pods at all, and the stream ended
                 delay = 0.5
-            except WatchExpired:
-                version = None
+            except WatchExpired:  # the history is gone: list afresh (events may have been missed)
+                items, version = self.kube.list("Pod", selector)
+                self.pods = {item["metadata"]["name"]: item for item in items}
+                self._notify()
             except Exception as exc:  # noqa: BLE001 (the watch must outlive any one bad answer)
                 if self.stop_event.is_set():
                     return
@@ -96,9 +101,7 @@ class PodWatch(threading.Thread):
                 delay = min(delay * 2, 30)
 
     def _mark_synced(self, seen: set[str]) -> None:
-        # After a restart (version None) objects gone meanwhile must be forgotten.
-        for name in set(self.pods) - seen:
-            del self.pods[name]
+        self.pods = {name: obj for name, obj in self.pods.items() if name in seen}
         self.synced.set()
 
     def _remember(self, response: Any) -> None:
