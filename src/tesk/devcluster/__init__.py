@@ -60,7 +60,8 @@ Left out on purpose (a client that depends on these needs a real cluster)
 * API machinery: no server-side apply (apply-patch answers 422), no managedFields, no protobuf
   responses (protobuf request bodies are read only for what `kubectl create` sends), no CBOR, no
   aggregated discovery (kubectl falls back to legacy discovery), no OpenAPI v2 and an OpenAPI v3
-  without schemas (enough for `kubectl create -f`/`apply`/`wait`, not for `kubectl explain`), no
+  without schemas (enough for `kubectl create -f`/`apply`/`wait` from kubectl 1.27 on; older
+  kubectl needs `--validate=false`; not enough for `kubectl explain`), no
   `resourceVersionMatch`/`sendInitialEvents`, a list with `resourceVersion` always serves the latest
   state, `continue` pages read the latest state (not a snapshot), watch bookmarks are periodic,
   server-side printing has the default columns only (no `-o wide`), no admission webhooks, events are never aggregated (`count`
