@@ -12,6 +12,7 @@ import pytest
 
 from tesk.backends.kubernetes import labels as lb
 from tesk.backends.kubernetes import manifests
+from tesk.backends.kubernetes.controller import LeaseElector, lease_manifest
 from tesk.backends.kubernetes.settings import KubernetesSettings
 from tesk.models import Task
 
@@ -69,6 +70,16 @@ def test_every_manifest_validates_strictly(version: str, variant: str) -> None:
     for obj in all_manifests(s, make_task()):
         kubernetes_validate.validate(obj, version, strict=True)
         assert lb.check_object_names(obj) == [], obj["kind"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_election_lease_validates(version: str) -> None:
+    elector = LeaseElector(None, "tesk-controller", 15, lambda leading: None)  # type: ignore[arg-type]
+    lease = lease_manifest({"name": "tesk-controller", "labels": {lb.MANAGED_BY: lb.MANAGER}},
+                           {"holderIdentity": elector.identity, "leaseDurationSeconds": 15,
+                            "renewTime": elector._now(), "acquireTime": elector._now(), "leaseTransitions": 0})
+    kubernetes_validate.validate(lease, version, strict=True)
+    assert lb.check_object_names(lease) == []
 
 
 def test_every_object_and_pod_template_carries_the_task_labels() -> None:

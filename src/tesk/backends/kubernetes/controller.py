@@ -173,6 +173,10 @@ class Informer(threading.Thread):
                 version = None
 
 
+def lease_manifest(metadata: Obj, spec: Obj) -> Obj:
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
+
+
 class LeaseElector(threading.Thread):
     """Lease-based leader election: at most one controller acts; a dead leader is replaced after the lease.
 
@@ -194,9 +198,8 @@ class LeaseElector(threading.Thread):
         spec = {"holderIdentity": self.identity, "leaseDurationSeconds": max(1, int(self.lease_seconds)),
                 "renewTime": self._now()}
         if lease is None:
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": self.name, "labels": {lb.MANAGED_BY: lb.MANAGER}},
-                    "spec": spec | {"acquireTime": self._now(), "leaseTransitions": 0}}
+            body = lease_manifest({"name": self.name, "labels": {lb.MANAGED_BY: lb.MANAGER}},
+                                  spec | {"acquireTime": self._now(), "leaseTransitions": 0})
             try:
                 self.kube.create(body)
                 return True
@@ -217,8 +220,7 @@ class LeaseElector(threading.Thread):
         if holder != self.identity:
             spec["acquireTime"] = self._now()
             spec["leaseTransitions"] = int(current.get("leaseTransitions") or 0) + 1
-        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": lease["metadata"],
-                "spec": current | spec}
+        body = lease_manifest(lease["metadata"], current | spec)
         try:
             self.kube.replace("Lease", self.name, body)
             return True
