@@ -110,22 +110,34 @@ def main() -> None:
             "filer transfer": float("inf"),
         }
         peak_rss = 0
-        for round_no in range(1, args.rounds + 1):
+
+        def curl_null() -> None:
             best["curl /dev/null"] = min(
                 best["curl /dev/null"], timed([curl, "-sS", "-o", "/dev/null", url])[0]
             )
+
+        def curl_file() -> None:
             target = area / "curl.bin"
             best["curl file"] = min(best["curl file"], timed([curl, "-sS", "-o", str(target), url])[0])
             target.unlink()
             os.sync()  # no dirty pages of one run may slow down the next (ext4 writeback)
+
+        def filer() -> None:
+            nonlocal peak_rss
             seconds, rss, result = timed(tesk, stdin=job.encode())
-            best["filer transfer"] = min(best["filer transfer"], transfer_seconds(result))
             got = (area / "data" / "big.bin").stat().st_size
             assert got == size, f"the filer wrote {got} bytes, expected {size}"
             (area / "data" / "big.bin").unlink()
             os.sync()
             best["tesk filer"] = min(best["tesk filer"], seconds)
+            best["filer transfer"] = min(best["filer transfer"], transfer_seconds(result))
             peak_rss = max(peak_rss, rss)
+
+        runs = [curl_null, curl_file, filer]
+        for round_no in range(1, args.rounds + 1):
+            shift = (round_no - 1) % len(runs)  # each one goes first in turn: no order bias
+            for run in runs[shift:] + runs[:shift]:
+                run()
             print(
                 f"round {round_no}: " + ", ".join(f"{k} {size / v / 1e6:.0f} MB/s" for k, v in best.items()),
                 flush=True,
