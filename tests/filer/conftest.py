@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,7 @@ class HttpPeer:
     puts: dict[str, bytes] = field(default_factory=dict)
     put_headers: dict[str, dict[str, str]] = field(default_factory=dict)
     hits: dict[str, int] = field(default_factory=dict)
+    auth: dict[str, str | None] = field(default_factory=dict)
     failures_before_success: int = 2
     slow_seconds: float = 5.0
 
@@ -86,8 +88,9 @@ def _handler(peer: HttpPeer) -> type[http.server.BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def do_GET(self) -> None:
-            path = self.path.split("?")[0]
+            path, _, query = self.path.partition("?")
             peer.hits[path] = peer.hits.get(path, 0) + 1
+            peer.auth[path] = self.headers.get("Authorization")
             if path.startswith("/files/") and path[7:] in peer.files:
                 self._send(200, peer.files[path[7:]], {"Content-Type": "application/octet-stream"})
             elif path == "/flaky":
@@ -104,6 +107,8 @@ def _handler(peer: HttpPeer) -> type[http.server.BaseHTTPRequestHandler]:
                 self._send(200, b"late")
             elif path == "/redirect":
                 self._send(302, b"", {"Location": "/files/a.bin"})
+            elif path == "/redirect-to":
+                self._send(302, b"", {"Location": urllib.parse.unquote(query)})
             elif path == "/redirect-loop":
                 self._send(302, b"", {"Location": "/redirect-loop"})
             elif path == "/short":

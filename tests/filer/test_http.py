@@ -272,3 +272,31 @@ async def test_after_a_failed_input_nothing_new_starts(http_peer: HttpPeer, area
     with pytest.raises(NotFoundError, match="/files/missing"):
         await stage_inputs(inputs, area, make_settings(parallel=1), Log())
     assert sum(http_peer.hits.get(f"/files/f{i}", 0) for i in range(5)) == 0
+
+
+async def test_basic_auth_from_url_and_netrc_never_follows_to_another_host(
+    http_peer: HttpPeer, area: TaskArea, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+    from urllib.parse import quote
+
+    http_peer.files["a.bin"] = b"a"
+    port = http_peer.url.rsplit(":", 1)[1]
+    url = f"http://bob:s%40fe@127.0.0.1:{port}/files/a.bin"
+    await stage_inputs([Input(path="/data/a", url=url)], area, make_settings(), Log())
+    assert http_peer.auth["/files/a.bin"] == "Basic " + base64.b64encode(b"bob:s@fe").decode()
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login carol password n3trc\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    await stage_inputs(
+        [Input(path="/data/b", url=f"{http_peer.url}/files/a.bin")], area, make_settings(), Log()
+    )
+    assert http_peer.auth["/files/a.bin"] == "Basic " + base64.b64encode(b"carol:n3trc").decode()
+    # A redirect to another host name gets no credentials.
+    elsewhere = quote(f"http://localhost:{port}/files/a.bin")
+    redirect = f"http://bob:pw@127.0.0.1:{port}/redirect-to?{elsewhere}"
+    await stage_inputs([Input(path="/data/c", url=redirect)], area, make_settings(), Log())
+    assert http_peer.auth["/redirect-to"] is not None
+    assert http_peer.auth["/files/a.bin"] is None
+    assert area.host_path("/data/c").read_bytes() == b"a"
