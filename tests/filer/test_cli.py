@@ -111,3 +111,25 @@ def test_unusable_job_exits_2(tmp_path: Path) -> None:
     assert done.exit_code == 2 and "No such file" in done.output
     done = run(["-"], json.dumps({"direction": "inputs", "base": str(tmp_path / "nope"), "inputs": []}))
     assert done.exit_code == 2 and "does not exist or is not a folder" in done.output
+
+
+def test_partial_output_failure_reports_what_did_upload(tmp_path: Path) -> None:
+    base, shared = tmp_path / "area", tmp_path / "shared"
+    (base / "out").mkdir(parents=True)
+    shared.mkdir()
+    (base / "out" / "ok.txt").write_text("ok")
+    job = {
+        "direction": "outputs",
+        "base": str(base),
+        "outputs": [
+            {"path": "/out/ok.txt", "url": f"file://{shared}/ok.txt"},
+            {"path": "/out/missing.txt", "url": f"file://{shared}/missing.txt"},
+        ],
+    }
+    done = _tesk(["-"], stdin=json.dumps(job).encode(), env={"TESK_FILE_ROOTS": str(shared)})
+    assert done.returncode == 1
+    result = _last_json(done.stdout)
+    assert result["outputs"] == [{"url": f"file://{shared}/ok.txt", "path": "/out/ok.txt", "size_bytes": "2"}]
+    assert result["error"].startswith(
+        "1 of 2 outputs failed: output /out/missing.txt: the executors did not create it"
+    )
