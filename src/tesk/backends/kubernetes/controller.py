@@ -381,6 +381,14 @@ class Controller:
             return
         verdict = task_state(job, self.cache.pods(task_id), self.cache.result(task_id), datetime.now(UTC),
                              self.settings.unschedulable_grace_seconds, self.settings.image_pull_grace_seconds)
+        if stored.state is State.CANCELING and job is not None and not verdict.state.is_terminal \
+                and verdict.state is not State.CANCELING:
+            # The store says cancel but the Job has no label (the API's patch failed): label it now.
+            labelled = await asyncio.to_thread(label_cancel, self.kube, "Job", job, "a user")
+            if labelled is not None:
+                job = labelled
+                self.cache.put("Job", labelled)
+            verdict = Verdict(State.CANCELING, log=verdict.log)
         if verdict.state is State.CANCELING:
             verdict = await self._cancel_progress(task_id, job, verdict)
         if verdict.state.is_terminal:
