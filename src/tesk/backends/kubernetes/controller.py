@@ -399,8 +399,10 @@ class Controller:
                     and not (job.get("metadata") or {}).get("deletionTimestamp"):
                 # The taskmaster never started or died: delete its Job, and with it every pod and the PVC.
                 await asyncio.to_thread(self.delete_task_objects, task_id)
+        elif verdict.state in (State.QUEUED, State.CANCELING):
+            self._watching.add(task_id)  # a grace time may run out with no event: look again each tick
         else:
-            self._watching.add(task_id)
+            self._watching.discard(task_id)  # the taskmaster's pods and result drive it from here
         await self._write(stored.state, task_id, verdict, stored.task.logs)
 
     async def _cancel_progress(self, task_id: str, job: Obj | None, verdict: Verdict) -> Verdict:
