@@ -252,3 +252,19 @@ def test_cancel_between_executors_leaves_no_pod(api: Api, cluster: Cluster) -> N
     assert task["state"] == "CANCELED"
     assert [e["stdout"] for e in task["logs"][0]["logs"]][:1] in ([], ["first\n"])
     _no_pods_left(cluster, task_id)
+
+
+def test_split_log_streams_are_found_out_from_the_first_taskmaster(api_factory: Any, cluster: Cluster) -> None:
+    api = api_factory(split_log_streams=None)
+    both = {"executors": [{"image": "alpine", "command": ["sh", "-c", "echo out; echo err >&2"]}]}
+    first = api.wait(api.submit(both))["logs"][0]["logs"][0]
+    assert "out" in first["stdout"] and "err" in first["stdout"] + first["stderr"]
+    deadline = time.monotonic() + 30
+    while api.backend.settings.split_log_streams is None:
+        assert time.monotonic() < deadline, "the API never found out whether log streams split"
+        time.sleep(0.2)
+    second = api.wait(api.submit(both))["logs"][0]["logs"][0]
+    if api.backend.settings.split_log_streams:
+        assert (second["stdout"], second["stderr"]) == ("out\n", "err\n")
+    else:
+        assert "err" in second["stdout"] and second["stderr"] == ""

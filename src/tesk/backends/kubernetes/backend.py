@@ -24,6 +24,9 @@ from tesk.store import StoredTask, TaskStore
 
 log = logging.getLogger("tesk.kubernetes")
 
+PROBE_INTERVAL = 2.0
+"""Seconds between looks for a taskmaster pod to ask about split log streams (no request when none)."""
+
 
 class KubernetesBackend:
     name = "kubernetes"
@@ -35,6 +38,7 @@ class KubernetesBackend:
         self.store = store
         self.kube = kube or Kube(load_api_client(self.settings.kubeconfig, self.settings.context),
                                  self.settings.namespace)
+        self._probe: asyncio.Task[None] | None = None
         self.controller = Controller(self.settings, self.kube, store, elect=elect,
                                      tick_seconds=min(2.0, max(0.2, self.settings.unschedulable_grace_seconds / 4)))
 
@@ -45,9 +49,30 @@ class KubernetesBackend:
             raise RuntimeError(f"the Kubernetes backend could not start: {exc}") from None
         log.info("kubernetes backend: namespace %s, taskmaster image %s", self.settings.namespace,
                  self.settings.taskmaster_image)
+        if self.settings.split_log_streams is None:
+            self._probe = asyncio.create_task(self._find_out_log_streams(), name="tesk-log-stream-probe")
 
     async def stop(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
         await self.controller.stop()
+
+    async def _find_out_log_streams(self) -> None:
+        """Can this cluster give a container's stdout and stderr apart? Asked once, of the first
+        taskmaster pod that has logged (its log is all stderr); later taskmasters are told the answer."""
+        while self.settings.split_log_streams is None:
+            for pod in self.controller.cache.taskmaster_pods():
+                try:
+                    answer = await asyncio.to_thread(split_streams_supported, self.kube, pod["metadata"]["name"])
+                except KubeError as exc:
+                    log.info("could not ask pod %s about split log streams: %s", pod["metadata"]["name"], exc)
+                    continue
+                if answer is not None:
+                    self.settings = self.settings.model_copy(update={"split_log_streams": answer})
+                    log.info("executor stdout and stderr are %s", "read apart" if answer else
+                             "read together (this cluster's pod log API cannot split them)")
+                    return
+            await asyncio.sleep(PROBE_INTERVAL)
 
     async def submit(self, stored: StoredTask) -> None:
         task = stored.task
@@ -103,6 +128,22 @@ class KubernetesBackend:
             log.warning("task %s: labelling it for cancel failed (%s); the controller will delete its Job",
                         task_id, exc, extra={"task_id": task_id})
         self.controller.notify({task_id})
+
+
+def split_streams_supported(kube: Kube, pod: str) -> bool | None:
+    """True when the pod log `stream` parameter works, False when it is refused or ignored, None
+    when the pod has logged nothing yet. A taskmaster writes only to stderr, so its stdout must be
+    empty where streams are split, and equal to the whole log where the parameter is ignored."""
+    whole = kube.read_log(pod, "taskmaster", 2048)
+    if not whole.strip():
+        return None
+    try:
+        stdout = kube.read_log(pod, "taskmaster", 2048, "Stdout")
+    except KubeError as exc:
+        if 400 <= exc.status < 500:
+            return False
+        raise
+    return not stdout.strip()
 
 
 def _status(exc: KubeError) -> int:

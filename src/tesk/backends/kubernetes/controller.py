@@ -108,6 +108,13 @@ class Cache:
             cm = self.objects["ConfigMap"].get(lb.child_name(task_id, lb.Role.RESULT))
         return None if cm is None else cm.get("data")
 
+    def taskmaster_pods(self) -> list[Obj]:
+        """Taskmaster pods that have started (Running or finished)."""
+        with self.lock:
+            pods = list(self.objects["Pod"].values())
+        return [p for p in pods if (p["metadata"].get("labels") or {}).get(lb.ROLE) == lb.Role.TASKMASTER.value
+                and (p.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed")]
+
     def task_ids(self) -> set[str]:
         with self.lock:
             return set(self.by_task["Job"])

@@ -90,9 +90,10 @@ class KubernetesSettings(BaseSettings):
         60, ge=0, description="After a cancel, how long the taskmaster has to clean up before the controller "
         "deletes the task's Job (and with it every pod).")
     log_tail_bytes: int = Field(64 * 1024, ge=1024, description="Bytes kept of each executor's stdout and stderr.")
-    split_log_streams: bool = Field(
-        False, description="Read stdout and stderr apart with the pod log `stream` parameter (clusters with "
-        "the PodLogsQuerySplitStreams feature); otherwise stdout holds both and stderr is empty.")
+    split_log_streams: bool | None = Field(
+        None, description="Read executor stdout and stderr apart with the pod log `stream` parameter "
+        "(PodLogsQuerySplitStreams). Unset: the API finds out from the first taskmaster pod's log; false: "
+        "stdout holds both streams and stderr is empty.")
     taskmaster_cpu: str = Field("100m", description="CPU request of taskmaster pods.")
     taskmaster_memory: str = Field("256Mi", description="Memory request and limit of taskmaster pods.")
     filer_cpu: str = Field("100m", description="CPU request of filer pods.")

@@ -195,7 +195,7 @@ class KubernetesRuntime:
         report = _last_json(term.get("message") or "") or {}
         if term.get("exitCode") == 0 and direction == "outputs":
             text = await self._call(self.kube.read_log, pod["metadata"]["name"], "filer", 4 * 1024 * 1024,
-                                    "Stdout" if self.settings.split_log_streams else None)
+                                    "Stdout" if self.settings.split_log_streams is True else None)
             report = _last_json(text) or report
         error = report.get("error")
         for line in report.get("system_logs") or []:
@@ -234,7 +234,7 @@ class KubernetesRuntime:
     async def _logs(self, pod: str) -> tuple[str, str]:
         limit = self.settings.log_tail_bytes
         try:
-            if self.settings.split_log_streams:
+            if self.settings.split_log_streams is True:
                 out = await self._call(self.kube.read_log, pod, "executor", limit, "Stdout")
                 err = await self._call(self.kube.read_log, pod, "executor", limit, "Stderr")
                 return out, err
