@@ -80,7 +80,7 @@ def count_tasks(url: str) -> int:
 async def fill(data_dir: Path, count: int) -> None:
     store = SqlTaskStore(f"sqlite+aiosqlite:///{data_dir / 'tesk.db'}")
     await store.open()
-    states = [State.COMPLETE, State.EXECUTOR_ERROR, State.QUEUED, State.RUNNING]
+    states = [State.COMPLETE, State.COMPLETE, State.EXECUTOR_ERROR, State.RUNNING]
     batch = 2000
     for start in range(0, count, batch):
         tasks = []

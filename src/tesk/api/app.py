@@ -21,11 +21,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import tesk
 from tesk.api.access import Access
+from tesk.api.fastlane import TaskReadFastLane
 from tesk.api.routes import (
     CREATE_TASK_OPENAPI,
     GET_TASK_OPENAPI,
     create_task,
-    get_task,
+    error_response,
     json_response,
     router,
     validation_message,
@@ -178,7 +179,6 @@ def create_app(
     # Legacy py-tes 0.4 / Snakemake path, routed before /tasks/{id} would swallow it.
     app.add_api_route("/v1/tasks/service-info", service_info_alias, methods=["GET"], include_in_schema=False)
     for prefix in TES_PREFIXES:
-        app.router.add_route(f"{prefix}/tasks/{{id}}", get_task, methods=["GET"], include_in_schema=False)
         app.router.add_route(f"{prefix}/tasks", create_task, methods=["POST"], include_in_schema=False)
         app.include_router(router, prefix=prefix, include_in_schema=prefix == TES_PREFIXES[0], tags=["TES"])
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -190,6 +190,7 @@ def create_app(
     _add_health(app)
     _add_swagger(app)
     _add_error_handlers(app)
+    app.add_middleware(TaskReadFastLane, prefixes=TES_PREFIXES)
     _add_users_tools(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
@@ -273,9 +274,7 @@ def _add_swagger(app: FastAPI) -> None:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
-        response = json_response(exc.body(), exc.status_code)
-        response.headers.update(getattr(exc, "headers", None) or {})
-        return response
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
