@@ -5,16 +5,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tesk.backends.local.engines import LABEL_EXECUTOR, LABEL_INSTANCE, LABEL_TASK, ContainerSpec, Engine
 from tesk.backends.local.engines.cli import tail_text
 from tesk.backends.local.folder import TaskFolder, is_under
 from tesk.backends.local.settings import KeepAreas, LocalSettings
 from tesk.filer import FilerError, FilerSettings, Mount, TaskArea, stage_inputs, stage_outputs
+from tesk.metrics import count_staged_bytes
 from tesk.models import OutputFileLog, State, Task
 from tesk.runner import ExecutorOutcome, Note, TaskFailure, describe_executor
 
 log = logging.getLogger(__name__)
+
+
+def tree_size(path: Path) -> int:
+    """Bytes in a file, or in every file under a folder (links are not followed)."""
+    if path.is_symlink() or not path.exists():
+        return 0
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def container_name(instance: str, task_id: str, index: int) -> str:
@@ -64,14 +75,24 @@ class LocalRuntime:
                 await stage_inputs(task.inputs, self.area, self.filer, note)
             except FilerError as exc:
                 raise TaskFailure(str(exc)) from exc
+            await asyncio.to_thread(self._count_inputs, task)
+
+    def _count_inputs(self, task: Task) -> None:
+        """Bytes staged in, by scheme, for /metrics (inline content counts as `content`)."""
+        for item in task.inputs or []:
+            scheme = "content" if item.content else (urlsplit(item.url or "").scheme or "file")
+            count_staged_bytes(scheme, "in", tree_size(self.area.host_path(item.path)))
 
     async def stage_outputs(self, task: Task, note: Note) -> list[OutputFileLog]:
         if not task.outputs:
             return []
         try:
-            return await stage_outputs(task.outputs, self.area, self.filer, note)
+            uploaded = await stage_outputs(task.outputs, self.area, self.filer, note)
         except FilerError as exc:
             raise TaskFailure(str(exc)) from exc
+        for item in uploaded:
+            count_staged_bytes(urlsplit(item.url).scheme or "file", "out", int(item.size_bytes))
+        return uploaded
 
     def _stream_file(self, index: int, path: str | None, stream: str) -> Path:
         """Host file of an executor's stdout/stderr: at its container path when one is given, else in
