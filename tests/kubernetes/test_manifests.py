@@ -17,7 +17,8 @@ from tesk.backends.kubernetes.settings import KubernetesSettings
 from tesk.models import Task
 
 VERSIONS = ("1.27.0", "1.37.0")
-OWNER = manifests.Owner("task-0123456789abcdefghjkmnpqrs", "8c2b0d8e-7a0e-4c3b-9a57-0d1f3b2f6c11")
+OWNER = manifests.Owner.of("task-0123456789abcdefghjkmnpqrs", "8c2b0d8e-7a0e-4c3b-9a57-0d1f3b2f6c11",
+                           {lb.CREATOR_USER: "alice_example.org-1a2b3c4d5e", lb.ROLE: "taskmaster"})
 
 
 def make_task(**extra: Any) -> Task:
@@ -87,9 +88,11 @@ def test_every_object_and_pod_template_carries_the_task_labels() -> None:
     for obj in all_manifests(settings(), task):
         assert obj["metadata"]["labels"][lb.TASK_ID] == task.id
         assert obj["metadata"]["labels"][lb.MANAGED_BY] == "tesk"
+        assert obj["metadata"]["labels"][lb.CREATOR_USER].startswith("alice_example.org-")
         if obj["kind"] == "Job":
             template = obj["spec"]["template"]["metadata"]["labels"]
             assert template[lb.TASK_ID] == task.id and template[lb.ROLE] == obj["metadata"]["labels"][lb.ROLE]
+            assert template[lb.CREATOR_USER] == obj["metadata"]["labels"][lb.CREATOR_USER]
         if obj["metadata"]["labels"][lb.ROLE] != "taskmaster":
             assert obj["metadata"]["ownerReferences"] == [OWNER.reference()]
 

@@ -91,7 +91,8 @@ class KubernetesBackend:
             raise BackendError(f"Kubernetes refused the taskmaster Job of task {task_id}: {exc}",
                                _status(exc)) from None
         self.controller.cache.put("Job", created)
-        owner = manifests.Owner(created["metadata"]["name"], created["metadata"]["uid"])
+        owner = manifests.Owner.of(created["metadata"]["name"], created["metadata"]["uid"],
+                                   created["metadata"].get("labels"))
         try:
             self.kube.create(manifests.spec_configmap(task, owner, documents))
         except KubeError as exc:

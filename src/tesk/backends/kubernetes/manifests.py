@@ -24,7 +24,7 @@ import math
 import posixpath
 import shlex
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,10 +60,18 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True)
 class Owner:
-    """The taskmaster Job every child object belongs to (deleting it removes them all)."""
+    """The taskmaster Job every child object belongs to (deleting it removes them all); `labels` are
+    the creator labels every child carries too, so one selector finds all of a user's objects."""
 
     name: str
     uid: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, name: str, uid: str, labels: dict[str, str] | None) -> Owner:
+        """From the taskmaster Job's (or its pod's) labels, keeping only the creator ones."""
+        keep = (lb.CREATOR_USER, lb.CREATOR_GROUP)
+        return cls(name, uid, {k: v for k, v in (labels or {}).items() if k in keep})
 
     def reference(self) -> dict[str, Any]:
         return {"apiVersion": "batch/v1", "kind": "Job", "name": self.name, "uid": self.uid,
@@ -73,7 +81,9 @@ class Owner:
 def _metadata(name: str, task_id: str, role: Role, owner: Owner | None = None, index: int | None = None,
               extra_labels: dict[str, str] | None = None,
               annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "labels": lb.task_labels(task_id, role, index) | (extra_labels or {})}
+    inherited = owner.labels if owner is not None else {}
+    meta: dict[str, Any] = {"name": name,
+                            "labels": lb.task_labels(task_id, role, index) | inherited | (extra_labels or {})}
     if annotations:
         meta["annotations"] = annotations
     if owner is not None:
@@ -316,7 +326,8 @@ def _child_job(name: str, task_id: str, role: Role, owner: Owner, pod_spec: dict
                 # Evicted or preempted: fail at once and say so (PREEMPTED), never re-run silently.
                 {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             ]},
-            "template": {"metadata": {"labels": lb.task_labels(task_id, role, index)}, "spec": pod_spec},
+            "template": {"metadata": {"labels": lb.task_labels(task_id, role, index) | owner.labels},
+                         "spec": pod_spec},
         },
     }
 

@@ -440,9 +440,10 @@ async def run_taskmaster(kube: Kube, settings: KubernetesSettings, task_id: str,
 
 
 def _owner_from_pod(pod: Obj | None) -> manifests.Owner | None:
-    for ref in (pod or {}).get("metadata", {}).get("ownerReferences") or []:
+    meta = (pod or {}).get("metadata", {})
+    for ref in meta.get("ownerReferences") or []:
         if ref.get("kind") == "Job":
-            return manifests.Owner(ref["name"], ref["uid"])
+            return manifests.Owner.of(ref["name"], ref["uid"], meta.get("labels"))
     return None
 
 
@@ -450,4 +451,4 @@ async def _owner_from_job(kube: Kube, task_id: str) -> manifests.Owner:
     job = await asyncio.to_thread(kube.get, "Job", task_id)
     if job is None:
         raise SystemExit(f"tesk taskmaster: the taskmaster Job {task_id} does not exist")
-    return manifests.Owner(job["metadata"]["name"], job["metadata"]["uid"])
+    return manifests.Owner.of(job["metadata"]["name"], job["metadata"]["uid"], job["metadata"].get("labels"))
