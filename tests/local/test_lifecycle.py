@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -91,7 +92,9 @@ async def test_exit_codes_ignore_error_and_missing_binary(engine: str, make_harn
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_cancel_running_task_stops_it_within_two_seconds(engine: str, make_harness: MakeHarness) -> None:
     harness = await make_harness(engine)
-    task_id = await harness.submit({"executors": [{"image": IMAGE, "command": ["sleep", "60"]}]})
+    # A duration no other test uses, so `pgrep` below finds this task's process and nothing else.
+    duration = f"60.{os.getpid()}"
+    task_id = await harness.submit({"executors": [{"image": IMAGE, "command": ["sleep", duration]}]})
     await harness.wait_for(task_id, {State.RUNNING})
     stored = await harness.get(task_id)
     while not (stored.task.logs and harness.backend.runners.get(task_id)):
@@ -114,6 +117,6 @@ async def test_cancel_running_task_stops_it_within_two_seconds(engine: str, make
     if engine == "podman":
         assert await podman_names(task_id) == [], "the cancelled task's container must be gone"
     else:
-        proc = await asyncio.create_subprocess_exec("pgrep", "-f", "sleep 60", stdout=asyncio.subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec("pgrep", "-f", f"sleep {duration}", stdout=asyncio.subprocess.PIPE)
         out, _ = await proc.communicate()
         assert out.decode().strip() == "", "the cancelled task's process must be gone"
