@@ -15,6 +15,7 @@ the paths it would see in a real pod.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import json
 import logging
 import os
@@ -197,8 +198,10 @@ class PodmanRuntime:
             if workdir and not any(workdir == m.path or workdir.startswith(m.path.rstrip("/") + "/")
                                    for m in spec.mounts):
                 await self._make_workdir(spec.name, workdir)
+            # cwd: conmon leaves an `oom` file in its working directory when the container is
+            # OOM-killed; the temp folder keeps it out of wherever the cluster was started.
             process = await asyncio.create_subprocess_exec(
-                "podman", "start", "--attach", spec.name,
+                "podman", "start", "--attach", spec.name, cwd=tempfile.gettempdir(),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
             await started(_PodmanHandle(spec.name), container_id)
             assert process.stdout is not None and process.stderr is not None

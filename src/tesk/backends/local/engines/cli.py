@@ -136,7 +136,11 @@ class CliEngine:
             stdout = files.enter_context(spec.stdout.open("wb"))
             stderr = files.enter_context(spec.stderr.open("wb"))
             try:
-                proc = await asyncio.create_subprocess_exec(*args, stdin=stdin, stdout=stdout, stderr=stderr)
+                # cwd: podman's conmon leaves an `oom` file in its working directory when the
+                # container is OOM-killed; keep it in the task's folder, not wherever tesk runs.
+                proc = await asyncio.create_subprocess_exec(
+                    *args, stdin=stdin, stdout=stdout, stderr=stderr, cwd=spec.stdout.parent
+                )
             except OSError as exc:
                 raise TaskFailure(f"could not start {self.command}: {exc}") from exc
             try:
