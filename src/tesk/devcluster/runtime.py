@@ -15,12 +15,12 @@ the paths it would see in a real pod.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import json
 import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
