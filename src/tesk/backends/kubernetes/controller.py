@@ -276,8 +276,8 @@ class Controller:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._watching: set[str] = set()
-        self._reaping: dict[str, tuple[float, set[str]]] = {}
-        """Tasks whose late pods are stopped on sight: task id -> (until, uids already stopped)."""
+        self._reaping: dict[str, tuple[float, bool, set[str]]] = {}
+        """Tasks whose late pods are stopped on sight: task id -> (until, taskmaster pods too, uids stopped)."""
         self._worker: asyncio.Task[None] | None = None
         self.leading = not elect
         selector = lb.MANAGED_SELECTOR
@@ -406,6 +406,11 @@ class Controller:
                     and not (job.get("metadata") or {}).get("deletionTimestamp"):
                 # The taskmaster never started or died: delete its Job, and with it every pod and the PVC.
                 await asyncio.to_thread(self.delete_task_objects, task_id)
+            elif verdict.state in (State.CANCELED, State.SYSTEM_ERROR, State.PREEMPTED):
+                # A child Job created just as the task was stopped can get a pod after the taskmaster's
+                # clean-up; garbage collection would give it its full grace period.
+                self.start_reaping(task_id, taskmaster_too=False)
+                await asyncio.to_thread(self._reap, task_id)
         elif verdict.state in (State.QUEUED, State.CANCELING):
             self._watching.add(task_id)  # a grace time may run out with no event: look again each tick
         else:
@@ -440,18 +445,27 @@ class Controller:
         while every pod of the task that shows up is stopped the same way (`_reap`).
         """
         self.kube.delete("Job", task_id, "Foreground")
-        self._reaping[task_id] = (time.monotonic() + max(60.0, self.settings.cancel_grace_seconds), set())
-        self._watching.add(task_id)
+        self.start_reaping(task_id, taskmaster_too=True)
         self._reap(task_id)
 
+    def start_reaping(self, task_id: str, taskmaster_too: bool) -> None:
+        """For a while, stop on sight every pod of this stopped task (its taskmaster's own pod only
+        when `taskmaster_too`: a taskmaster that reported is finishing on its own)."""
+        if task_id not in self._reaping:
+            until = time.monotonic() + max(60.0, self.settings.cancel_grace_seconds)
+            self._reaping[task_id] = (until, taskmaster_too, set())
+            self._watching.add(task_id)
+
     def _reap(self, task_id: str) -> None:
-        until, stopped = self._reaping.get(task_id, (0.0, set()))
+        until, taskmaster_too, stopped = self._reaping.get(task_id, (0.0, False, set()))
         if time.monotonic() > until:
             self._reaping.pop(task_id, None)
             return
         for pod in self.cache.pods(task_id):
             uid = pod["metadata"].get("uid")
-            if (pod.get("status") or {}).get("phase") in (None, "Pending", "Running") and uid not in stopped:
+            role = (pod["metadata"].get("labels") or {}).get(lb.ROLE)
+            if (pod.get("status") or {}).get("phase") in (None, "Pending", "Running") and uid not in stopped \
+                    and (taskmaster_too or role != lb.Role.TASKMASTER.value):
                 stopped.add(uid)
                 self.kube.delete("Pod", pod["metadata"]["name"], "Background", 0)
 

@@ -159,7 +159,14 @@ class KubernetesRuntime:
         self.has_volume = False
 
     async def _call(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.to_thread(fn, *args)
+        """Run a blocking request in a thread. A cancel (abort) waits for the request to finish first:
+        a create still in flight would otherwise land after `release` cleaned up, and run on."""
+        request = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        try:
+            return await asyncio.shield(request)
+        except asyncio.CancelledError:
+            await asyncio.wait([request])
+            raise
 
     async def _create(self, body: Obj) -> None:
         """Create, or adopt what a previous taskmaster of this task made (same deterministic name)."""
