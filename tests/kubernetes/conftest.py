@@ -33,12 +33,13 @@ TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "PREEMPTED
 
 @dataclass
 class Cluster:
-    kubeconfig: Path
+    kubeconfig: Path  # what the API uses
     namespace: str
     devcluster: Any | None  # tesk.devcluster.DevCluster when running on the stand-in
+    observer: Path | None = None  # the tests' own kubeconfig (another user, so their requests are told apart)
 
     def kube(self) -> Kube:
-        return Kube(load_api_client(self.kubeconfig), self.namespace)
+        return Kube(load_api_client(self.observer or self.kubeconfig), self.namespace)
 
     def require_standin(self) -> Any:
         if self.devcluster is None:
@@ -56,8 +57,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
     tmp = tmp_path_factory.mktemp("k8s")
     with DevCluster(fast_config(state_dir=tmp / "devcluster", host_images=(IMAGE,))) as dev:
+        observer = dev.write_kubeconfig(tmp / "tests.kubeconfig", user="tests")
         path = dev.write_kubeconfig(tmp / "kubeconfig")
-        yield Cluster(path, "default", dev)
+        yield Cluster(path, "default", dev, observer)
 
 
 class Api:

@@ -6,9 +6,11 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import yaml
 
 from tests.kubernetes.conftest import Api, Cluster, task_objects
 
@@ -268,3 +270,22 @@ def test_split_log_streams_are_found_out_from_the_first_taskmaster(api_factory: 
         assert (second["stdout"], second["stderr"]) == ("out\n", "err\n")
     else:
         assert "err" in second["stdout"] and second["stderr"] == ""
+
+
+def test_every_request_made_above_is_granted_by_the_deploy_roles(cluster: Cluster) -> None:
+    """The Roles in deploy/ hold every verb the API and the taskmasters used in this module (least
+    verbs: a Role missing one would break that path on a real cluster)."""
+    dev = cluster.require_standin()
+    rbac = Path(__file__).resolve().parents[2] / "deploy" / "kustomize" / "base" / "rbac.yaml"
+    granted = {doc["metadata"]["name"]: {(r, v) for rule in doc["rules"] for r in rule["resources"]
+                                         for v in rule["verbs"]}
+               for doc in yaml.safe_load_all(rbac.read_text()) if doc and doc["kind"] == "Role"}
+    used = {"tesk-api": set(), "tesk-taskmaster": set()}
+    for record in dev.faults.requests():
+        if record.client == "admin":
+            used["tesk-api"].add((record.resource, record.verb))
+        elif record.client == "system:serviceaccount:default:tesk-taskmaster":
+            used["tesk-taskmaster"].add((record.resource, record.verb))
+    assert used["tesk-taskmaster"], "no taskmaster request was recorded"
+    for role, pairs in used.items():
+        assert pairs <= granted[role], f"{role} lacks {sorted(pairs - granted[role])}"
