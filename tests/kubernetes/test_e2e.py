@@ -256,7 +256,7 @@ def test_cancel_between_executors_leaves_no_pod(api: Api, cluster: Cluster) -> N
     _no_pods_left(cluster, task_id)
 
 
-def test_split_log_streams_are_found_out_from_the_first_taskmaster(api_factory: Any, cluster: Cluster) -> None:
+def test_split_log_streams_are_found_out_from_the_first_taskmaster(api_factory: Any) -> None:
     api = api_factory(split_log_streams=None)
     both = {"executors": [{"image": "alpine", "command": ["sh", "-c", "echo out; echo err >&2"]}]}
     first = api.wait(api.submit(both))["logs"][0]["logs"][0]
