@@ -15,10 +15,12 @@ import logging
 from tesk.backends import BackendError
 from tesk.backends.kubernetes import labels as lb
 from tesk.backends.kubernetes import manifests
+from tesk.backends.kubernetes.accounting import count_requests
 from tesk.backends.kubernetes.controller import Controller, label_cancel
 from tesk.backends.kubernetes.kube import Kube, KubeError, load_api_client
 from tesk.backends.kubernetes.settings import KubernetesSettings
 from tesk.config import Settings
+from tesk.metrics import count_kubernetes_request
 from tesk.models import State, Task, TaskLog
 from tesk.store import StoredTask, TaskStore
 
@@ -36,8 +38,11 @@ class KubernetesBackend:
                  kube: Kube | None = None, elect: bool = True) -> None:
         self.settings = k8s or KubernetesSettings()
         self.store = store
-        self.kube = kube or Kube(load_api_client(self.settings.kubeconfig, self.settings.context),
-                                 self.settings.namespace)
+        if kube is None:
+            api_client = load_api_client(self.settings.kubeconfig, self.settings.context)
+            count_requests(api_client, count_kubernetes_request)
+            kube = Kube(api_client, self.settings.namespace)
+        self.kube = kube
         self._probe: asyncio.Task[None] | None = None
         self.controller = Controller(self.settings, self.kube, store, elect=elect,
                                      tick_seconds=min(2.0, max(0.2, self.settings.unschedulable_grace_seconds / 4)))
