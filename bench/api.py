@@ -23,10 +23,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import free_port, process, tesk_server, wrk  # noqa: E402
-from tesk.models import State, Task  # noqa: E402
-from tesk.store import new_task_id  # noqa: E402
-from tesk.store.sql import SqlTaskStore  # noqa: E402
+from bench._common import free_port, process, tesk_server, wrk
+from tesk.models import State, Task
+from tesk.store import new_task_id
+from tesk.store.sql import SqlTaskStore
 
 TASK = '{"name":"bench","executors":[{"image":"alpine","command":["true"]}],"tags":{"run":"bench"}}'
 
@@ -54,10 +54,9 @@ def bench_post(seconds: int) -> None:
         'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
         f"wrk.body = '{TASK}'\n"
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        with tesk_server(Path(tmp)) as url:
-            result = wrk(f"{url}/ga4gh/tes/v1/tasks", seconds, connections=64, script=script)
-            stored = count_tasks(url)
+    with tempfile.TemporaryDirectory() as tmp, tesk_server(Path(tmp)) as url:
+        result = wrk(f"{url}/ga4gh/tes/v1/tasks", seconds, connections=64, script=script)
+        stored = count_tasks(url)
     script.unlink()
     print(f"(b) POST /tasks on SQLite: {result['rps']:.0f} tasks/s sustained over {seconds}s "
           f"({stored} tasks stored, non-2xx {result['non2xx']:.0f}) (target >= 1,000/s; Funnel ~50/s)")

@@ -61,4 +61,4 @@ def client(base_url: str, **kwargs: Any) -> httpx.Client:
 
 
 # The throwaway PostgreSQL server (marker `postgres`), shared by every area that tests on PostgreSQL.
-from tests.pg import fresh_postgres_url, postgres_server, postgres_url  # noqa: E402, F401
+from tests.pg import fresh_postgres_url, postgres_server, postgres_url  # noqa: F401

@@ -79,8 +79,8 @@ class ServiceInfoSettings(BaseSettings):
     name: str | None = None
     description: str | None = None
     environment: str | None = None
-    contactUrl: str | None = Field(None, alias="TESK_SERVICE_INFO_CONTACT_URL")  # noqa: N815
-    documentationUrl: str | None = Field(None, alias="TESK_SERVICE_INFO_DOCUMENTATION_URL")  # noqa: N815
+    contactUrl: str | None = Field(None, alias="TESK_SERVICE_INFO_CONTACT_URL")
+    documentationUrl: str | None = Field(None, alias="TESK_SERVICE_INFO_DOCUMENTATION_URL")
 
 
 SUBSYSTEM_SETTINGS = (

@@ -178,7 +178,7 @@ class Output(_Model):
 def _cpu_cores(value: Any) -> Any:
     """Accept fractional cores (TES 1.2 clients) and round up; the response stays an integer."""
     if isinstance(value, bool):
-        raise ValueError("cpu_cores must be a number")
+        raise ValueError("cpu_cores must be a number")  # noqa: TRY004 - pydantic reports only ValueError as a 422
     if isinstance(value, float):
         return math.ceil(value)
     return value
@@ -331,14 +331,14 @@ class ServiceInfo(BaseModel):
     type: ServiceType = Field(default_factory=ServiceType)
     description: str | None = None
     organization: Organization
-    contactUrl: str | None = None  # noqa: N815 (spec name)
-    documentationUrl: str | None = None  # noqa: N815
-    createdAt: str | None = None  # noqa: N815
-    updatedAt: str | None = None  # noqa: N815
+    contactUrl: str | None = None
+    documentationUrl: str | None = None
+    createdAt: str | None = None
+    updatedAt: str | None = None
     environment: str | None = None
     version: str
     storage: list[str] = Field(default_factory=list)
-    tesResources_backend_parameters: list[str] = Field(default_factory=list)  # noqa: N815
+    tesResources_backend_parameters: list[str] = Field(default_factory=list)
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

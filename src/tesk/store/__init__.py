@@ -37,9 +37,9 @@ class Visibility:
     def allows(self, owner: str, team: str | None) -> bool:
         if self.all:
             return True
-        if self.owner is not None and owner == self.owner:
-            if self.owner_teams is None or (team is not None and team in self.owner_teams):
-                return True
+        if (self.owner is not None and owner == self.owner
+                and (self.owner_teams is None or (team is not None and team in self.owner_teams))):
+            return True
         return team is not None and team in self.teams
 
 

@@ -225,7 +225,7 @@ class SqlTaskStore:
             batch, self._pending = self._pending, []
             try:
                 await self._write(_insert_tasks, [row for row, _, _ in batch], [t for _, tags, _ in batch for t in tags])
-            except Exception as exc:  # every waiting client must hear about the failure
+            except Exception as exc:  # noqa: BLE001 - every waiting client must hear about the failure
                 for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
