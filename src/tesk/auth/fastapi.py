@@ -113,6 +113,7 @@ def swagger_oauth(settings: AuthSettings, *, timeout: float | None = None) -> Sw
         )
         return SwaggerOAuth(schemes, {})
     scopes = settings.swagger_scope_map()
+    flows: dict[str, dict[str, Any]]
     if settings.swagger_implicit:
         flows = {"implicit": {"authorizationUrl": authorize, "scopes": scopes}}
     else:
@@ -139,7 +140,7 @@ def add_security(app: FastAPI, settings: AuthSettings, *, protected_prefixes: tu
         return
     if oauth.init_oauth:
         app.state.swagger_init_oauth = oauth.init_oauth
-    requirement = [{name: []} for name in oauth.security_schemes]
+    requirement: list[dict[str, list[str]]] = [{name: []} for name in oauth.security_schemes]
     build_schema = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -117,6 +117,8 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 class _HTTPSHandler(urllib.request.HTTPSHandler):
     """Makes one TLS context, on the first https request (loading the CA store takes ~0.3 s)."""
 
+    _context: ssl.SSLContext | None  # set by HTTPSHandler.__init__ (the `context` argument)
+
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
         if self._context is None:
             self._context = ssl.create_default_context()
