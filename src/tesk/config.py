@@ -24,6 +24,14 @@ def default_data_dir() -> Path:
     return Path(base) / "tesk"
 
 
+def comma_list(text: str | None) -> list[str]:
+    """The non-empty, stripped items of a comma-separated setting (`"a, b,,"` gives `["a", "b"]`).
+
+    One parser for every list-valued environment variable, so all of them accept the same spacing.
+    """
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
 class Settings(BaseSettings):
     """Core settings of the API server (`TESK_*`)."""
 

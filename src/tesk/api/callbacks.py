@@ -27,6 +27,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import tesk
+from tesk.config import comma_list
 from tesk.errors import BadRequest
 from tesk.logs import task_context
 from tesk.metrics import CALLBACK_DELIVERIES
@@ -56,7 +57,7 @@ class CallbackSettings(BaseSettings):
     max_concurrent: int = Field(32, ge=1, description="Callback POSTs in flight at once, over all tasks.")
 
     def host_patterns(self) -> list[str]:
-        return [h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()]
+        return [h.lower() for h in comma_list(self.allowed_hosts)]
 
 
 def host_allowed(url: str, patterns: list[str]) -> bool:

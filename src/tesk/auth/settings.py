@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tesk.config import comma_list
+
 ASYMMETRIC_ALGORITHMS = (
     "RS256",
     "RS384",
@@ -33,7 +35,7 @@ ELIXIR_GROUP_SUFFIX = "#perun.elixir-czech.cz"
 
 def _profile(value: str) -> str:
     """Accept Spring's comma-separated profile list, as long as it names exactly one of auth/noauth."""
-    names = {part.strip().lower() for part in value.split(",") if part.strip()}
+    names = {part.lower() for part in comma_list(value)}
     chosen = names & {"auth", "noauth"}
     if len(chosen) != 1:
         raise ValueError(
@@ -220,7 +222,7 @@ class AuthSettings(BaseSettings):
     @classmethod
     def _split_algorithms(cls, value: object) -> object:
         if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
+            return comma_list(value)
         return value
 
     @field_validator("algorithms")
@@ -247,7 +249,7 @@ class AuthSettings(BaseSettings):
 
     @property
     def audiences(self) -> list[str]:
-        return [part.strip() for part in (self.audience or "").split(",") if part.strip()]
+        return comma_list(self.audience)
 
     def swagger_scope_map(self) -> dict[str, str]:
         """The `name:description,...` scope list as a mapping, for the OpenAPI security scheme."""

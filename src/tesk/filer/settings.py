@@ -14,6 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tesk.config import comma_list
+
 
 class S3Endpoint(BaseModel):
     """Where one bucket (or every bucket behind one host name) lives, and how to sign requests there.
@@ -109,20 +111,25 @@ class FilerSettings(BaseSettings):
     )
 
     @property
+    def root_entries(self) -> list[str]:
+        """The absolute entries of TESK_FILE_ROOTS as written (relative entries are ignored)."""
+        return [p for p in self.file_roots.split(":") if p.strip().startswith("/")]
+
+    @property
     def allowed_roots(self) -> list[Path]:
         """The file:// roots as absolute, symlink-free paths (relative entries are ignored)."""
-        roots = [Path(os.path.realpath(p)) for p in self.file_roots.split(":") if p.strip().startswith("/")]
+        roots = [Path(os.path.realpath(p)) for p in self.root_entries]
         if self.host_base_path and self.container_base_path:
             roots.append(Path(os.path.realpath(self.container_base_path)))
         return roots
 
     @property
     def put_hosts(self) -> set[str]:
-        return {h.strip().lower() for h in self.http_put_hosts.split(",") if h.strip()}
+        return {h.lower() for h in comma_list(self.http_put_hosts)}
 
     @property
     def enabled_schemes(self) -> set[str]:
-        enabled = {s.strip().lower() for s in self.schemes.split(",") if s.strip()}
+        enabled = {s.lower() for s in comma_list(self.schemes)}
         if not (os.environ.get("AZURE_STORAGE_ACCOUNT_NAME") or os.environ.get("AZURE_STORAGE_ACCOUNT")):
             enabled.discard("az")
         if self.allowed_roots:
@@ -149,7 +156,7 @@ def supported_schemes(settings: FilerSettings) -> list[str]:
     enabled = settings.enabled_schemes
     found = [f"{s}://" for s in ("http", "https", "ftp", "s3", "gs", "az") if s in enabled]
     if "file" in enabled:
-        roots = [r for r in settings.file_roots.split(":") if r.strip().startswith("/")]
+        roots = settings.root_entries
         if settings.host_base_path and settings.container_base_path:
             roots.append(settings.host_base_path)
         found.extend(f"file://{r.rstrip('/') or '/'}" for r in roots)
