@@ -92,17 +92,29 @@ def count_staged_bytes(scheme: str, direction: str, size: int) -> None:
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-class MetricsMiddleware:
-    """Observes each HTTP request's time to first byte under its route template.
+_API_CHILDREN: dict[tuple[str, str, int], Any] = {}
+
+
+def observe_api_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Record one API request under its route template.
 
     Labelled children are looked up once per (method, route, status) and kept: `labels()` takes a
     lock and builds a key on every call, which is most of the cost on a fast route. Methods outside
     HTTP's usual set count as OTHER, so no client can grow the number of series.
     """
+    method = method if method in HTTP_METHODS else "OTHER"
+    key = (method, route, status)
+    child = _API_CHILDREN.get(key)
+    if child is None:
+        child = _API_CHILDREN[key] = API_LATENCY.labels(method, route, str(status))
+    child.observe(seconds)
+
+
+class MetricsMiddleware:
+    """Observes each HTTP request's time to first byte under its route template."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._children: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,18 +127,11 @@ class MetricsMiddleware:
             nonlocal observed
             if message["type"] == "http.response.start" and not observed:
                 observed = True
-                self._child(scope, message["status"]).observe(time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                observe_api_request(scope["method"], route_template(scope), message["status"], elapsed)
             await send(message)
 
         await self.app(scope, receive, timed_send)
-
-    def _child(self, scope: Scope, status: int) -> Any:
-        method = scope["method"] if scope["method"] in HTTP_METHODS else "OTHER"
-        key = (method, route_template(scope), status)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = API_LATENCY.labels(method, key[1], str(status))
-        return child
 
 
 def route_template(scope: Scope) -> str:

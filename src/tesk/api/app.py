@@ -190,9 +190,9 @@ def create_app(
     _add_health(app)
     _add_swagger(app)
     _add_error_handlers(app)
-    app.add_middleware(TaskReadFastLane, prefixes=TES_PREFIXES)
     _add_users_tools(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(TaskReadFastLane, prefixes=TES_PREFIXES)  # added last: the outermost
     return app
 
 
