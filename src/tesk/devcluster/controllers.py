@@ -25,6 +25,7 @@ import asyncio
 import copy
 import logging
 import secrets
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -90,7 +91,52 @@ class EventRecorder:
             pass  # like a real event recorder, drop what cannot be written (e.g. a namespace being deleted)
 
 
-class Controllers:
+class StoreLoop(ABC):
+    """A background loop that wakes on store changes and at least every `resync` seconds.
+
+    The shape the controllers and the kubelet share: subscribe `_changed` to the store, run `_run`
+    on the event loop, and on `stop` unsubscribe and cancel. `_changed` decides which changes wake
+    the loop; `_run` awaits `_next_pass()` before each pass.
+    """
+
+    store: Store
+    resync: float
+
+    def _init_loop(self) -> None:
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def _start_loop(self) -> None:
+        self._unsubscribe = self.store.subscribe(self._changed)
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _stop_loop(self) -> None:
+        if self._unsubscribe:
+            self._unsubscribe()
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _next_pass(self) -> None:
+        """Wait for a wake-up (or the resync period), then clear it for the pass about to run."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=self.resync)
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    @abstractmethod
+    def _changed(self, event: WatchEvent) -> None: ...
+
+    @abstractmethod
+    async def _run(self) -> None: ...
+
+
+class Controllers(StoreLoop):
     """Runs every controller pass on the server's event loop."""
 
     def __init__(
@@ -111,28 +157,18 @@ class Controllers:
         self.resync = resync
         self.on_pvc_bound = on_pvc_bound
         self.on_pvc_deleted = on_pvc_deleted
-        self._wake = asyncio.Event()
+        self._init_loop()
         self._last_failure: dict[str, float] = {}
         self._suspended_pods: set[str] = set()  # pods deleted because their Job was suspended
         self._next_event_expiry = now()
-        self._task: asyncio.Task[None] | None = None
-        self._unsubscribe: Callable[[], None] | None = None
 
     def start(self) -> None:
         """Subscribe to changes and start the control loop."""
-        self._unsubscribe = self.store.subscribe(self._changed)
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._start_loop()
 
     async def stop(self) -> None:
         """Stop the control loop."""
-        if self._unsubscribe:
-            self._unsubscribe()
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self._stop_loop()
 
     def _changed(self, event: WatchEvent) -> None:
         if event.plural != "events":
@@ -142,11 +178,7 @@ class Controllers:
 
     async def _run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.resync)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            await self._next_pass()
             await asyncio.sleep(0.01)  # let a burst of writes land before one pass handles them all
             self.reconcile()
 

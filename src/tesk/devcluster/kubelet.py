@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tesk.devcluster.controllers import EventRecorder
+from tesk.devcluster.controllers import EventRecorder, StoreLoop
 from tesk.devcluster.resources import BY_PLURAL
 from tesk.devcluster.runtime import ContainerResult, ContainerRun, Handle, HostRuntime, Mount, Runtime
 from tesk.devcluster.store import Store, WatchEvent, timestamp
@@ -267,8 +267,10 @@ class KubeletConfig:
     downward_api_delay: float = 0.0
 
 
-class Kubelet:
+class Kubelet(StoreLoop):
     """Scheduler + kubelet for the single node."""
+
+    resync = 1.0
 
     def __init__(self, store: Store, events: EventRecorder, config: KubeletConfig, podman: Runtime | None,
                  host: HostRuntime, tokens: dict[str, str]) -> None:
@@ -279,9 +281,7 @@ class Kubelet:
         self.host = host
         self.tokens = tokens
         self.workers: dict[str, PodWorker] = {}
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._unsubscribe: Callable[[], None] | None = None
+        self._init_loop()
         self._unschedulable: dict[str, str] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -289,19 +289,11 @@ class Kubelet:
     def start(self) -> None:
         """Register the node and start scheduling and running pods."""
         self.store.create(BY_PLURAL["nodes"], "", self.config.node.node_object())
-        self._unsubscribe = self.store.subscribe(self._changed)
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._start_loop()
 
     async def stop(self) -> None:
         """Stop every pod (grace 0) and the loop."""
-        if self._unsubscribe:
-            self._unsubscribe()
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self._stop_loop()
         await asyncio.gather(*(w.terminate(0) for w in self.workers.values()), return_exceptions=True)
         await asyncio.gather(*(w.task for w in self.workers.values() if w.task), return_exceptions=True)
 
@@ -327,11 +319,7 @@ class Kubelet:
 
     async def _run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            await self._next_pass()
             try:
                 self._schedule()
                 self._start_workers()
