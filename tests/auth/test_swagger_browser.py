@@ -8,7 +8,6 @@ call is a 401.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,22 +17,14 @@ import pytest
 from tesk.auth.settings import AuthSettings
 from tests.auth.conftest import OidcProvider
 from tests.auth.test_elixir_api import AuthApi, start_api
+from tests.browser import launch_chromium
 
 pytestmark = [pytest.mark.oidc, pytest.mark.browser]
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not shutil.which(CHROMIUM):
-        pytest.skip("chromium is not installed (.ci/setup.d/40-chromium.sh installs it)")
-    with sync_api.sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield instance
-        instance.close()
+    yield from launch_chromium()
 
 
 @pytest.fixture
