@@ -3,7 +3,9 @@
 `gs://bucket/key` and `az://container/key`. Credentials and endpoints come from obstore's standard
 environment: GOOGLE_APPLICATION_CREDENTIALS / GOOGLE_SERVICE_ACCOUNT* (or the metadata server on
 GCP), and AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY, a SAS token, a service principal
-or AZURE_STORAGE_USE_EMULATOR (Azurite). Downloads stream; uploads are multipart in 16 MiB parts.
+or AZURE_STORAGE_USE_EMULATOR (Azurite). TESK_FILER_GS_ENDPOINT / TESK_FILER_AZ_ENDPOINT point a
+scheme at another server (private endpoint, emulator). Downloads stream; uploads are multipart in
+16 MiB parts.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from tesk.filer.settings import FilerSettings
 from tesk.models import FileType
 
 if TYPE_CHECKING:
-    from obstore.store import ClientConfig, RetryConfig
+    from obstore.store import AzureConfig, ClientConfig, GCSConfig, RetryConfig
 
 _PART = 16 * 1024 * 1024
 _URL_IN_TEXT = re.compile(r"https?://[^\s\"')]+")
@@ -53,9 +55,14 @@ class ObjectStoreScheme:
             "timeout": timedelta(seconds=max(self.settings.timeout, self.settings.transfer_timeout)),
         }
         retry: RetryConfig = {"max_retries": 0}
+        endpoint = self.settings.gs_endpoint if scheme == "gs" else self.settings.az_endpoint
+        if endpoint:
+            options["allow_http"] = endpoint.lower().startswith("http://")
         if scheme == "gs":
-            return GCSStore(bucket, client_options=options, retry_config=retry)
-        return AzureStore(bucket, client_options=options, retry_config=retry)
+            gs_config: GCSConfig = {"base_url": endpoint} if endpoint else {}
+            return GCSStore(bucket, config=gs_config, client_options=options, retry_config=retry)
+        az_config: AzureConfig = {"endpoint": endpoint} if endpoint else {}
+        return AzureStore(bucket, config=az_config, client_options=options, retry_config=retry)
 
     def _store(self, url: str) -> tuple[Any, str]:
         scheme, bucket, key = self.parse(url)

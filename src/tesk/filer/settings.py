@@ -83,6 +83,16 @@ class FilerSettings(BaseSettings):
     s3_endpoints: list[S3Endpoint] = Field(
         default_factory=list, description="The same list as JSON in the environment (added to the file's)."
     )
+    gs_endpoint: str | None = Field(
+        None,
+        description="Base URL of the GCS API instead of Google's, e.g. a private endpoint or an emulator "
+        "(fake-gcs-server). An http:// URL is allowed because the operator named it.",
+    )
+    az_endpoint: str | None = Field(
+        None,
+        description="Blob service URL instead of https://<account>.blob.core.windows.net, e.g. Azurite's "
+        "http://127.0.0.1:10000/devstoreaccount1. An http:// URL is allowed because the operator named it.",
+    )
     http_put_hosts: str = Field(
         "",
         description="Comma-separated hosts (`host` or `host:port`, `*` for any) where outputs may be "
