@@ -187,14 +187,17 @@ async def test_az_file_and_folder_round_trip(
 
 
 @pytest.mark.usefixtures("az_env")
-async def test_az_wildcard_output(azurite: AzuritePeer, container: str, area: TaskArea) -> None:
+async def test_az_wildcard_output(
+    azurite: AzuritePeer, container: str, area: TaskArea, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TESK_FILER_AZ_ENDPOINT", azurite.endpoint)  # as an operator would set it
     for name in ("/work/a.vcf", "/work/b.vcf", "/work/c.txt"):
         area.host_path(name).parent.mkdir(parents=True, exist_ok=True)
         area.host_path(name).write_text(name)
     await stage_outputs(
         [Output(path="/work/*.vcf", path_prefix="/work", url=f"az://{container}/calls/")],
         area,
-        make_settings(az_endpoint=azurite.endpoint),
+        make_settings(),
         Log(),
     )
     assert await _az_keys(azurite, container) == ["calls/a.vcf", "calls/b.vcf"]
