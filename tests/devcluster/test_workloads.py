@@ -74,6 +74,8 @@ def test_follow_streams_a_running_containers_log_until_it_ends(k8s: Clients) -> 
     received = b"".join(stream.stream()).decode()
     assert received.endswith("tick-2\ntick-3\nlast words\n") and received.startswith("tick-")
     finished(k8s, "talk")
+    cut = k8s.core.read_namespaced_pod_log(pod.metadata.name, NS, follow=True, limit_bytes=9, _preload_content=False)
+    assert b"".join(cut.stream()) == b"tick-1\nti"  # limitBytes also cuts a followed stream
     terminated = k8s.core.read_namespaced_pod(pod.metadata.name, NS).status.container_statuses[0].state.terminated
     assert terminated.exit_code == 1 and terminated.message.endswith("tick-3\nlast words\n")
 

@@ -12,7 +12,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -451,16 +452,11 @@ class ApiServer:
             data = b"".join(lines)
             return Response(data[:limit] if limit is not None else data, media_type="text/plain")
 
-        async def stream() -> AsyncIterator[bytes]:
-            sent = 0
+        async def followed() -> AsyncGenerator[bytes, None]:
+            """The lines so far, then each new one as the container writes it, until the container stops."""
             seen = len(self.logs.read_log(pod, container, previous))
             for line in lines:
-                chunk = line if limit is None else line[: max(0, limit - sent)]
-                sent += len(chunk)
-                if chunk:
-                    yield chunk
-                if limit is not None and sent >= limit:
-                    return
+                yield line
             while True:
                 try:
                     current = self.store.get(BY_PATH[("", "v1", "pods")], namespace, name)
@@ -469,16 +465,23 @@ class ApiServer:
                 running = self.logs.is_running(current, container)
                 records = self.logs.read_log(current, container, False)
                 for line in select(records[seen:]):
+                    yield line
+                seen = len(records)
+                if not running:
+                    return
+                await asyncio.sleep(0.1)
+
+        async def stream() -> AsyncIterator[bytes]:
+            """`followed()`, cut at `limitBytes`."""
+            sent = 0
+            async with aclosing(followed()) as source:
+                async for line in source:
                     chunk = line if limit is None else line[: max(0, limit - sent)]
                     sent += len(chunk)
                     if chunk:
                         yield chunk
                     if limit is not None and sent >= limit:
                         return
-                seen = len(records)
-                if not running:
-                    return
-                await asyncio.sleep(0.1)
 
         return StreamingResponse(stream(), media_type="text/plain")
 
