@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
 TESK = str(Path(sys.executable).with_name("tesk"))
 
 

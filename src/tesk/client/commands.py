@@ -36,7 +36,6 @@ STATE_STYLES = {
     "COMPLETE": "green", "EXECUTOR_ERROR": "red", "SYSTEM_ERROR": "bold red",
     "CANCELING": "magenta", "CANCELED": "magenta", "PREEMPTED": "red", "UNKNOWN": "dim",
 }
-VIEWS = ("MINIMAL", "BASIC", "FULL")
 
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
 """Results; when piped, lines are never cut to a terminal's width."""

@@ -14,7 +14,6 @@ from typing import Any
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
-APPLY_PATCH = "application/apply-patch+yaml"
 
 # Lists merged by key in strategic merge patches (the `patchMergeKey` of the Kubernetes types we serve).
 MERGE_KEYS: dict[str, str] = {

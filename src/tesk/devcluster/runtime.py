@@ -70,8 +70,6 @@ class ContainerResult:
     exit_code: int
     reason: str  # Completed, Error, OOMKilled, StartError, CreateContainerError
     message: str = ""
-    started_at: str = ""
-    finished_at: str = ""
     container_id: str = ""
 
 

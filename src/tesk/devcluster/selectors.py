@@ -168,19 +168,6 @@ def matches_labels(requirements: list[Requirement], labels: Mapping[str, str] | 
     return all(r.matches(present) for r in requirements)
 
 
-def selector_from_label_selector_object(selector: Mapping[str, Any] | None) -> list[Requirement]:
-    """Turn a structured `LabelSelector` (matchLabels + matchExpressions) into requirements."""
-    if not selector:
-        return []
-    out = [Requirement(k, "=", (v,)) for k, v in (selector.get("matchLabels") or {}).items()]
-    operators = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
-    for expression in selector.get("matchExpressions") or []:
-        out.append(
-            Requirement(expression["key"], operators[expression["operator"]], tuple(expression.get("values") or ()))
-        )
-    return out
-
-
 FieldGetter = Callable[[Mapping[str, Any]], str | None]
 
 # Field selectors each resource supports; like the API server, anything else is a 400.
