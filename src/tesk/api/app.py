@@ -22,12 +22,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import tesk
 from tesk.api.access import Access
-from tesk.api.fastlane import TaskReadFastLane
+from tesk.api.fastlane import TaskReadFastLane, TesApp
 from tesk.api.routes import (
     CREATE_TASK_OPENAPI,
     GET_TASK_OPENAPI,
     create_task,
     error_response,
+    internal_error_response,
     json_response,
     router,
     validation_message,
@@ -162,7 +163,8 @@ def create_app(
             await store.close()
             await access.aclose()
 
-    app = FastAPI(
+    app = TesApp(
+        fast_lane=TaskReadFastLane(TES_PREFIXES),
         title="tesk: GA4GH Task Execution Service",
         version=tesk.__version__,
         description="TES 1.1 API (also under `/v1` for Funnel-style clients). Errors: "
@@ -197,7 +199,6 @@ def create_app(
     _add_error_handlers(app)
     _add_users_tools(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(TaskReadFastLane, prefixes=TES_PREFIXES)  # added last: the outermost
     return app
 
 
@@ -297,11 +298,5 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        response = json_response(
-            {"message": "Internal server error; the server log has the details.", "status_code": 500}, 500
-        )
-        # Starlette re-raises after this answer and uvicorn then drops the connection: say so, or a
-        # client reusing it gets "connection reset" on its next request.
-        response.headers["connection"] = "close"
-        return response
+        return internal_error_response()
 

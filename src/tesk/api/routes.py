@@ -53,6 +53,16 @@ def error_response(exc: ApiError) -> Response:
     return response
 
 
+def internal_error_response() -> Response:
+    """The 500 answer; the details go to the server log only."""
+    body = {"message": "Internal server error; the server log has the details.", "status_code": 500}
+    response = json_response(body, 500)
+    # After a 500, Starlette re-raises and uvicorn drops the connection: say so, or a client reusing
+    # it gets "connection reset" on its next request.
+    response.headers["connection"] = "close"
+    return response
+
+
 def _store(request: Request) -> TaskStore:
     store: TaskStore = request.app.state.store
     return store
@@ -206,7 +216,7 @@ async def get_task(request: Request) -> Response:
     """GetTask: one task, shaped by the view.
 
     The hottest route (clients poll it every few seconds per task): `tesk.api.fastlane` serves it
-    ahead of FastAPI's routing, and `GET_TASK_OPENAPI` describes it in the OpenAPI document.
+    ahead of FastAPI's middleware, and `GET_TASK_OPENAPI` describes it in the OpenAPI document.
     """
     query = request.scope["query_string"]
     parsed_view = parse_view(request.query_params.get("view", "MINIMAL")) if query else View.MINIMAL
