@@ -101,14 +101,11 @@ SUBSYSTEM_SETTINGS = (
 
 
 def settings_classes() -> list[type[BaseSettings]]:
-    """Every settings class of the server, for documentation (missing subsystems are skipped)."""
+    """Every settings class of the server, for documentation (imported only when asked for)."""
     found: list[type[BaseSettings]] = [Settings, ServiceInfoSettings]
     for ref in SUBSYSTEM_SETTINGS:
         module, _, name = ref.partition(":")
-        try:
-            found.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            continue
+        found.append(getattr(importlib.import_module(module), name))
     return found
 
 

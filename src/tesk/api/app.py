@@ -37,6 +37,8 @@ from tesk.auth.fastapi import AuthAccess, add_security, build_access
 from tesk.backends import Backend, load_backend
 from tesk.config import Settings
 from tesk.errors import ApiError
+from tesk.filer import supported_schemes
+from tesk.filer.settings import FilerSettings
 from tesk.models import TES_VERSION, CreateTaskResponse, ServiceInfo, Task, dump
 from tesk.store import TaskStore
 from tesk.store.sql import SqlTaskStore
@@ -65,16 +67,6 @@ def build_service_info(settings: Settings, backend: Backend, storage: list[str])
     values["storage"] = storage
     values["tesResources_backend_parameters"] = sorted(backend.backend_parameters)
     return dump(ServiceInfo.model_validate(values))
-
-
-def supported_storage(settings: Settings) -> list[str]:
-    """URL schemes the filer is configured to stage (none when the filer is not installed)."""
-    try:
-        from tesk.filer import supported_schemes
-        from tesk.filer.settings import FilerSettings
-    except ImportError:
-        return []
-    return list(supported_schemes(FilerSettings()))
 
 
 class BodyLimit:
@@ -178,7 +170,7 @@ def create_app(
     app.state.backend = backend
     app.state.access = access
     app.state.ready = False
-    app.state.service_info = build_service_info(settings, backend, supported_storage(settings))
+    app.state.service_info = build_service_info(settings, backend, list(supported_schemes(FilerSettings())))
 
     async def service_info_alias(request: Request) -> Response:
         return json_response(request.app.state.service_info)
