@@ -79,7 +79,7 @@ def test_multi_executor_task_with_inputs_and_outputs_completes(
         time.sleep(0.3)
 
 
-def test_outcomes_failures_missing_image_unschedulable_eviction(api: Api, cluster: Cluster) -> None:
+def test_outcomes_failures_missing_image_unschedulable(api: Api, cluster: Cluster) -> None:
     """Several tasks at once (the cluster runs them side by side), one outcome each."""
     failing = api.submit({"executors": [
         {"image": "alpine", "command": ["sh", "-c", "echo to-out; echo to-err >&2; exit 3"], "ignore_error": True},
@@ -89,8 +89,6 @@ def test_outcomes_failures_missing_image_unschedulable_eviction(api: Api, cluste
     ]})
     missing = api.submit({"executors": [{"image": "no-such-image:1", "command": ["true"]}]})
     too_big = api.submit({"executors": [{"image": "alpine", "command": ["true"]}], "resources": {"cpu_cores": 4096}})
-    evicted = api.submit({"executors": [{"image": "alpine", "command": ["sleep", "60"]},
-                                        {"image": "alpine", "command": ["echo", "never"]}]})
 
     task = api.wait(failing)
     assert task["state"] == "EXECUTOR_ERROR"
@@ -110,15 +108,34 @@ def test_outcomes_failures_missing_image_unschedulable_eviction(api: Api, cluste
     assert task["state"] == "SYSTEM_ERROR"
     assert "could not be scheduled" in " ".join(task["logs"][0]["system_logs"])
 
-    if cluster.devcluster is not None:
-        api.wait(evicted, {"RUNNING"})
-        kube = cluster.kube()
-        pods, _ = kube.list("Pod", f"tesk.io/task-id={evicted},tesk.io/executor=0")
-        cluster.devcluster.evict("default", pods[0]["metadata"]["name"], grace_period=0)
-        task = api.wait(evicted, timeout=60)
-        assert task["state"] == "PREEMPTED"
+
+
+def test_eviction_before_and_after_the_container_starts_is_preempted(api: Api, cluster: Cluster) -> None:
+    """An evicted executor ends its task PREEMPTED and is never re-run, whether the pod was still
+    Pending (it vanishes without ever showing phase Failed) or its container was running."""
+    devcluster = cluster.require_standin()
+    kube = cluster.kube()
+    two_steps = {"executors": [{"image": "alpine", "command": ["sleep", "60"]},
+                               {"image": "alpine", "command": ["echo", "never"]}]}
+    early, late = api.submit(two_steps), api.submit(two_steps)
+
+    def first_pod(task_id: str, phases: set[str]) -> str:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pods, _ = kube.list("Pod", f"tesk.io/task-id={task_id},tesk.io/executor=0")
+            if pods and (pods[0].get("status") or {}).get("phase", "Pending") in phases:
+                return str(pods[0]["metadata"]["name"])
+            time.sleep(0.05)
+        pytest.fail(f"task {task_id}: no executor pod in {phases} after 60 s")
+
+    devcluster.evict("default", first_pod(early, {"Pending"}), grace_period=0)
+    devcluster.evict("default", first_pod(late, {"Running"}), grace_period=0)
+    for task_id in (early, late):
+        task = api.wait(task_id, timeout=30)
+        assert task["state"] == "PREEMPTED", task["logs"][0]["system_logs"]
         assert "stopped by Kubernetes" in " ".join(task["logs"][0]["system_logs"])
-        assert len(kube.list("Pod", f"tesk.io/task-id={evicted},tesk.io/executor=0")[0]) <= 1  # never re-run
+        assert len(kube.list("Pod", f"tesk.io/task-id={task_id},tesk.io/executor=0")[0]) <= 1  # never re-run
+        assert len(task["logs"][0]["logs"]) == 0  # the evicted executor has no exit code to report
 
 
 def test_cancel_while_pending_and_while_running_wins_and_leaves_no_pod(api: Api, cluster: Cluster) -> None:

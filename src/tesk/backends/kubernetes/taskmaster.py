@@ -45,7 +45,9 @@ log = logging.getLogger("tesk.taskmaster")
 
 PUBLISH_INTERVAL = 5.0
 NO_POD_GRACE = 60.0
-"""A Job with no pod after this long is read once: its conditions say why (quota, admission, ...)."""
+"""A Job that never had a pod is read after this long: its conditions say why (quota, admission, ...)."""
+PODS_GONE_CHECK = 3.0
+"""How often a Job whose pods have all gone is read, until a new pod appears or the Job says why."""
 
 
 class PodWatch(threading.Thread):
@@ -254,10 +256,13 @@ class KubernetesRuntime:
         """Wait (on the pod watch) until the Job's pod ends for good; return that pod and its end.
 
         Raises TaskFailure for what no retry fixes: a pod that cannot start past its grace, or a
-        Job that vanished; aborts as PREEMPTED when Kubernetes evicted or preempted the pod.
+        Job that failed or vanished; aborts as PREEMPTED when Kubernetes evicted or preempted the pod.
+        A disrupted pod may vanish without ever showing phase Failed (evicted before it was bound or
+        started, or force-deleted), so its `DisruptionTarget` condition alone is enough, and a Job
+        whose pods are all gone is read again every few seconds rather than once after a minute.
         """
-        created = time.monotonic()
-        checked_job = False
+        next_job_check = time.monotonic() + NO_POD_GRACE
+        had_pods = False
         while True:
             pods = self.watch.of_job(job)
             failed = []
@@ -266,11 +271,10 @@ class KubernetesRuntime:
                 term = terminated(pod, container)
                 if phase == "Succeeded" and term:
                     return pod, term
+                reason = disrupted(pod)
+                if reason:
+                    await self._preempted(what, reason)
                 if phase == "Failed":
-                    reason = disrupted(pod)
-                    if reason:
-                        self.abort(State.PREEMPTED, f"{what} was stopped by Kubernetes ({reason})")
-                        await asyncio.Event().wait()  # the abort cancels us
                     if term is None:
                         status = pod.get("status") or {}
                         raise TaskFailure(f"{what}: pod {pod['metadata']['name']} failed before its container ran "
@@ -282,15 +286,32 @@ class KubernetesRuntime:
                     raise TaskFailure(f"{what} could not start: {blocker}")
             if len(failed) > backoff_limit:
                 return failed[-1]
-            if not pods and not checked_job and time.monotonic() - created > NO_POD_GRACE:
-                checked_job = True
-                current = await self._call(self.kube.get, "Job", job)
-                if current is None:
-                    raise TaskFailure(f"{what}: its Job {job} was deleted by someone else")
-                for cond in (current.get("status") or {}).get("conditions") or []:
-                    if cond.get("type") in ("Failed", "FailureTarget") and cond.get("status") == "True":
-                        raise TaskFailure(f"{what}: Job {job} failed: {cond.get('reason')}: {cond.get('message')}")
+            if pods:
+                had_pods = True
+            elif had_pods:
+                had_pods = False
+                next_job_check = min(next_job_check, time.monotonic() + PODS_GONE_CHECK)
+            if not pods and time.monotonic() >= next_job_check:
+                next_job_check = time.monotonic() + PODS_GONE_CHECK
+                await self._check_job(job, what)
             await self.watch.changes(timeout=1.0)
+
+    async def _preempted(self, what: str, reason: str) -> None:
+        """End the task as PREEMPTED; returns only through the cancel that the abort sends."""
+        self.abort(State.PREEMPTED, f"{what} was stopped by Kubernetes ({reason})")
+        await asyncio.Event().wait()
+
+    async def _check_job(self, job: str, what: str) -> None:
+        """Read a Job that has no pod: raise (or abort) if it has failed or is gone, else return."""
+        current = await self._call(self.kube.get, "Job", job)
+        if current is None:
+            raise TaskFailure(f"{what}: its Job {job} was deleted by someone else")
+        for cond in (current.get("status") or {}).get("conditions") or []:
+            if cond.get("type") in ("Failed", "FailureTarget") and cond.get("status") == "True":
+                message = f"{cond.get('reason')}: {cond.get('message')}"
+                if cond.get("reason") == "PodFailurePolicy" and "DisruptionTarget" in str(cond.get("message")):
+                    await self._preempted(what, message)
+                raise TaskFailure(f"{what}: Job {job} failed: {message}")
 
     async def release(self, task: Task, final_state: State) -> None:
         """Child Jobs first (their pods hold the PVC), then the PVC; the rest goes with the Job's TTL."""
