@@ -44,7 +44,7 @@ def list_tasks_status(page: Any) -> str:
         operation.get_by_role("button", name="Try it out").click()
     operation.get_by_role("button", name="Execute").click()
     status = operation.locator(".live-responses-table .response .response-col_status").first
-    status.wait_for(timeout=15_000)
+    status.wait_for(timeout=30_000)
     text: str = status.inner_text().split()[0]
     operation.get_by_role("button", name="Clear").click()
     return text
@@ -56,7 +56,7 @@ def test_authorize_button_logs_in_and_try_it_out_sends_the_token(browser: Any, s
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(f"{swagger_api.url}/")
-    page.locator("#operations-TES-ListTasks").wait_for(timeout=15_000)
+    page.locator("#operations-TES-ListTasks").wait_for(timeout=30_000)
     assert list_tasks_status(page) == "401"
 
     page.locator(".auth-wrapper .authorize").click()
@@ -64,7 +64,12 @@ def test_authorize_button_logs_in_and_try_it_out_sends_the_token(browser: Any, s
     assert oidc.locator("input[data-name=clientId]").input_value() == "tesk-swagger"
     with page.expect_popup() as popup:
         oidc.locator("button.authorize").click()
-    popup.value.wait_for_event("close", timeout=15_000)
+    login = popup.value
+    try:  # the provider signs the test user in and the redirect page closes the popup
+        login.wait_for_event("close", timeout=45_000)
+    except Exception:  # noqa: BLE001 (playwright's TimeoutError: say what the popup shows)
+        shown = "" if login.is_closed() else f"{login.url}: {login.locator('body').inner_text()[:500]}"
+        pytest.fail(f"the login popup did not close; it shows {shown!r}")
     oidc.locator("button", has_text="Logout").wait_for(timeout=15_000)
     page.locator(".auth-btn-wrapper .btn-done").first.click()
 

@@ -163,10 +163,11 @@ def _no_pods_left(cluster: Cluster, task_id: str, role: str | None = "taskmaster
     while True:
         kube = cluster.kube()
         items, _ = kube.list("Pod", selector)
-        running = [p["metadata"]["name"] for p in items if p.get("status", {}).get("phase") in ("Pending", "Running")]
+        running = [(p["metadata"]["name"], p["metadata"].get("deletionTimestamp"), p["metadata"].get("ownerReferences"))
+                   for p in items if p.get("status", {}).get("phase") in ("Pending", "Running")]
         if not running:
             return
-        assert time.monotonic() < deadline, f"pods still running after cancel: {running}"
+        assert time.monotonic() < deadline, f"pods still running after cancel (name, deleted at, owners): {running}"
         time.sleep(0.3)
 
 

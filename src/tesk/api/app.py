@@ -156,7 +156,7 @@ def create_app(
             await access.aclose()
 
     app = TesApp(
-        fast_lane=TaskReadFastLane(TES_PREFIXES),
+        fast_lane=TaskReadFastLane(TES_PREFIXES, store, access),
         title="tesk: GA4GH Task Execution Service",
         version=tesk.__version__,
         description="TES 1.1 API (also under `/v1` for Funnel-style clients). Errors: "

@@ -27,7 +27,7 @@ from fastapi import APIRouter, FastAPI, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Message, Receive, Scope, Send
 
-from tesk.api.routes import _access, _visible_task
+from tesk.api.routes import _access, _store, visible_task
 from tesk.logs import task_context
 from tesk.metrics import EVENT_STREAMS
 from tesk.models import State
@@ -223,7 +223,7 @@ async def task_events(request: Request, id: str) -> EventStream:
     hub = _hub(request)
     listener = hub.listen(id)  # before reading the state, so no change can fall between the two
     try:
-        stored = await _visible_task(request, id)
+        _, stored = await visible_task(_store(request), _access(request), request, id)
     except BaseException:
         hub.unlisten(listener)
         raise

@@ -1,10 +1,13 @@
-"""GET /tasks/{id} answered before the application's middleware stack: the request clients repeat most.
+"""GetTask, answered before the application's middleware stack: the request clients repeat most.
 
 Workflow engines poll every task every few seconds, so this one request decides how many tasks a
 server can follow. Measured on this machine, FastAPI's layers around a route (error, telemetry and
 body-limit middleware, the exit stack, the route table) cost more than the work of the request
-itself. `TesApp` therefore hands this request straight to the same `get_task` endpoint, records it in
-the API latency metric, and answers errors exactly as the application's handlers do.
+itself, and so did Starlette's Request, query and Response objects. `TesApp` therefore hands this
+request to `TaskReadFastLane`, which reads the task with the store and access objects it was built
+with, writes the ASGI messages itself, records the request in the API latency metric, and answers
+errors exactly as the application's handlers do. `tesk.api.routes.GET_TASK_OPENAPI` describes it in
+the OpenAPI document, since no FastAPI route does.
 """
 
 from __future__ import annotations
@@ -12,24 +15,43 @@ from __future__ import annotations
 import logging
 import re
 import time
+from json.encoder import encode_basestring
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from tesk.api.routes import error_response, get_task, internal_error_response
+from tesk.api.access import Access
+from tesk.api.routes import error_response, internal_error_response, json_bytes, parse_view, visible_task
 from tesk.errors import ApiError
 from tesk.metrics import observe_api_request
+from tesk.models import View, render_task
+from tesk.store import TaskStore
 
 log = logging.getLogger("tesk.api")
 
+_VIEW_OF_QUERY = {b"": View.MINIMAL} | {f"view={v.value}".encode(): v for v in View}
+"""The query strings clients send, parsed once; anything else goes through the full parser."""
+
+_JSON_HEADERS = (b"content-type", b"application/json")
+
+
+def _view(query_string: bytes) -> View:
+    view = _VIEW_OF_QUERY.get(query_string)
+    if view is not None:
+        return view
+    values = [v for k, v in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True) if k == "view"]
+    return parse_view(values[-1]) if values else View.MINIMAL
+
 
 class TaskReadFastLane:
-    def __init__(self, prefixes: tuple[str, ...]) -> None:
+    def __init__(self, prefixes: tuple[str, ...], store: TaskStore, access: Access) -> None:
         alternatives = "|".join(re.escape(p) for p in prefixes)
         # `/v1/tasks/service-info` is py-tes 0.4's service-info, not a task: it goes on to the router.
         self.pattern = re.compile(rf"(?P<prefix>{alternatives})/tasks/(?P<id>(?!service-info$)[^/]+)")
+        self.store, self.access = store, access
 
     def match(self, scope: Scope) -> re.Match[str] | None:
         """The path's match when this is a GetTask request, else None."""
@@ -40,19 +62,33 @@ class TaskReadFastLane:
     async def serve(self, app: FastAPI, match: re.Match[str], scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         scope["app"] = app
-        scope["endpoint"] = get_task
-        scope["path_params"] = {"id": match["id"]}
-        response: Response
+        status = 200
         try:
-            response = await get_task(Request(scope, receive))
-        except ApiError as exc:
-            response = error_response(exc)
-        except Exception:  # the client must get an answer, as from the app's own handler
-            log.exception("unhandled error on GET %s", scope["path"])
-            response = internal_error_response()
-        route = match["prefix"] + "/tasks/{id}"
-        observe_api_request("GET", route, response.status_code, time.perf_counter() - started)
-        await response(scope, receive, send)
+            body = await self._task_json(match["id"], scope, receive)
+        except Exception as exc:  # the client must get an answer, as from the app's own handlers
+            response: Response
+            if isinstance(exc, ApiError):
+                response = error_response(exc)
+            else:
+                log.exception("unhandled error on GET %s", scope["path"])
+                response = internal_error_response()
+            observe_api_request("GET", match["prefix"] + "/tasks/{id}", response.status_code,
+                                time.perf_counter() - started)
+            await response(scope, receive, send)
+            return
+        observe_api_request("GET", match["prefix"] + "/tasks/{id}", status, time.perf_counter() - started)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [_JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _task_json(self, task_id: str, scope: Scope, receive: Receive) -> bytes:
+        """GetTask's answer: the task shaped by the view; ApiError for 400/401/403/404/503."""
+        view = _view(scope["query_string"])
+        _, stored = await visible_task(self.store, self.access, Request(scope, receive), task_id)
+        if view is View.MINIMAL:
+            # Both values are safe to splice: the id is JSON-escaped, a state name is plain letters.
+            return f'{{"id":{encode_basestring(stored.id)},"state":"{stored.state.value}"}}'.encode()
+        return json_bytes(render_task(stored.task, view))
 
 
 class TesApp(FastAPI):

@@ -38,12 +38,13 @@ log = logging.getLogger("tesk.api")
 router = APIRouter()
 
 
+def json_bytes(body: Any) -> bytes:
+    """Compact UTF-8 JSON, the encoding of every answer of this API."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def json_response(body: Any, status_code: int = 200) -> Response:
-    return Response(
-        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
-        status_code=status_code,
-        media_type="application/json",
-    )
+    return Response(json_bytes(body), status_code=status_code, media_type="application/json")
 
 
 def error_response(exc: ApiError) -> Response:
@@ -212,20 +213,6 @@ CREATE_TASK_OPENAPI: dict[str, Any] = {
 }
 
 
-async def get_task(request: Request) -> Response:
-    """GetTask: one task, shaped by the view.
-
-    The hottest route (clients poll it every few seconds per task): `tesk.api.fastlane` serves it
-    ahead of FastAPI's middleware, and `GET_TASK_OPENAPI` describes it in the OpenAPI document.
-    """
-    query = request.scope["query_string"]
-    parsed_view = parse_view(request.query_params.get("view", "MINIMAL")) if query else View.MINIMAL
-    stored = await _visible_task(request, request.path_params["id"])
-    if parsed_view is View.MINIMAL:
-        return json_response({"id": stored.id, "state": stored.state.value})
-    return json_response(render_task(stored.task, parsed_view))
-
-
 GET_TASK_OPENAPI: dict[str, Any] = {
     "summary": "GetTask",
     "operationId": "GetTask",
@@ -250,8 +237,7 @@ async def cancel_task(request: Request, id: str) -> Response:
 
     A task that already finished is left as it is and the answer is still `{}`.
     """
-    stored = await _visible_task(request, id)
-    caller: Caller = request.state.caller
+    caller, stored = await visible_task(_store(request), _access(request), request, id)
     if stored.state.is_terminal:
         return json_response({})
     changed = await _store(request).update(id, state=State.CANCELING, only_from=ACTIVE_STATES)
@@ -261,20 +247,19 @@ async def cancel_task(request: Request, id: str) -> Response:
     return json_response({})
 
 
-async def _visible_task(request: Request, task_id: str) -> StoredTask:
-    """The task, if it exists (404) and the caller may see it (403 naming the missing group, as TESK).
+async def visible_task(store: TaskStore, access: Access, request: Request, task_id: str) -> tuple[Caller, StoredTask]:
+    """The caller and the task, if it exists (404) and the caller may see it (403 naming the missing
+    group, as TESK).
 
     Task ids carry 80 random bits, so a 403 tells nobody anything they could have guessed.
     """
-    access = _access(request)
     caller = await access.caller(request)
-    request.state.caller = caller
     # No task id holds a NUL, and PostgreSQL refuses to compare one (it answered 500).
-    stored = None if "\x00" in task_id else await _store(request).get(task_id)
+    stored = None if "\x00" in task_id else await store.get(task_id)
     if stored is None:
         raise task_not_found(task_id)
     access.check_access(caller, task_id, stored.owner, stored.team)
-    return stored
+    return caller, stored
 
 
 def parse_view(value: str) -> View:

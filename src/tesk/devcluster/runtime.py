@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -201,7 +202,7 @@ class PodmanRuntime:
             process = await asyncio.create_subprocess_exec(
                 "podman", "start", "--attach", spec.name, cwd=tempfile.gettempdir(),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-            await started(_PodmanHandle(spec.name), container_id)
+            await started(_PodmanHandle(spec.name, process), container_id)
             assert process.stdout is not None and process.stderr is not None
             errors: list[bytes] = []
 
@@ -260,11 +261,27 @@ class PodmanRuntime:
 
 
 class _PodmanHandle:
-    def __init__(self, name: str) -> None:
-        self.name = name
+    """Stops a container whose `podman start --attach` is `process`.
+
+    `podman stop` on a container that `podman start` has not started yet does nothing, and the start
+    then goes ahead: a pod deleted at that moment would run on. So stop again until `podman start`
+    has ended (it ends with the container); the grace runs from the first stop.
+    """
+
+    def __init__(self, name: str, process: asyncio.subprocess.Process) -> None:
+        self.name, self.process = name, process
 
     async def stop(self, grace: float) -> None:
-        await _exec("podman", "stop", "--time", str(max(0, int(grace))), self.name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.process.returncode is None:
+            left = max(0, math.ceil(deadline - loop.time()))
+            await _exec("podman", "stop", "--time", str(left), self.name)
+            try:
+                async with asyncio.timeout(0.5):
+                    await asyncio.shield(self.process.wait())
+            except TimeoutError:
+                log.debug("container %s was not running yet when stopped: stopping it again", self.name)
 
 
 def host_binds() -> list[str]:
