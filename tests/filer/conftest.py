@@ -111,6 +111,14 @@ def _handler(peer: HttpPeer) -> type[http.server.BaseHTTPRequestHandler]:
                 self._send(302, b"", {"Location": urllib.parse.unquote(query)})
             elif path == "/redirect-loop":
                 self._send(302, b"", {"Location": "/redirect-loop"})
+            elif path == "/stall-body":  # half the body, a pause, then the rest
+                self.send_response(200)
+                self.send_header("Content-Length", str(2 * 1024 * 1024))
+                self.end_headers()
+                self.wfile.write(b"a" * 1024 * 1024)
+                self.wfile.flush()
+                time.sleep(peer.slow_seconds)
+                self.wfile.write(b"b" * 1024 * 1024)
             elif path == "/short":
                 self.send_response(200)
                 self.send_header("Content-Length", "1000")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import tesk.filer.http
 from tesk.filer import (
     FilerError,
     RefusedError,
@@ -22,13 +23,25 @@ from tesk.models import FileType, Input, Output
 from .conftest import HttpPeer, Log, make_settings
 
 
-async def test_download_is_byte_exact(http_peer: HttpPeer, area: TaskArea, log: Log) -> None:
+@pytest.mark.parametrize("splice", [True, False], ids=["splice", "read-write"])
+async def test_download_is_byte_exact(
+    http_peer: HttpPeer, area: TaskArea, log: Log, splice: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both body paths: splice(2) socket -> file on Linux, the portable read-and-write loop elsewhere."""
+    if splice and not hasattr(os, "splice"):
+        pytest.skip("splice(2) is Linux only")
+    spliced: list[int] = []
+    real = tesk.filer.http._splice_body
+    monkeypatch.setattr(tesk.filer.http, "_splice_body", lambda *a: spliced.append(1) or real(*a))
+    if not splice:
+        monkeypatch.setattr(tesk.filer.http, "_can_splice", lambda resp: False)
     payload = os.urandom(3 * 1024 * 1024 + 17)  # several blocks plus a ragged end
     http_peer.files["a.bin"] = payload
     await stage_inputs(
         [Input(path="/data/a.bin", url=f"{http_peer.url}/files/a.bin")], area, make_settings(), log
     )
     assert area.host_path("/data/a.bin").read_bytes() == payload
+    assert spliced == ([1] if splice else [])
     assert f"input /data/a.bin: {http_peer.url}/files/a.bin, 3.0 MiB" in log.text()
 
 
@@ -79,6 +92,17 @@ async def test_slow_server_times_out(http_peer: HttpPeer, area: TaskArea) -> Non
         TransientError, match=r"no answer or data from the server for 0.5 s \(TESK_FILER_TIMEOUT\)"
     ):
         await stage_inputs([Input(path="/data/x", url=f"{http_peer.url}/slow")], area, settings, Log())
+
+
+async def test_a_server_stalling_mid_body_times_out_or_is_waited_for(http_peer: HttpPeer, area: TaskArea) -> None:
+    """The per-read timeout holds in the middle of a body too (on Linux the body is spliced)."""
+    http_peer.slow_seconds = 1.5
+    with pytest.raises(TransientError, match=r"no answer or data from the server for 0.5 s"):
+        await stage_inputs([Input(path="/data/x", url=f"{http_peer.url}/stall-body")], area,
+                           make_settings(timeout=0.5, retries=0), Log())
+    await stage_inputs([Input(path="/data/y", url=f"{http_peer.url}/stall-body")], area,
+                       make_settings(timeout=5), Log())
+    assert area.host_path("/data/y").read_bytes() == b"a" * 1024 * 1024 + b"b" * 1024 * 1024
 
 
 async def test_transfer_timeout_is_not_retried(http_peer: HttpPeer, area: TaskArea) -> None:
@@ -198,6 +222,21 @@ async def test_cancel_stops_a_stalled_download_at_once(http_peer: HttpPeer, area
     await asyncio.sleep(1.7)  # the server answers now: the stopped transfer must not write it
     target = area.host_path("/data/s")
     assert not target.exists() or target.read_bytes() != b"late"
+
+
+async def test_cancel_stops_a_download_stalled_mid_body_at_once(http_peer: HttpPeer, area: TaskArea) -> None:
+    import asyncio
+    import time
+
+    http_peer.slow_seconds = 3
+    staging = asyncio.create_task(stage_inputs(
+        [Input(path="/data/s", url=f"{http_peer.url}/stall-body")], area, make_settings(timeout=30), Log()))
+    await asyncio.sleep(0.5)  # the first half has arrived; the server is pausing
+    start = time.monotonic()
+    staging.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await staging
+    assert time.monotonic() - start < 0.5
 
 
 def _self_signed(folder: Path) -> tuple[Path, Path]:
