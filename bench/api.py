@@ -127,7 +127,7 @@ def bench_pages(big: int) -> None:
             print(f"    {count:>7} tasks stored in {filled:.1f}s ({count / filled:.0f}/s through the store)")
         with tesk_server(Path(small_dir)) as small_url, tesk_server(Path(big_dir)) as big_url:
             urls = [small_url, big_url]
-            cases = {
+            cases: dict[str, dict[str, str | int]] = {
                 "first page": {"page_size": 256},
                 "state=COMPLETE": {"page_size": 256, "state": "COMPLETE"},
                 "tag run=bench": {"page_size": 256, "tag_key": "run", "tag_value": "bench"},

@@ -104,7 +104,7 @@ def test_huge_body_is_refused_before_reading(tmp_path) -> None:
         ({"tag_value": "v"}, "tag_value"),
     ],
 )
-def test_bad_list_parameters(api: Api, params: dict[str, object], hint: str) -> None:
+def test_bad_list_parameters(api: Api, params: dict[str, str | int], hint: str) -> None:
     create(api.tes)
     r = api.tes.get("/tasks", params=params)
     assert r.status_code == 400, r.text

@@ -7,7 +7,7 @@ import threading
 from tests.api.conftest import Api, create
 
 
-def ids(api: Api, **params: object) -> list[str]:
+def ids(api: Api, **params: str | list[str]) -> list[str]:
     r = api.tes.get("/tasks", params=params)
     assert r.status_code == 200, r.text
     return [t["id"] for t in r.json()["tasks"]]
@@ -63,7 +63,7 @@ def test_pages_cover_every_task_once(api: Api) -> None:
     token = None
     pages = 0
     while True:
-        params: dict[str, object] = {"page_size": 3}
+        params: dict[str, str | int] = {"page_size": 3}
         if token:
             params["page_token"] = token
         r = api.tes.get("/tasks", params=params).json()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import kubernetes
@@ -22,17 +22,20 @@ pytestmark = pytest.mark.devcluster
 NS = "default"
 
 
-def configmap(name: str, labels: dict[str, str] | None = None, **metadata: Any) -> dict[str, Any]:
+# The official client types request bodies as its model classes and every field of a response as
+# Optional; it accepts plain dicts, and the server fills what these tests read, so both are typed Any here.
+def configmap(name: str, labels: dict[str, str] | None = None, **metadata: Any) -> Any:
     return {"metadata": {"name": name, "labels": labels or {}, **metadata}, "data": {"k": name}}
 
 
 def error_body(exc: ApiException) -> dict[str, Any]:
+    assert exc.body is not None
     return json.loads(exc.body)
 
 
 def test_create_fills_server_metadata_and_generate_name(k8s: Clients) -> None:
-    first = k8s.core.create_namespaced_config_map(NS, configmap("", generateName="gen-"))
-    second = k8s.core.create_namespaced_config_map(NS, configmap("", generateName="gen-"))
+    first: Any = k8s.core.create_namespaced_config_map(NS, configmap("", generateName="gen-"))
+    second: Any = k8s.core.create_namespaced_config_map(NS, configmap("", generateName="gen-"))
     assert first.metadata.name.startswith("gen-") and len(first.metadata.name) == len("gen-") + 5
     assert first.metadata.name != second.metadata.name
     assert first.metadata.uid != second.metadata.uid
@@ -77,7 +80,7 @@ def test_label_selector_grammar(k8s: Clients, selector: str, expected: set[str])
     for name, labels in {"a1": {"app": "a", "tier": "web"}, "a2": {"app": "a"},
                          "b1": {"app": "b", "tier": "db", "example.org/role": "x"}, "none": {}}.items():
         k8s.core.create_namespaced_config_map(NS, configmap(name, labels))
-    found = k8s.core.list_namespaced_config_map(NS, label_selector=selector).items
+    found: list[Any] = k8s.core.list_namespaced_config_map(NS, label_selector=selector).items
     assert {c.metadata.name for c in found} == expected
 
 
@@ -92,15 +95,15 @@ def test_malformed_label_selector_is_400(k8s: Clients, selector: str) -> None:
 def test_field_selectors(k8s: Clients) -> None:
     for name in ("one", "two"):
         k8s.core.create_namespaced_config_map(NS, configmap(name))
-    names = k8s.core.list_namespaced_config_map(NS, field_selector="metadata.name=two").items
+    names: list[Any] = k8s.core.list_namespaced_config_map(NS, field_selector="metadata.name=two").items
     assert [c.metadata.name for c in names] == ["two"]
-    others = k8s.core.list_namespaced_config_map(NS, field_selector="metadata.name!=two").items
+    others: list[Any] = k8s.core.list_namespaced_config_map(NS, field_selector="metadata.name!=two").items
     assert [c.metadata.name for c in others] == ["one"]
-    pod = {"metadata": {"name": "big"}, "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {
+    pod: Any = {"metadata": {"name": "big"}, "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {
         "requests": {"cpu": "10000"}}}]}}
     k8s.core.create_namespaced_pod(NS, pod)
-    assert [p.metadata.name for p in k8s.core.list_namespaced_pod(NS, field_selector="status.phase=Pending").items] \
-        == ["big"]
+    pending: list[Any] = k8s.core.list_namespaced_pod(NS, field_selector="status.phase=Pending").items
+    assert [p.metadata.name for p in pending] == ["big"]
     assert k8s.core.list_namespaced_pod(NS, field_selector="status.phase=Running").items == []
     with pytest.raises(ApiException) as bad:
         k8s.core.list_namespaced_config_map(NS, field_selector="data.k=one")
@@ -110,10 +113,10 @@ def test_field_selectors(k8s: Clients) -> None:
 def test_limit_and_continue_pages_then_410_after_compaction(k8s: Clients, devcluster: DevCluster) -> None:
     for index in range(7):
         k8s.core.create_namespaced_config_map(NS, configmap(f"page-{index}"))
-    first = k8s.core.list_namespaced_config_map(NS, limit=3)
+    first: Any = k8s.core.list_namespaced_config_map(NS, limit=3)
     assert [c.metadata.name for c in first.items] == ["page-0", "page-1", "page-2"]
     assert first.metadata.remaining_item_count == 4
-    second = k8s.core.list_namespaced_config_map(NS, limit=3, _continue=first.metadata._continue)
+    second: Any = k8s.core.list_namespaced_config_map(NS, limit=3, _continue=first.metadata._continue)
     assert [c.metadata.name for c in second.items] == ["page-3", "page-4", "page-5"]
     k8s.core.create_namespaced_config_map(NS, configmap("page-9"))
     devcluster.compact()
@@ -123,7 +126,7 @@ def test_limit_and_continue_pages_then_410_after_compaction(k8s: Clients, devclu
 
 
 def test_watch_resumes_from_resource_version_and_reports_selector_transitions(k8s: Clients) -> None:
-    start = k8s.core.list_namespaced_config_map(NS).metadata.resource_version
+    start = list_version(k8s)
     k8s.core.create_namespaced_config_map(NS, configmap("w1", {"watched": "yes"}))
     k8s.core.create_namespaced_config_map(NS, configmap("w2", {"watched": "no"}))
     k8s.core.patch_namespaced_config_map("w1", NS, {"data": {"k": "changed"}})
@@ -137,17 +140,17 @@ def test_watch_resumes_from_resource_version_and_reports_selector_transitions(k8
 
 
 def test_watch_from_compacted_version_is_410_gone(k8s: Clients, devcluster: DevCluster) -> None:
-    old = k8s.core.create_namespaced_config_map(NS, configmap("old")).metadata.resource_version
+    old: Any = k8s.core.create_namespaced_config_map(NS, configmap("old"))
     k8s.core.create_namespaced_config_map(NS, configmap("newer"))
     devcluster.compact()
     with pytest.raises(ApiException) as gone:
-        list(kubernetes.watch.Watch().stream(k8s.core.list_namespaced_config_map, NS, resource_version=old,
+        list(kubernetes.watch.Watch().stream(k8s.core.list_namespaced_config_map, NS, resource_version=old.metadata.resource_version,
                                              timeout_seconds=1))
     assert gone.value.status == 410
 
 
 def test_watch_sends_bookmarks_and_ends_when_dropped(k8s: Clients, devcluster: DevCluster) -> None:
-    version = k8s.core.list_namespaced_config_map(NS).metadata.resource_version
+    version = list_version(k8s)
     events: list[str] = []
 
     def consume() -> None:
@@ -166,7 +169,7 @@ def test_watch_sends_bookmarks_and_ends_when_dropped(k8s: Clients, devcluster: D
 
 
 def test_injected_watch_faults_force_410_and_cut_streams(k8s: Clients, devcluster: DevCluster) -> None:
-    version = k8s.core.list_namespaced_config_map(NS).metadata.resource_version
+    version = list_version(k8s)
     devcluster.inject(verb="watch", resource="configmaps", status=410, times=1)
     with pytest.raises(ApiException) as forced:
         list(kubernetes.watch.Watch().stream(k8s.core.list_namespaced_config_map, NS, resource_version=version,
@@ -195,7 +198,7 @@ def test_server_side_printing_for_kubectl_lists_and_watches(k8s: Clients, devclu
 
 
 def test_replace_with_stale_resource_version_is_409_conflict(k8s: Clients) -> None:
-    created = k8s.core.create_namespaced_config_map(NS, configmap("cas"))
+    created: Any = k8s.core.create_namespaced_config_map(NS, configmap("cas"))
     created.data = {"k": "first"}
     k8s.core.replace_namespaced_config_map("cas", NS, created)
     created.data = {"k": "second"}
@@ -211,23 +214,23 @@ def test_replace_with_stale_resource_version_is_409_conflict(k8s: Clients) -> No
 
 
 def test_patch_flavours(k8s: Clients, devcluster: DevCluster) -> None:
-    pod = {"metadata": {"name": "p", "labels": {"a": "1", "b": "2"}}, "spec": {"nodeSelector": {"never": "x"},
+    pod: Any = {"metadata": {"name": "p", "labels": {"a": "1", "b": "2"}}, "spec": {"nodeSelector": {"never": "x"},
            "containers": [{"name": "one", "image": "busybox"}, {"name": "two", "image": "busybox"}]}}
     k8s.core.create_namespaced_pod(NS, pod)
     # Strategic merge (the official client's default for dicts): list items merge by name.
-    patched = k8s.core.patch_namespaced_pod("p", NS, {"metadata": {"labels": {"b": None, "c": "3"}}, "spec": {
+    patched: Any = k8s.core.patch_namespaced_pod("p", NS, {"metadata": {"labels": {"b": None, "c": "3"}}, "spec": {
         "containers": [{"name": "two", "image": "alpine"}]}})
     assert patched.metadata.labels == {"a": "1", "c": "3"}
     assert [(c.name, c.image) for c in patched.spec.containers] == [("one", "busybox"), ("two", "alpine")]
     # JSON merge patch replaces lists wholesale.
     url = f"{devcluster.url}/api/v1/namespaces/{NS}/configmaps/m"
     headers = {"Authorization": f"Bearer {devcluster.admin_token}"}
-    k8s.core.create_namespaced_config_map(NS, {"metadata": {"name": "m", "finalizers": ["a/x", "b/y"]}})
+    k8s.core.create_namespaced_config_map(NS, cast(Any, {"metadata": {"name": "m", "finalizers": ["a/x", "b/y"]}}))
     merged = httpx.patch(url, headers={**headers, "Content-Type": "application/merge-patch+json"},
                          content=json.dumps({"metadata": {"finalizers": ["c/z"]}}))
     assert merged.json()["metadata"]["finalizers"] == ["c/z"]
     # JSON patch, with a failing test op that leaves the object alone.
-    ops = [{"op": "test", "path": "/metadata/finalizers/0", "value": "nope"},
+    ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/finalizers/0", "value": "nope"},
            {"op": "add", "path": "/data", "value": {"x": "y"}}]
     failed = httpx.patch(url, headers={**headers, "Content-Type": "application/json-patch+json"},
                          content=json.dumps(ops))
@@ -241,47 +244,54 @@ def test_patch_flavours(k8s: Clients, devcluster: DevCluster) -> None:
 
 
 def test_status_subresource_is_separate_from_the_main_resource(k8s: Clients) -> None:
-    job = {"metadata": {"name": "st"}, "spec": {"suspend": True, "template": {"spec": {
+    job: Any = {"metadata": {"name": "st"}, "spec": {"suspend": True, "template": {"spec": {
         "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}
     k8s.batch.create_namespaced_job(NS, job)
     k8s.batch.patch_namespaced_job("st", NS, {"status": {"active": 7}, "metadata": {"labels": {"x": "y"}}})
-    assert k8s.batch.read_namespaced_job("st", NS).status.active in (None, 0)
+    before: Any = k8s.batch.read_namespaced_job("st", NS)
+    assert before.status.active in (None, 0)
     k8s.batch.patch_namespaced_job_status("st", NS, {"status": {"failed": 2}, "spec": {"parallelism": 5}})
-    after = k8s.batch.read_namespaced_job("st", NS)
+    after: Any = k8s.batch.read_namespaced_job("st", NS)
     assert after.status.failed == 2 and after.spec.parallelism == 1 and after.metadata.labels["x"] == "y"
 
 
 def test_validation_rejects_what_a_cluster_rejects(k8s: Clients) -> None:
     long_name = "j" * 64
-    template = {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}
+    template: Any = {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}
     with pytest.raises(ApiException) as too_long:
-        k8s.batch.create_namespaced_job(NS, {"metadata": {"name": long_name}, "spec": {"template": template}})
+        k8s.batch.create_namespaced_job(NS, cast(Any, {"metadata": {"name": long_name}, "spec": {"template": template}}))
     assert too_long.value.status == 422 and "no more than 63 characters" in error_body(too_long.value)["message"]
     with pytest.raises(ApiException) as bad_label:
         k8s.core.create_namespaced_config_map(NS, configmap("l", {"k": "not ok!"}))
     assert bad_label.value.status == 422
     with pytest.raises(ApiException) as always:
-        k8s.batch.create_namespaced_job(NS, {"metadata": {"name": "a"}, "spec": {"template": {"spec": {
-            "containers": [{"name": "c", "image": "busybox"}]}}}})
+        k8s.batch.create_namespaced_job(NS, cast(Any, {"metadata": {"name": "a"}, "spec": {"template": {"spec": {
+            "containers": [{"name": "c", "image": "busybox"}]}}}}))
     assert always.value.status == 422 and "restartPolicy" in error_body(always.value)["message"]
     with pytest.raises(ApiException) as escaping:
-        k8s.core.create_namespaced_pod(NS, {"metadata": {"name": "esc"}, "spec": {
+        k8s.core.create_namespaced_pod(NS, cast(Any, {"metadata": {"name": "esc"}, "spec": {
             "volumes": [{"name": "v", "configMap": {"name": "c", "items": [{"key": "k", "path": "../../x"}]}}],
-            "containers": [{"name": "c", "image": "busybox"}]}})
+            "containers": [{"name": "c", "image": "busybox"}]}}))
     assert escaping.value.status == 422 and "without '..'" in error_body(escaping.value)["message"]
-    k8s.batch.create_namespaced_job(NS, {"metadata": {"name": "imm"}, "spec": {"template": template}})
+    k8s.batch.create_namespaced_job(NS, cast(Any, {"metadata": {"name": "imm"}, "spec": {"template": template}}))
     with pytest.raises(ApiException) as immutable:
         k8s.batch.patch_namespaced_job("imm", NS, {"spec": {"template": {"spec": {"restartPolicy": "OnFailure"}}}})
     assert immutable.value.status == 422 and "immutable" in error_body(immutable.value)["message"]
 
 
-def owned(name: str, owner: Any, block: bool = False) -> dict[str, Any]:
+def owned(name: str, owner: Any, block: bool = False) -> Any:
     return configmap(name, ownerReferences=[{"apiVersion": "v1", "kind": "ConfigMap", "name": owner.metadata.name,
                                              "uid": owner.metadata.uid, "blockOwnerDeletion": block}])
 
 
 def names(k8s: Clients) -> set[str]:
-    return {c.metadata.name for c in k8s.core.list_namespaced_config_map(NS).items}
+    found: list[Any] = k8s.core.list_namespaced_config_map(NS).items
+    return {c.metadata.name for c in found}
+
+
+def list_version(k8s: Clients) -> str:
+    listed: Any = k8s.core.list_namespaced_config_map(NS)
+    return listed.metadata.resource_version
 
 
 def test_garbage_collection_background_and_orphan(k8s: Clients) -> None:
@@ -295,19 +305,20 @@ def test_garbage_collection_background_and_orphan(k8s: Clients) -> None:
     k8s.core.create_namespaced_config_map(NS, owned("kept", owner))
     k8s.core.delete_namespaced_config_map("owner2", NS, propagation_policy="Orphan")
     wait_for(lambda: "owner2" not in names(k8s), timeout=5, what="the orphaning owner to go")
-    assert k8s.core.read_namespaced_config_map("kept", NS).metadata.owner_references is None
+    kept: Any = k8s.core.read_namespaced_config_map("kept", NS)
+    assert kept.metadata.owner_references is None
 
 
 def test_garbage_collection_foreground_waits_for_blocking_dependents(k8s: Clients) -> None:
     owner = k8s.core.create_namespaced_config_map(NS, configmap("fg"))
-    k8s.core.create_namespaced_config_map(NS, {**owned("blocker", owner, block=True),
-                                               "metadata": {**owned("blocker", owner, True)["metadata"],
-                                                            "finalizers": ["example.org/hold"]}})
+    blocker_body: Any = {**owned("blocker", owner, block=True),
+                         "metadata": {**owned("blocker", owner, True)["metadata"], "finalizers": ["example.org/hold"]}}
+    k8s.core.create_namespaced_config_map(NS, blocker_body)
     k8s.core.delete_namespaced_config_map("fg", NS, propagation_policy="Foreground")
     time.sleep(1)
-    held = k8s.core.read_namespaced_config_map("fg", NS)
+    held: Any = k8s.core.read_namespaced_config_map("fg", NS)
     assert held.metadata.deletion_timestamp is not None and "foregroundDeletion" in held.metadata.finalizers
-    blocker = k8s.core.read_namespaced_config_map("blocker", NS)
+    blocker: Any = k8s.core.read_namespaced_config_map("blocker", NS)
     assert blocker.metadata.deletion_timestamp is not None
     k8s.core.patch_namespaced_config_map("blocker", NS, {"metadata": {"finalizers": None}})
     wait_for(lambda: not names(k8s) & {"fg", "blocker"}, timeout=5, what="foreground deletion to finish")
@@ -324,7 +335,8 @@ def test_faults_and_accounting(k8s: Clients, devcluster: DevCluster) -> None:
     fault = devcluster.inject(verb="create", resource="configmaps", status=429, retry_after=2, times=1)
     with pytest.raises(ApiException) as throttled:
         k8s.core.create_namespaced_config_map(NS, configmap("t"))
-    assert throttled.value.status == 429 and throttled.value.headers["Retry-After"] == "2"
+    headers = throttled.value.headers
+    assert throttled.value.status == 429 and headers is not None and headers["Retry-After"] == "2"
     k8s.core.create_namespaced_config_map(NS, configmap("t"))
     assert fault.hits == 1
     devcluster.inject(verb="get", resource="configmaps", name="t", status=500, times=None)
@@ -347,25 +359,28 @@ def test_faults_and_accounting(k8s: Clients, devcluster: DevCluster) -> None:
 
 
 def test_job_delete_without_policy_orphans_its_pods(k8s: Clients) -> None:
-    job = {"metadata": {"name": "orph"}, "spec": {"template": {"spec": {
+    job: Any = {"metadata": {"name": "orph"}, "spec": {"template": {"spec": {
         "restartPolicy": "Never", "nodeSelector": {"no": "node"}, "containers": [{"name": "c", "image": "busybox"}]}}}}
     k8s.batch.create_namespaced_job(NS, job)
-    pod = wait_for(lambda: k8s.core.list_namespaced_pod(NS, label_selector="job-name=orph").items, timeout=5,
+    pod: Any = wait_for(lambda: k8s.core.list_namespaced_pod(NS, label_selector="job-name=orph").items, timeout=5,
                    what="the Job's pod")[0]
     assert pod.metadata.owner_references[0].controller and pod.metadata.labels["batch.kubernetes.io/job-name"] == "orph"
     k8s.batch.delete_namespaced_job("orph", NS)
     wait_for(lambda: not k8s.batch.list_namespaced_job(NS).items, timeout=5, what="the Job to go")
-    survivor = k8s.core.read_namespaced_pod(pod.metadata.name, NS)
+    survivor: Any = k8s.core.read_namespaced_pod(pod.metadata.name, NS)
     assert survivor.metadata.owner_references is None
 
 
 def test_namespace_deletion_removes_its_contents(k8s: Clients) -> None:
-    k8s.core.create_namespace({"metadata": {"name": "scratch"}})
+    k8s.core.create_namespace(cast(Any, {"metadata": {"name": "scratch"}}))
     k8s.core.create_namespaced_config_map("scratch", configmap("inside"))
     k8s.core.delete_namespace("scratch")
     with pytest.raises(ApiException) as terminating:
         k8s.core.create_namespaced_config_map("scratch", configmap("late"))
     assert terminating.value.status in (403, 404)
-    wait_for(lambda: "scratch" not in {n.metadata.name for n in k8s.core.list_namespace().items}, timeout=5,
-             what="the namespace to go")
+    def namespaces() -> set[str]:
+        found: list[Any] = k8s.core.list_namespace().items
+        return {n.metadata.name for n in found}
+
+    wait_for(lambda: "scratch" not in namespaces(), timeout=5, what="the namespace to go")
     assert k8s.core.list_config_map_for_all_namespaces(field_selector="metadata.namespace=scratch").items == []

@@ -57,6 +57,7 @@ async def test_task_with_mixed_storage(
         },
         timeout=60,
     )
+    assert stored.task.logs is not None
     task_log = stored.task.logs[-1]
     assert stored.state is State.COMPLETE, task_log.system_logs
     joined = from_http + b"ftp folder file\n" + from_s3

@@ -298,7 +298,7 @@ def test_every_request_made_above_is_granted_by_the_deploy_roles(cluster: Cluste
     granted = {doc["metadata"]["name"]: {(r, v) for rule in doc["rules"] for r in rule["resources"]
                                          for v in rule["verbs"]}
                for doc in yaml.safe_load_all(rbac.read_text()) if doc and doc["kind"] == "Role"}
-    used = {"tesk-api": set(), "tesk-taskmaster": set()}
+    used: dict[str, set[tuple[str, str]]] = {"tesk-api": set(), "tesk-taskmaster": set()}
     for record in dev.faults.requests():
         if record.client == "admin":
             used["tesk-api"].add((record.resource, record.verb))

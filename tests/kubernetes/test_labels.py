@@ -36,7 +36,7 @@ def test_task_ids_fit_every_child_name() -> None:
 
 
 def test_bad_names_and_labels_are_reported() -> None:
-    obj = {"kind": "Job", "metadata": {"name": "Bad_Name", "labels": {"ok": "x" * 64, "bad key!": "v"}},
+    obj: dict[str, object] = {"kind": "Job", "metadata": {"name": "Bad_Name", "labels": {"ok": "x" * 64, "bad key!": "v"}},
            "spec": {"template": {"metadata": {"labels": {"a": "-x"}}}}}
     problems = lb.check_object_names(obj)
     assert len(problems) == 4, problems

@@ -38,7 +38,7 @@ def waiting(reason: str, message: str = "") -> dict[str, Any]:
                                    "state": {"waiting": {"reason": reason, "message": message}}}]}
 
 
-UNSCHEDULABLE = {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+UNSCHEDULABLE: dict[str, Any] = {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                                  "message": "0/3 nodes are available: 3 Insufficient memory.",
                                  "lastTransitionTime": ts(400)}]}
 RESULT_DONE = encode_result(State.COMPLETE, TaskLog(logs=[ExecutorLog(exit_code=0, stdout="hi\n")]))
@@ -98,5 +98,6 @@ def test_result_round_trip_and_trimming_keeps_the_ends_of_logs() -> None:
     assert sum(len(v) for v in data.values()) <= 900 * 1024
     state, decoded = decode_result(data) or (None, None)
     assert state is State.EXECUTOR_ERROR and decoded is not None
-    assert decoded.logs[0].stdout.endswith("END") and decoded.logs[0].stderr.endswith("FIN")
+    stdout, stderr = decoded.logs[0].stdout, decoded.logs[0].stderr
+    assert stdout is not None and stdout.endswith("END") and stderr is not None and stderr.endswith("FIN")
     assert decode_result({"state": "NOT_A_STATE"}) is None and decode_result(None) is None
