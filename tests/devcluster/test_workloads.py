@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kubernetes
 import pytest
@@ -24,7 +24,9 @@ pytestmark = [
 NS = "default"
 
 
-def job(name: str, script: str, **spec: Any) -> dict[str, Any]:
+# The official client types request bodies as its model classes and every field of a response as
+# Optional; it accepts plain dicts, and the server fills what these tests read, so both are typed Any here.
+def job(name: str, script: str, **spec: Any) -> Any:
     template_spec = {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
                      "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", script]}]}
     template_spec.update(spec.pop("pod", {}))
@@ -34,11 +36,19 @@ def job(name: str, script: str, **spec: Any) -> dict[str, Any]:
 def finished(k8s: Clients, name: str, timeout: float = 40) -> dict[str, Any]:
     """Wait for the terminal condition (Complete or Failed); return the conditions by type."""
     def probe() -> dict[str, Any] | None:
-        status = k8s.batch.read_namespaced_job(name, NS).status
+        status = job_status(k8s, name)
         conditions = {c.type: c for c in status.conditions or [] if c.status == "True"}
         return conditions if {"Complete", "Failed"} & set(conditions) else None
 
     return wait_for(probe, timeout=timeout, what=f"Job {name} to finish")
+
+
+def job_status(k8s: Clients, name: str) -> Any:
+    return k8s.batch.read_namespaced_job(name, NS).status
+
+
+def pod_status(k8s: Clients, name: str) -> Any:
+    return k8s.core.read_namespaced_pod(name, NS).status
 
 
 def pods_of(k8s: Clients, name: str) -> list[Any]:
@@ -49,7 +59,7 @@ def test_job_succeeds_and_logs_honour_tail_lines_and_limit_bytes(k8s: Clients) -
     k8s.batch.create_namespaced_job(NS, job("ok", "for i in 1 2 3 4 5; do echo line-$i; done; echo oops >&2"))
     conditions = finished(k8s, "ok")
     assert set(conditions) == {"SuccessCriteriaMet", "Complete"}
-    status = k8s.batch.read_namespaced_job("ok", NS).status
+    status = job_status(k8s, "ok")
     assert status.succeeded == 1 and status.active == 0 and status.completion_time >= status.start_time
     [pod] = pods_of(k8s, "ok")
     assert pod.status.phase == "Succeeded"
@@ -70,13 +80,15 @@ def test_follow_streams_a_running_containers_log_until_it_ends(k8s: Clients) -> 
                  "command": ["sh", "-c", script]}
     k8s.batch.create_namespaced_job(NS, job("talk", "", pod={"containers": [container]}, backoffLimit=0))
     pod = wait_for(lambda: [p for p in pods_of(k8s, "talk") if p.status.phase == "Running"], what="a running pod")[0]
-    stream = k8s.core.read_namespaced_pod_log(pod.metadata.name, NS, follow=True, _preload_content=False)
+    # With _preload_content=False the client returns the raw urllib3 response, not the str its stubs say.
+    stream: Any = k8s.core.read_namespaced_pod_log(pod.metadata.name, NS, follow=True, _preload_content=False)
     received = b"".join(stream.stream()).decode()
     assert received.endswith("tick-2\ntick-3\nlast words\n") and received.startswith("tick-")
     finished(k8s, "talk")
-    cut = k8s.core.read_namespaced_pod_log(pod.metadata.name, NS, follow=True, limit_bytes=9, _preload_content=False)
+    cut: Any = k8s.core.read_namespaced_pod_log(pod.metadata.name, NS, follow=True, limit_bytes=9,
+                                                _preload_content=False)
     assert b"".join(cut.stream()) == b"tick-1\nti"  # limitBytes also cuts a followed stream
-    terminated = k8s.core.read_namespaced_pod(pod.metadata.name, NS).status.container_statuses[0].state.terminated
+    terminated = pod_status(k8s, pod.metadata.name).container_statuses[0].state.terminated
     assert terminated.exit_code == 1 and terminated.message.endswith("tick-3\nlast words\n")
 
 
@@ -84,7 +96,7 @@ def test_job_fails_after_backoff_limit_with_the_1_31_condition_sequence(k8s: Cli
     k8s.batch.create_namespaced_job(NS, job("bad", "echo failing; exit 3", backoffLimit=1))
     conditions = finished(k8s, "bad")
     assert conditions["Failed"].reason == "BackoffLimitExceeded"
-    status = k8s.batch.read_namespaced_job("bad", NS).status
+    status = job_status(k8s, "bad")
     assert [c.type for c in status.conditions] == ["FailureTarget", "Failed"]
     assert status.failed == 2 and not status.succeeded and status.completion_time is None
     pods = pods_of(k8s, "bad")
@@ -99,7 +111,7 @@ def test_job_exceeding_its_deadline_fails_and_its_pod_is_stopped(k8s: Clients) -
     conditions = finished(k8s, "slow")
     assert conditions["Failed"].reason == "DeadlineExceeded"
     assert time.monotonic() - started < 20
-    status = k8s.batch.read_namespaced_job("slow", NS).status
+    status = job_status(k8s, "slow")
     assert [c.type for c in status.conditions] == ["FailureTarget", "Failed"]
     assert status.failed == 1 and status.active == 0 and status.terminating == 0
     # As on a cluster, the Job controller deleted the running pod, and Failed came only once it stopped.
@@ -110,12 +122,12 @@ def test_suspended_job_runs_nothing_until_resumed(k8s: Clients) -> None:
     k8s.batch.create_namespaced_job(NS, job("later", "echo resumed", suspend=True))
     time.sleep(1)
     assert pods_of(k8s, "later") == []
-    status = k8s.batch.read_namespaced_job("later", NS).status
+    status = job_status(k8s, "later")
     assert status.start_time is None
     assert [(c.type, c.status, c.reason) for c in status.conditions] == [("Suspended", "True", "JobSuspended")]
     k8s.batch.patch_namespaced_job("later", NS, {"spec": {"suspend": False}})
     assert "Complete" in finished(k8s, "later")
-    suspended = next(c for c in k8s.batch.read_namespaced_job("later", NS).status.conditions if c.type == "Suspended")
+    suspended = next(c for c in job_status(k8s, "later").conditions if c.type == "Suspended")
     assert (suspended.status, suspended.reason) == ("False", "JobResumed")
 
 
@@ -124,7 +136,7 @@ def test_suspending_a_running_job_deletes_its_active_pod(k8s: Clients) -> None:
     wait_for(lambda: any(p.status.phase == "Running" for p in pods_of(k8s, "pause")), what="a running pod")
     k8s.batch.patch_namespaced_job("pause", NS, {"spec": {"suspend": True}})
     wait_for(lambda: not pods_of(k8s, "pause"), timeout=20, what="the pod to be deleted")
-    status = k8s.batch.read_namespaced_job("pause", NS).status
+    status = job_status(k8s, "pause")
     assert status.active == 0 and not status.failed  # a pod stopped by suspension is not a failure
 
 
@@ -142,7 +154,7 @@ def test_pod_failure_policy_fail_job_and_ignore_disruption(k8s: Clients, devclus
                      what="the first pod to run")[0]
     devcluster.evict(NS, first.metadata.name, grace_period=0)
     assert "Complete" in finished(k8s, "evicted")
-    status = k8s.batch.read_namespaced_job("evicted", NS).status
+    status = job_status(k8s, "evicted")
     assert status.succeeded == 1 and not status.failed
 
 
@@ -162,13 +174,14 @@ def test_init_container_runs_first_and_shares_an_empty_dir(k8s: Clients) -> None
     assert k8s.core.read_namespaced_pod_log(created.metadata.name, NS, container="prepare") == ""
     with pytest.raises(ApiException) as ambiguous:
         k8s.core.read_namespaced_pod_log(created.metadata.name, NS)
-    assert ambiguous.value.status == 400 and "choose one of: [main second]" in ambiguous.value.body
+    body = ambiguous.value.body
+    assert ambiguous.value.status == 400 and body is not None and "choose one of: [main second]" in body
 
 
 def test_pvc_shared_by_two_sequential_jobs_with_sub_paths(k8s: Clients, devcluster: DevCluster) -> None:
-    k8s.core.create_namespaced_persistent_volume_claim(NS, {"metadata": {"name": "data"}, "spec": {
-        "accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}})
-    wait_for(lambda: k8s.core.read_namespaced_persistent_volume_claim("data", NS).status.phase == "Bound",
+    k8s.core.create_namespaced_persistent_volume_claim(NS, cast(Any, {"metadata": {"name": "data"}, "spec": {
+        "accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}}))
+    wait_for(lambda: cast(Any, k8s.core.read_namespaced_persistent_volume_claim("data", NS)).status.phase == "Bound",
              what="the claim to bind")
     volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
     writer = {"volumes": volumes, "containers": [{
@@ -207,38 +220,39 @@ def test_pvc_shared_by_two_sequential_jobs_with_sub_paths(k8s: Clients, devclust
 
 
 def test_missing_image_waits_in_image_pull_back_off(k8s: Clients) -> None:
-    pod = {"metadata": {"name": "noimage"}, "spec": {"restartPolicy": "Never", "containers": [
+    pod: Any = {"metadata": {"name": "noimage"}, "spec": {"restartPolicy": "Never", "containers": [
         {"name": "main", "image": "example.org/does/not:exist"}]}}
     k8s.core.create_namespaced_pod(NS, pod)
 
     def reason() -> str | None:
-        statuses = k8s.core.read_namespaced_pod("noimage", NS).status.container_statuses or []
+        statuses = pod_status(k8s, "noimage").container_statuses or []
         waiting = statuses[0].state.waiting if statuses else None
         return waiting.reason if waiting and waiting.reason == "ImagePullBackOff" else None
 
     wait_for(reason, timeout=15, what="ImagePullBackOff")
     events = k8s.core.list_namespaced_event(NS, field_selector="involvedObject.name=noimage").items
     assert "Failed" in {e.reason for e in events}
-    assert k8s.core.read_namespaced_pod("noimage", NS).status.phase == "Pending"
+    assert pod_status(k8s, "noimage").phase == "Pending"
 
 
 def test_pod_requesting_more_than_the_node_has_is_unschedulable(k8s: Clients) -> None:
-    pod = {"metadata": {"name": "huge"}, "spec": {"containers": [{"name": "main", "image": "busybox",
+    pod: Any = {"metadata": {"name": "huge"}, "spec": {"containers": [{"name": "main", "image": "busybox",
                                                                   "resources": {"requests": {"memory": "100Ti"}}}]}}
     k8s.core.create_namespaced_pod(NS, pod)
 
     def scheduled() -> Any:
-        return next((c for c in k8s.core.read_namespaced_pod("huge", NS).status.conditions or []
+        return next((c for c in pod_status(k8s, "huge").conditions or []
                      if c.type == "PodScheduled"), None)
 
     condition = wait_for(scheduled, timeout=5, what="the PodScheduled condition")
     assert (condition.status, condition.reason) == ("False", "Unschedulable")
     assert "Insufficient memory" in condition.message
-    assert k8s.core.read_namespaced_pod("huge", NS).spec.node_name is None
+    huge: Any = k8s.core.read_namespaced_pod("huge", NS)
+    assert huge.spec.node_name is None
 
 
 def test_downward_api_labels_follow_label_changes_inside_the_container(k8s: Clients) -> None:
-    pod = {"metadata": {"name": "watcher", "labels": {"task": "t1"}}, "spec": {
+    pod: Any = {"metadata": {"name": "watcher", "labels": {"task": "t1"}}, "spec": {
         "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
         "volumes": [{"name": "podinfo", "downwardAPI": {"items": [
             {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}],
@@ -247,9 +261,9 @@ def test_downward_api_labels_follow_label_changes_inside_the_container(k8s: Clie
                         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
                         "volumeMounts": [{"name": "podinfo", "mountPath": "/podinfo"}]}]}}
     k8s.core.create_namespaced_pod(NS, pod)
-    wait_for(lambda: k8s.core.read_namespaced_pod("watcher", NS).status.phase == "Running", what="a running pod")
+    wait_for(lambda: pod_status(k8s, "watcher").phase == "Running", what="a running pod")
     k8s.core.patch_namespaced_pod("watcher", NS, {"metadata": {"labels": {"cancel": "requested", "quote": "a_b"}}})
-    wait_for(lambda: k8s.core.read_namespaced_pod("watcher", NS).status.phase == "Succeeded", timeout=15,
+    wait_for(lambda: pod_status(k8s, "watcher").phase == "Succeeded", timeout=15,
              what="the container to see the new label")
     # The kubelet's format: sorted key="value" lines, Go-quoted, no newline after the last one.
     assert k8s.core.read_namespaced_pod_log("watcher", NS) == 'cancel="requested"\nquote="a_b"\ntask="t1"'
@@ -265,13 +279,13 @@ def test_memory_limit_gives_oom_killed(k8s: Clients) -> None:
 
 
 def test_deleting_a_pod_stops_its_container(k8s: Clients) -> None:
-    pod = {"metadata": {"name": "stopme"}, "spec": {"containers": [{"name": "main", "image": "busybox",
+    pod: Any = {"metadata": {"name": "stopme"}, "spec": {"containers": [{"name": "main", "image": "busybox",
                                                                     "command": ["sleep", "300"]}]}}
     k8s.core.create_namespaced_pod(NS, pod)
-    wait_for(lambda: k8s.core.read_namespaced_pod("stopme", NS).status.phase == "Running", what="a running pod")
+    wait_for(lambda: pod_status(k8s, "stopme").phase == "Running", what="a running pod")
     started = time.monotonic()
     k8s.core.delete_namespaced_pod("stopme", NS, grace_period_seconds=1)
-    terminating = k8s.core.read_namespaced_pod("stopme", NS)
+    terminating: Any = k8s.core.read_namespaced_pod("stopme", NS)
     assert terminating.metadata.deletion_timestamp is not None
 
     def gone() -> bool:
@@ -285,26 +299,26 @@ def test_deleting_a_pod_stops_its_container(k8s: Clients) -> None:
     assert time.monotonic() - started < 10
 
     # A second delete with a shorter grace period cuts the wait short, as on a cluster.
-    slow = {"metadata": {"name": "slowstop", "finalizers": ["example.org/hold"]}, "spec": {
+    slow: Any = {"metadata": {"name": "slowstop", "finalizers": ["example.org/hold"]}, "spec": {
         "terminationGracePeriodSeconds": 60, "containers": [{"name": "main", "image": "busybox",
                                                              "command": ["sleep", "300"]}]}}
     k8s.core.create_namespaced_pod(NS, slow)
-    wait_for(lambda: k8s.core.read_namespaced_pod("slowstop", NS).status.phase == "Running", what="a running pod")
+    wait_for(lambda: pod_status(k8s, "slowstop").phase == "Running", what="a running pod")
     k8s.core.delete_namespaced_pod("slowstop", NS)
     time.sleep(0.5)
     started = time.monotonic()
     k8s.core.delete_namespaced_pod("slowstop", NS, grace_period_seconds=0)
-    wait_for(lambda: k8s.core.read_namespaced_pod("slowstop", NS).status.phase == "Failed", timeout=15,
+    wait_for(lambda: pod_status(k8s, "slowstop").phase == "Failed", timeout=15,
              what="the container to be killed")
     assert time.monotonic() - started < 10
 
 
 def test_pod_active_deadline_is_enforced_by_the_kubelet(k8s: Clients) -> None:
-    pod = {"metadata": {"name": "bounded"}, "spec": {
+    pod: Any = {"metadata": {"name": "bounded"}, "spec": {
         "restartPolicy": "Never", "activeDeadlineSeconds": 1, "terminationGracePeriodSeconds": 1,
         "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "60"]}]}}
     k8s.core.create_namespaced_pod(NS, pod)
-    status = wait_for(lambda: (s := k8s.core.read_namespaced_pod("bounded", NS).status).phase == "Failed" and s,
+    status = wait_for(lambda: (s := pod_status(k8s, "bounded")).phase == "Failed" and s,
                       timeout=20, what="the pod to fail")
     assert status.reason == "DeadlineExceeded"
     assert status.container_statuses[0].state.terminated.exit_code == 137
@@ -324,12 +338,12 @@ def test_security_context_is_applied_and_run_as_non_root_is_enforced(k8s: Client
     assert lines[0] == "1000" and "2000" in lines[1].split() and lines[2] == "read-only"
     assert lines[-1].split()[2:4] == ["1000", "2000"]  # the file in the fsGroup volume has group 2000
 
-    root = {"metadata": {"name": "rooted"}, "spec": {"securityContext": {"runAsNonRoot": True}, "containers": [
+    root: Any = {"metadata": {"name": "rooted"}, "spec": {"securityContext": {"runAsNonRoot": True}, "containers": [
         {"name": "main", "image": "busybox", "command": ["true"]}]}}
     k8s.core.create_namespaced_pod(NS, root)
 
     def waiting() -> Any:
-        statuses = k8s.core.read_namespaced_pod("rooted", NS).status.container_statuses or []
+        statuses = pod_status(k8s, "rooted").container_statuses or []
         state = statuses[0].state.waiting if statuses else None
         return state if state and state.reason == "CreateContainerConfigError" else None
 
@@ -337,35 +351,36 @@ def test_security_context_is_applied_and_run_as_non_root_is_enforced(k8s: Client
 
 
 def test_on_failure_restarts_in_place_with_crash_loop_back_off_and_previous_logs(k8s: Clients) -> None:
-    pod = {"metadata": {"name": "crashy"}, "spec": {"restartPolicy": "OnFailure", "containers": [
+    pod: Any = {"metadata": {"name": "crashy"}, "spec": {"restartPolicy": "OnFailure", "containers": [
         {"name": "main", "image": "busybox", "command": ["sh", "-c", "echo attempt; exit 1"]}]}}
     k8s.core.create_namespaced_pod(NS, pod)
 
     def restarted() -> Any:
-        statuses = k8s.core.read_namespaced_pod("crashy", NS).status.container_statuses or []
+        statuses = pod_status(k8s, "crashy").container_statuses or []
         return statuses[0] if statuses and statuses[0].restart_count >= 2 else None
 
     status = wait_for(restarted, timeout=20, what="two restarts")
     assert status.last_state.terminated.exit_code == 1
-    assert k8s.core.read_namespaced_pod("crashy", NS).status.phase == "Running"
+    assert pod_status(k8s, "crashy").phase == "Running"
     assert k8s.core.read_namespaced_pod_log("crashy", NS, previous=True) == "attempt\n"
-    events = k8s.core.list_namespaced_event(NS, field_selector="involvedObject.name=crashy,reason=BackOff").items
+    events: list[Any] = k8s.core.list_namespaced_event(
+        NS, field_selector="involvedObject.name=crashy,reason=BackOff").items
     assert events and "Back-off restarting failed container main" in events[0].message
 
 
 def test_missing_command_is_a_start_error_and_a_missing_working_dir_is_created(k8s: Clients) -> None:
     for name, container in (("nocmd", {"command": ["no-such-command"]}),
                             ("newdir", {"command": ["pwd"], "workingDir": "/made/by/runtime"})):
-        k8s.core.create_namespaced_pod(NS, {"metadata": {"name": name}, "spec": {"restartPolicy": "Never", "containers": [
-            {"name": "main", "image": "busybox", **container}]}})
+        k8s.core.create_namespaced_pod(NS, cast(Any, {"metadata": {"name": name}, "spec": {
+            "restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox", **container}]}}))
     for name in ("nocmd", "newdir"):
-        wait_for(lambda name=name: k8s.core.read_namespaced_pod(name, NS).status.phase in ("Succeeded", "Failed"),
+        wait_for(lambda name=name: pod_status(k8s, name).phase in ("Succeeded", "Failed"),
                  what=f"pod {name} to finish")
-    failed = k8s.core.read_namespaced_pod("nocmd", NS).status
+    failed = pod_status(k8s, "nocmd")
     terminated = failed.container_statuses[0].state.terminated
     assert failed.phase == "Failed" and (terminated.reason, terminated.exit_code) == ("StartError", 128)
     assert "executable file not found" in terminated.message
-    assert k8s.core.read_namespaced_pod("newdir", NS).status.phase == "Succeeded"
+    assert pod_status(k8s, "newdir").phase == "Succeeded"
     assert k8s.core.read_namespaced_pod_log("newdir", NS) == "/made/by/runtime\n"
 
 
@@ -377,7 +392,7 @@ def test_ttl_after_finished_deletes_the_job_and_its_pods(k8s: Clients) -> None:
 
 
 def test_config_map_volume_and_env_value_from(k8s: Clients) -> None:
-    k8s.core.create_namespaced_config_map(NS, {"metadata": {"name": "settings"}, "data": {"greeting": "hello"}})
+    k8s.core.create_namespaced_config_map(NS, cast(Any, {"metadata": {"name": "settings"}, "data": {"greeting": "hello"}}))
     pod = {"volumes": [{"name": "cfg", "configMap": {"name": "settings"}}], "containers": [{
         "name": "main", "image": "busybox",
         "command": ["sh", "-c", "echo $(GREETING) $NS $(cat /cfg/greeting)"],
@@ -404,10 +419,10 @@ def test_host_image_pod_reaches_the_api_with_in_cluster_config(tmp_path: Any) ->
     with DevCluster(config) as cluster:
         api = kubernetes.config.new_client_from_config(str(cluster.write_kubeconfig(tmp_path / "kubeconfig")))
         core = kubernetes.client.CoreV1Api(api)
-        core.create_namespaced_pod(NS, {"metadata": {"name": "taskmaster"}, "spec": {
+        core.create_namespaced_pod(NS, cast(Any, {"metadata": {"name": "taskmaster"}, "spec": {
             "restartPolicy": "Never", "containers": [{"name": "main", "image": "localhost/tesk:1.0",
-                                                      "args": ["-c", script]}]}})
-        wait_for(lambda: core.read_namespaced_pod("taskmaster", NS).status.phase in ("Succeeded", "Failed"),
+                                                      "args": ["-c", script]}]}}))
+        wait_for(lambda: cast(Any, core.read_namespaced_pod("taskmaster", NS)).status.phase in ("Succeeded", "Failed"),
                  what="the host-process pod to finish")
         log = core.read_namespaced_pod_log("taskmaster", NS)
         assert log == "default ['taskmaster']\n", log
