@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import kubernetes
 import uvicorn
@@ -72,8 +73,9 @@ def bare_floor_ms() -> float:
 def job_seconds(batch: kubernetes.client.BatchV1Api, index: int) -> float:
     name = f"bench-{index}"
     started = time.perf_counter()
-    batch.create_namespaced_job("default", {"metadata": {"name": name}, "spec": {"template": {"spec": {
-        "restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox", "command": ["true"]}]}}}})
+    # The client accepts a plain dict where its stubs say V1Job.
+    batch.create_namespaced_job("default", cast(Any, {"metadata": {"name": name}, "spec": {"template": {"spec": {
+        "restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox", "command": ["true"]}]}}}}))
     for event in kubernetes.watch.Watch().stream(batch.list_namespaced_job, "default",
                                                  field_selector=f"metadata.name={name}", timeout_seconds=60):
         conditions = event["object"].status.conditions or []
@@ -92,7 +94,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, DevCluster(fast_config(state_dir=Path(tmp) / "state")) as cluster:
         api = kubernetes.config.new_client_from_config(str(cluster.write_kubeconfig(Path(tmp) / "kubeconfig")))
         core, batch = kubernetes.client.CoreV1Api(api), kubernetes.client.BatchV1Api(api)
-        core.create_namespaced_config_map("default", {"metadata": {"name": "bench"}, "data": {"k": "v"}})
+        core.create_namespaced_config_map("default", cast(Any, {"metadata": {"name": "bench"}, "data": {"k": "v"}}))
         standin = per_request_ms(core)
         floor = bare_floor_ms()
         print(f"GET configmap: stand-in {standin:.2f} ms/request, bare Starlette floor {floor:.2f} ms/request "

@@ -78,7 +78,8 @@ def main() -> None:
         try:
             rows = []
             for executors in (1, 3):
-                task = {"executors": [{"image": "alpine", "command": ["echo", str(i)]} for i in range(executors)]}
+                task: dict[str, object] = {
+                    "executors": [{"image": "alpine", "command": ["echo", str(i)]} for i in range(executors)]}
                 counts = lifecycle(dev, api, observer, task)
                 rows.append((f"lifecycle, E={executors}, no files", sum(counts.values()), f"<= {4 + 3 * executors}",
                              counts))

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import kubernetes
 import pytest
@@ -39,7 +40,9 @@ def test_kubectl_create_job_then_get_jobs_and_pods(devcluster: DevCluster) -> No
     assert created.stdout.strip() == "job.batch/hello created"
     core = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(str(config)))
     batch = kubernetes.client.BatchV1Api(core.api_client)
-    wait_for(lambda: batch.read_namespaced_job("hello", "default").status.succeeded, what="the Job to succeed")
+    # The client's stubs make every response field Optional; the server fills what is read here.
+    wait_for(lambda: cast(Any, batch.read_namespaced_job("hello", "default")).status.succeeded,
+             what="the Job to succeed")
     listing = kubectl(config, "get", "jobs,pods")
     assert listing.returncode == 0, listing.stderr
     lines = listing.stdout.split("\n")
@@ -78,11 +81,12 @@ def test_tesk_devcluster_command_serves_until_interrupted(tmp_path: Path) -> Non
     process = subprocess.Popen([TESK, "devcluster", "--kubeconfig", str(kubeconfig),
                                 "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert process.stdout is not None
+        assert process.stdout is not None and process.stderr is not None
         line = process.stdout.readline()
         assert line.startswith(f"devcluster ready: API http://127.0.0.1:{port} "), line + process.stderr.read()
         core = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(str(kubeconfig)))
-        assert "default" in {n.metadata.name for n in core.list_namespace().items}
+        namespaces: list[Any] = core.list_namespace().items
+        assert "default" in {n.metadata.name for n in namespaces}
         assert kubeconfig.stat().st_mode & 0o777 == 0o600
         command = typer.Typer()
         command.command()(devcluster)

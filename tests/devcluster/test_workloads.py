@@ -374,8 +374,10 @@ def test_missing_command_is_a_start_error_and_a_missing_working_dir_is_created(k
         k8s.core.create_namespaced_pod(NS, cast(Any, {"metadata": {"name": name}, "spec": {
             "restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox", **container}]}}))
     for name in ("nocmd", "newdir"):
-        wait_for(lambda name=name: pod_status(k8s, name).phase in ("Succeeded", "Failed"),
-                 what=f"pod {name} to finish")
+        def ended(name: str = name) -> bool:
+            return pod_status(k8s, name).phase in ("Succeeded", "Failed")
+
+        wait_for(ended, what=f"pod {name} to finish")
     failed = pod_status(k8s, "nocmd")
     terminated = failed.container_statuses[0].state.terminated
     assert failed.phase == "Failed" and (terminated.reason, terminated.exit_code) == ("StartError", 128)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from kubernetes import client, watch
 
@@ -35,7 +37,7 @@ def test_every_request_of_the_client_is_observed(cluster: Cluster) -> None:
     api_client = load_api_client(cluster.kubeconfig)
     count_requests(api_client, lambda verb, resource, code: seen.append((verb, resource, code)))
     core = client.CoreV1Api(api_client)
-    body = {"metadata": {"name": "accounting-probe"}, "data": {"a": "1"}}
+    body: Any = {"metadata": {"name": "accounting-probe"}, "data": {"a": "1"}}  # the client accepts a dict
     core.create_namespaced_config_map(cluster.namespace, body)
     core.read_namespaced_config_map("accounting-probe", cluster.namespace)
     core.list_namespaced_config_map(cluster.namespace, label_selector="nothing=here")
