@@ -212,7 +212,7 @@ class S3Peer:
     secret_key: str
     region: str = "us-east-1"
 
-    def endpoint_entry(self, bucket: str, **changes: Any) -> S3Endpoint:
+    def endpoint_entry(self, bucket: str | None, **changes: Any) -> S3Endpoint:
         values: dict[str, Any] = {
             "bucket": bucket,
             "endpoint_url": self.endpoint,
