@@ -6,6 +6,7 @@ test talks to anything outside this machine.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -244,22 +245,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def s3_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Peer]:
-    """moto_server in its own process, enforcing credentials (an IAM user made for the tests).
-
-    The first three requests are let through unauthenticated to create that user; every later
-    request must be signed with its key, so a wrong key really fails.
-    """
-    import boto3
-
+@contextlib.contextmanager
+def moto_server(log_dir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """moto_server in its own process on a free port of 127.0.0.1; yields its endpoint URL."""
     port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
     binary = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
-    logfile = tmp_path_factory.mktemp("moto") / "moto.log"
+    logfile = log_dir / "moto.log"
     with open(logfile, "wb") as out:
-        env = os.environ | {"INITIAL_NO_AUTH_ACTION_COUNT": "3"}
-        proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out, env=env)
+        proc = subprocess.Popen(
+            [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out, env=os.environ | (env or {})
+        )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -270,6 +265,22 @@ def s3_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Peer]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"moto_server did not start: {logfile.read_text()[-2000:]}") from None
                 time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def s3_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Peer]:
+    """moto_server in its own process, enforcing credentials (an IAM user made for the tests).
+
+    The first three requests are let through unauthenticated to create that user; every later
+    request must be signed with its key, so a wrong key really fails.
+    """
+    import boto3
+
+    with moto_server(tmp_path_factory.mktemp("moto"), {"INITIAL_NO_AUTH_ACTION_COUNT": "3"}) as endpoint:
         iam = boto3.client(
             "iam",
             endpoint_url=endpoint,
@@ -282,9 +293,6 @@ def s3_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Peer]:
         iam.put_user_policy(UserName="filer", PolicyName="all", PolicyDocument=json.dumps(policy))
         key = iam.create_access_key(UserName="filer")["AccessKey"]
         yield S3Peer(endpoint, key["AccessKeyId"], key["SecretAccessKey"])
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture
