@@ -345,3 +345,28 @@ async def test_basic_auth_from_url_and_netrc_never_follows_to_another_host(
     assert http_peer.auth["/redirect-to"] is not None
     assert http_peer.auth["/files/a.bin"] is None
     assert area.host_path("/data/c").read_bytes() == b"a"
+
+
+def test_a_file_system_without_splice_gets_the_body_by_read_and_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where splice(2) into the file is refused (EINVAL), the bytes already in the pipe are copied."""
+    import errno
+
+    from tesk.filer.http import _PipeToFile
+
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "splice", refuse, raising=False)
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, b"0123456789" * 100)
+        with open(tmp_path / "f", "wb", buffering=0) as out:
+            mover = _PipeToFile(read_end, out, "http://example.org/f")
+            mover.move(1000)
+        assert (tmp_path / "f").read_bytes() == b"0123456789" * 100
+        assert mover.splice is False
+    finally:
+        os.close(read_end)
+        os.close(write_end)

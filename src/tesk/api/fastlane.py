@@ -62,7 +62,6 @@ class TaskReadFastLane:
     async def serve(self, app: FastAPI, match: re.Match[str], scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         scope["app"] = app
-        status = 200
         try:
             body = await self._task_json(match["id"], scope, receive)
         except Exception as exc:  # the client must get an answer, as from the app's own handlers
@@ -76,8 +75,8 @@ class TaskReadFastLane:
                                 time.perf_counter() - started)
             await response(scope, receive, send)
             return
-        observe_api_request("GET", match["prefix"] + "/tasks/{id}", status, time.perf_counter() - started)
-        await send({"type": "http.response.start", "status": status,
+        observe_api_request("GET", match["prefix"] + "/tasks/{id}", 200, time.perf_counter() - started)
+        await send({"type": "http.response.start", "status": 200,
                     "headers": [_JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 

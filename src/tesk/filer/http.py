@@ -360,7 +360,7 @@ _SPLICE_F_MOVE = 1
 
 class _PipeToFile:
     """Empties the pipe into the file: splice(2), or read and write where the file system has no
-    splice support (the first EINVAL switches for good)."""
+    splice support (the first refusal switches for good)."""
 
     def __init__(self, pipe: int, out: BinaryIO, url: str) -> None:
         self.pipe, self.out, self.url = pipe, out, url
@@ -370,12 +370,15 @@ class _PipeToFile:
         while n > 0:
             if self.splice:
                 try:
-                    n -= os.splice(self.pipe, self.out.fileno(), n, flags=_SPLICE_F_MOVE)
-                    continue
+                    moved = os.splice(self.pipe, self.out.fileno(), n, flags=_SPLICE_F_MOVE)
                 except OSError as exc:
                     if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
                         raise _local_error(self.url, exc) from None
-                    self.splice = False
+                    moved = 0
+                if moved:
+                    n -= moved
+                    continue
+                self.splice = False
             data = os.read(self.pipe, n)
             _write(self.out, data, self.url)
             n -= len(data)
