@@ -49,6 +49,11 @@ def area(tmp_path: Path) -> TaskArea:
     return TaskArea(base)
 
 
+def files_below(folder: Path) -> dict[str, bytes]:
+    """Every file under a folder, by its path relative to it, with its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 def make_settings(**overrides: Any) -> FilerSettings:
     """Quick timeouts and retries so failure tests take a fraction of a second."""
     values: dict[str, Any] = {"timeout": 2.0, "retries": 2, "retry_backoff": 0.01}

@@ -34,10 +34,18 @@ import obstore
 import pytest
 from obstore.store import AzureStore
 
-from tesk.filer import FilerError, NotFoundError, StagingError, TaskArea, stage_inputs, stage_outputs
+from tesk.filer import (
+    FilerError,
+    FilerSettings,
+    NotFoundError,
+    StagingError,
+    TaskArea,
+    stage_inputs,
+    stage_outputs,
+)
 from tesk.models import FileType, Input, Output
 
-from .conftest import Log, make_settings, moto_server
+from .conftest import Log, files_below, make_settings, moto_server
 
 AZURITE_DIR = Path(__file__).parent / "azurite"
 # Port 0: Azurite prints the port it got. Silent: no access log to fill the unread pipe.
@@ -63,6 +71,20 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+async def _missing_object_and_empty_prefix(base: str, area: TaskArea, settings: FilerSettings) -> None:
+    """A missing object (type inferred, then given) and an empty prefix, each with its own message."""
+    with pytest.raises(NotFoundError, match=rf"^{base}/nope.txt: no object or prefix by that name"):
+        await stage_inputs([Input(path="/data/a", url=f"{base}/nope.txt")], area, settings, Log())
+    with pytest.raises(NotFoundError, match=rf"^{base}/nope.txt: not found; check the bucket"):
+        await stage_inputs(
+            [Input(path="/data/a", url=f"{base}/nope.txt", type=FileType.FILE)], area, settings, Log()
+        )
+    with pytest.raises(NotFoundError, match=rf"^{base}/empty/: no objects below this prefix"):
+        await stage_inputs(
+            [Input(path="/data/d", url=f"{base}/empty/", type=FileType.DIRECTORY)], area, settings, Log()
+        )
 
 
 # --- Azurite ------------------------------------------------------------------------------------
@@ -211,23 +233,7 @@ async def test_az_wildcard_output(
 
 @pytest.mark.usefixtures("az_env")
 async def test_az_missing_blob_and_empty_prefix(azurite: AzuritePeer, container: str, area: TaskArea) -> None:
-    settings = make_settings(az_endpoint=azurite.endpoint)
-    with pytest.raises(NotFoundError, match=rf"^az://{container}/nope.txt: no object or prefix by that name"):
-        await stage_inputs([Input(path="/data/a", url=f"az://{container}/nope.txt")], area, settings, Log())
-    with pytest.raises(NotFoundError, match=rf"^az://{container}/nope.txt: not found; check the bucket"):
-        await stage_inputs(
-            [Input(path="/data/a", url=f"az://{container}/nope.txt", type=FileType.FILE)],
-            area,
-            settings,
-            Log(),
-        )
-    with pytest.raises(NotFoundError, match=rf"^az://{container}/empty/: no objects below this prefix"):
-        await stage_inputs(
-            [Input(path="/data/d", url=f"az://{container}/empty/", type=FileType.DIRECTORY)],
-            area,
-            settings,
-            Log(),
-        )
+    await _missing_object_and_empty_prefix(f"az://{container}", area, make_settings(az_endpoint=azurite.endpoint))
 
 
 async def test_az_wrong_key_is_refused_without_the_key(
@@ -331,33 +337,12 @@ async def test_gs_file_and_prefix_inputs(fake_gcs: GcsPeer, gs_bucket: str, area
         log,
     )
     assert area.host_path("/data/a.bin").read_bytes() == payload
-    found = sorted(
-        p.relative_to(area.host_path("/data/ref")).as_posix()
-        for p in area.host_path("/data/ref").rglob("*")
-        if p.is_file()
-    )
-    assert found == ["deep/y.txt", "x.txt"]
+    assert sorted(files_below(area.host_path("/data/ref"))) == ["deep/y.txt", "x.txt"]
     assert "test-token" not in log.text()
 
 
 async def test_gs_missing_object_and_empty_prefix(fake_gcs: GcsPeer, gs_bucket: str, area: TaskArea) -> None:
-    settings = make_settings(gs_endpoint=fake_gcs.endpoint)
-    with pytest.raises(NotFoundError, match=rf"^gs://{gs_bucket}/nope.txt: no object or prefix by that name"):
-        await stage_inputs([Input(path="/data/a", url=f"gs://{gs_bucket}/nope.txt")], area, settings, Log())
-    with pytest.raises(NotFoundError, match=rf"^gs://{gs_bucket}/nope.txt: not found; check the bucket"):
-        await stage_inputs(
-            [Input(path="/data/a", url=f"gs://{gs_bucket}/nope.txt", type=FileType.FILE)],
-            area,
-            settings,
-            Log(),
-        )
-    with pytest.raises(NotFoundError, match=rf"^gs://{gs_bucket}/empty/: no objects below this prefix"):
-        await stage_inputs(
-            [Input(path="/data/d", url=f"gs://{gs_bucket}/empty/", type=FileType.DIRECTORY)],
-            area,
-            settings,
-            Log(),
-        )
+    await _missing_object_and_empty_prefix(f"gs://{gs_bucket}", area, make_settings(gs_endpoint=fake_gcs.endpoint))
 
 
 # --- GCS XML API (moto's S3 server) -----------------------------------------------------------
@@ -414,9 +399,7 @@ async def test_gs_outputs_file_folder_multipart_and_wildcard_round_trip(
     (tmp_path / "back").mkdir()
     back = TaskArea(tmp_path / "back")
     await stage_inputs([Input(path="/in/run", url=f"{base}/run")], back, settings, log)
-    got = {p.relative_to(back.host_path("/in/run")).as_posix(): p.read_bytes()
-           for p in back.host_path("/in/run").rglob("*") if p.is_file()}
-    assert got == {"big.bin": big, "calls/a.vcf": b"a", "calls/b.vcf": b"b", "dir/one.txt": b"one",
+    assert files_below(back.host_path("/in/run")) == {"big.bin": big, "calls/a.vcf": b"a", "calls/b.vcf": b"b", "dir/one.txt": b"one",
                    "dir/sub/two.txt": b"two"}
     assert "test-token" not in log.text()
 

@@ -11,7 +11,7 @@ import pytest
 from tesk.filer import FilerError, NotFoundError, StagingError, TaskArea, stage_inputs, stage_outputs
 from tesk.models import FileType, Input, Output
 
-from .conftest import Log, S3Peer, make_settings
+from .conftest import Log, S3Peer, files_below, make_settings
 
 
 def _put(peer: S3Peer, bucket: str, key: str, body: bytes) -> None:
@@ -36,12 +36,7 @@ async def test_file_and_prefix_inputs(s3_peer: S3Peer, bucket: str, area: TaskAr
         log,
     )
     assert area.host_path("/data/a.bin").read_bytes() == payload
-    found = sorted(
-        p.relative_to(area.host_path("/data/ref")).as_posix()
-        for p in area.host_path("/data/ref").rglob("*")
-        if p.is_file()
-    )
-    assert found == ["deep/y.txt", "x.txt"]
+    assert sorted(files_below(area.host_path("/data/ref"))) == ["deep/y.txt", "x.txt"]
     assert s3_peer.secret_key not in log.text()
 
 
