@@ -62,6 +62,7 @@ class TaskReadFastLane:
     async def serve(self, app: FastAPI, match: re.Match[str], scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         scope["app"] = app
+        route = match["prefix"] + "/tasks/{id}"
         try:
             body = await self._task_json(match["id"], scope, receive)
         except Exception as exc:  # the client must get an answer, as from the app's own handlers
@@ -71,11 +72,10 @@ class TaskReadFastLane:
             else:
                 log.exception("unhandled error on GET %s", scope["path"])
                 response = internal_error_response()
-            observe_api_request("GET", match["prefix"] + "/tasks/{id}", response.status_code,
-                                time.perf_counter() - started)
+            observe_api_request("GET", route, response.status_code, time.perf_counter() - started)
             await response(scope, receive, send)
             return
-        observe_api_request("GET", match["prefix"] + "/tasks/{id}", 200, time.perf_counter() - started)
+        observe_api_request("GET", route, 200, time.perf_counter() - started)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [_JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
