@@ -120,8 +120,30 @@ class AuthSettings(BaseSettings):
         description="How long a checked token (JWT, userinfo or introspection answer) is remembered, never "
         "past its `exp`; 0 checks every request anew.",
     )
+    refusal_cache_seconds: float = Field(
+        60,
+        ge=0,
+        alias="TESK_OIDC_REFUSAL_CACHE_SECONDS",
+        description="How long a token the provider refused is remembered (by its SHA-256), so repeating "
+        "it does not reach the provider again; 0 asks every time.",
+    )
     http_timeout_seconds: float = Field(
         5, alias="TESK_OIDC_HTTP_TIMEOUT_SECONDS", description="Timeout of each call to the provider."
+    )
+    max_token_bytes: int = Field(
+        8192,
+        gt=0,
+        alias="TESK_OIDC_MAX_TOKEN_BYTES",
+        description="Longest bearer token accepted; longer ones get 401 before anything else is done "
+        "(8 KiB is also what common proxies let through in one header).",
+    )
+    max_concurrent_calls: int = Field(
+        8,
+        gt=0,
+        alias="TESK_OIDC_MAX_CONCURRENT_CALLS",
+        description="Calls to the provider (userinfo, introspection, discovery, JWKS) in flight at once; a "
+        "token check that finds no free slot within the HTTP timeout gets 503, so a flood of unknown "
+        "tokens cannot be relayed to the provider at any rate.",
     )
     model: Literal["elixir", "owner"] = Field(
         "elixir",

@@ -6,6 +6,12 @@ per interval, which covers key rotation without letting forged kids hammer the p
 tokens go to RFC 7662 introspection or userinfo, with the answer cached for a short TTL. When the
 provider cannot be reached, tokens that need it are refused with 503: an unverifiable token never
 passes. Tokens are never logged; cache keys are their SHA-256.
+
+Anyone can send a token, so nothing a caller sends may reach the provider unbounded: tokens longer
+than `TESK_OIDC_MAX_TOKEN_BYTES` are refused before any work, a refused token is remembered (by its
+hash) and not asked about again, requests carrying the same unknown token share one provider call,
+and at most `TESK_OIDC_MAX_CONCURRENT_CALLS` calls are in flight (a check that waits longer than the
+HTTP timeout for a slot gets 503).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ log = logging.getLogger(__name__)
 
 _BEARER = re.compile(r"^\s*bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$", re.IGNORECASE)
 _CACHE_ENTRIES = 10_000
+_NUMERIC_DATES = ("exp", "nbf", "iat")
+"""RFC 7519 NumericDate claims: JSON numbers. PyJWT would take `"exp": "9999999999"` (it calls int())."""
 
 
 _Cached = dict[str, Any] | str | Principal
@@ -54,9 +62,9 @@ class _TokenCache:
             return None
         return entry[1]
 
-    def put(self, key: str, value: _Cached, exp: Any = None) -> None:
-        """Remember `value` until the TTL or the token's `exp`, whichever comes first."""
-        lifetime = self._ttl
+    def put(self, key: str, value: _Cached, exp: Any = None, ttl: float | None = None) -> None:
+        """Remember `value` until the TTL (the cache's, or `ttl`) or the token's `exp`, whichever comes first."""
+        lifetime = self._ttl if ttl is None else ttl
         if isinstance(exp, int | float):
             lifetime = min(lifetime, exp - time.time())
         if lifetime <= 0:
@@ -67,12 +75,20 @@ class _TokenCache:
             self._entries.popitem(last=False)
 
 
-def bearer_token(headers: Mapping[str, str]) -> str:
-    """The token of an `Authorization: Bearer` header, or a 401 that says what is wrong with it."""
+def bearer_token(headers: Mapping[str, str], max_bytes: int) -> str:
+    """The token of an `Authorization: Bearer` header, or a 401 that says what is wrong with it.
+
+    A token over `max_bytes` is refused before the header is even parsed.
+    """
     value = headers.get("authorization")
     if value is None:
         raise Unauthenticated(
             "This server requires authentication: send 'Authorization: Bearer <access token>'."
+        )
+    if len(value) > max_bytes + len("Bearer "):
+        raise Unauthenticated(
+            f"The Authorization header is {len(value)} characters long; this server accepts bearer tokens of "
+            f"at most {max_bytes} bytes (TESK_OIDC_MAX_TOKEN_BYTES)."
         )
     match = _BEARER.match(value)
     if match is None:
@@ -97,6 +113,17 @@ def _jwt_header(token: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return header if isinstance(header, dict) else None
+
+
+def _check_numeric_dates(claims: dict[str, Any]) -> None:
+    """Refuse `exp`, `nbf` or `iat` that are not JSON numbers, before PyJWT's int() would coerce them."""
+    for name in _NUMERIC_DATES:
+        value = claims.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise Unauthenticated(
+                f"The token's {name!r} claim is a {type(value).__name__}; RFC 7519 makes it a JSON number "
+                "(seconds since 1970): get a token from a conforming issuer."
+            )
 
 
 def claim_values(value: Any) -> list[str]:
@@ -131,6 +158,8 @@ class Authenticator:
         self._jwks_lock = asyncio.Lock()
         self._cache = _TokenCache(settings.token_cache_seconds)
         self._parsed_keys: dict[tuple[str | None, str], jwt.PyJWK] = {}
+        self._calls = asyncio.Semaphore(settings.max_concurrent_calls)
+        self._in_flight: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     async def aclose(self) -> None:
         """Close our connections; the next request (maybe in another event loop) starts afresh."""
@@ -139,6 +168,8 @@ class Authenticator:
             self._own_client = None
         self._metadata_lock = asyncio.Lock()
         self._jwks_lock = asyncio.Lock()
+        self._calls = asyncio.Semaphore(self.settings.max_concurrent_calls)
+        self._in_flight.clear()
 
     @property
     def _client(self) -> httpx.AsyncClient:
@@ -153,7 +184,7 @@ class Authenticator:
         """The caller of a request. With `noauth`, always the anonymous user; headers are ignored."""
         if self.settings.profile == "noauth":
             return ANONYMOUS
-        token = bearer_token(headers)
+        token = bearer_token(headers, self.settings.max_token_bytes)
         digest = hashlib.sha256(token.encode()).hexdigest()
         known = self._cache.get("p:" + digest)
         if isinstance(known, Principal):
@@ -204,9 +235,32 @@ class Authenticator:
             self._metadata, self._metadata_at = document, time.monotonic()
             return document
 
+    async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One request to the provider, within the cap on calls in flight.
+
+        Waiting for a slot is bounded by the HTTP timeout: past it the check fails with 503 rather than
+        queueing without end behind a provider that is slow or flooded.
+        """
+        try:
+            await asyncio.wait_for(self._calls.acquire(), self.settings.http_timeout_seconds)
+        except TimeoutError:
+            log.warning(
+                "%d calls to the OIDC provider are in flight (TESK_OIDC_MAX_CONCURRENT_CALLS); a token check "
+                "waited %.1f s for a slot and was refused with 503",
+                self.settings.max_concurrent_calls,
+                self.settings.http_timeout_seconds,
+            )
+            raise ProviderUnavailable(
+                "Too many token checks are waiting for the OIDC provider; retry later."
+            ) from None
+        try:
+            return await self._client.request(method, url, **kwargs)
+        finally:
+            self._calls.release()
+
     async def _get_json(self, url: str) -> dict[str, Any]:
         try:
-            response = await self._client.get(url, headers={"Accept": "application/json"})
+            response = await self._call("GET", url, headers={"Accept": "application/json"})
         except httpx.HTTPError as error:
             raise ProviderUnavailable(
                 f"Cannot reach the OIDC provider at {url} ({type(error).__name__}) to check the token; retry later."
@@ -288,10 +342,11 @@ class Authenticator:
         metadata = await self.metadata()
         audiences = self.settings.audiences
         try:
+            _check_numeric_dates(jwt.decode(token, options={"verify_signature": False}))
             key = self._parsed_keys.get((kid, alg))
             if key is None:
                 key = self._parsed_keys[(kid, alg)] = jwt.PyJWK(jwk, algorithm=alg)
-            return jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
                 algorithms=[alg],
@@ -318,6 +373,7 @@ class Authenticator:
             raise Unauthenticated(f"The token lacks the {error.claim!r} claim.") from error
         except jwt.PyJWTError as error:
             raise Unauthenticated(f"The token is invalid: {error}.") from error
+        return claims
 
     # --- opaque tokens: introspection or userinfo -----------------------------------------------
 
@@ -333,6 +389,21 @@ class Authenticator:
             raise Unauthenticated(cached)
         if isinstance(cached, dict):
             return cached
+        pending = self._in_flight.get(key)
+        if pending is None:
+            # Requests carrying the same unknown token share one provider call; it runs to its end even
+            # if the request that started it goes away, so its answer is cached for the others.
+            pending = self._in_flight[key] = asyncio.ensure_future(self._ask_provider(token, key))
+            pending.add_done_callback(lambda done: self._settled(key, done))
+        return await asyncio.shield(pending)
+
+    def _settled(self, key: str, done: asyncio.Future[dict[str, Any]]) -> None:
+        self._in_flight.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here, so a check nobody waits for any more is not reported as lost
+
+    async def _ask_provider(self, token: str, key: str) -> dict[str, Any]:
+        """An opaque token's claims from introspection or userinfo; a refusal is remembered."""
         introspection = None
         if self.settings.client_id:
             introspection = await self._endpoint(self.settings.introspection_uri, "introspection_endpoint")
@@ -348,7 +419,7 @@ class Authenticator:
                     )
                 claims = await self._userinfo(userinfo, token)
         except Unauthenticated as refused:
-            self._cache.put(key, refused.message)
+            self._cache.put(key, refused.message, ttl=self.settings.refusal_cache_seconds)
             raise
         self._cache.put(key, claims, claims.get("exp"))
         return claims
@@ -356,7 +427,8 @@ class Authenticator:
     async def _introspect(self, url: str, token: str) -> dict[str, Any]:
         secret = self.settings.client_secret.get_secret_value() if self.settings.client_secret else ""
         try:
-            response = await self._client.post(
+            response = await self._call(
+                "POST",
                 url,
                 data={"token": token, "token_type_hint": "access_token"},
                 auth=(self.settings.client_id or "", secret),
@@ -392,8 +464,8 @@ class Authenticator:
 
     async def _userinfo(self, url: str, token: str) -> dict[str, Any]:
         try:
-            response = await self._client.get(
-                url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            response = await self._call(
+                "GET", url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
             )
         except httpx.HTTPError as error:
             raise ProviderUnavailable(
