@@ -22,6 +22,8 @@ from pydantic import (
     Field,
     StrictBool,
     StrictStr,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
     field_serializer,
     field_validator,
     model_validator,
@@ -260,6 +262,12 @@ class TaskLog(_Model):
         return None if v is None else _utc(v)
 
 
+CLIENT_REQUEST = {"client_request": True}
+"""Validation context of a task a client sent (see `Task._server_set`)."""
+
+SERVER_SET_FIELDS = ("id", "state", "logs", "creation_time")
+
+
 class Task(_Model):
     """A task: what a client sends (id/state/logs/creation_time ignored) and what the server keeps."""
 
@@ -275,6 +283,18 @@ class Task(_Model):
     tags: StringMap | None = None
     logs: list[TaskLog] | None = None
     creation_time: datetime | None = None
+
+    @field_validator(*SERVER_SET_FIELDS, mode="wrap")
+    @classmethod
+    def _server_set(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        """In a client's task, fields only the server sets are ignored, whatever they hold.
+
+        pydantic-tes (Galaxy, Pulsar) sends them all as `null`, `"state": null` included; other
+        clients echo a task they read back. The server overwrites them at create time anyway.
+        """
+        if info.context is CLIENT_REQUEST:
+            return State.UNKNOWN if info.field_name == "state" else None
+        return handler(value)
 
     @field_validator("volumes")
     @classmethod
@@ -351,13 +371,15 @@ def render_task(task: Task, view: View) -> dict[str, Any]:
     if view is View.MINIMAL:
         return {"id": task.id, "state": task.state.value}
     body = dump(task)
-    for log in body.setdefault("logs", []):
+    # No `"logs": []` before a run attempt has started: a client reading logs[0] straight after
+    # create would find an empty list; an absent optional field is what the spec allows.
+    for log in body.get("logs", ()):
         log.setdefault("logs", [])
         log.setdefault("outputs", [])
     if view is View.BASIC:
         for item in body.get("inputs", []):
             item.pop("content", None)
-        for log in body["logs"]:
+        for log in body.get("logs", ()):
             log.pop("system_logs", None)
             for ex in log["logs"]:
                 ex.pop("stdout", None)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+
 import pytest
 
-from tesk.models import State
+from tesk.models import State, TaskLog
 from tests.api.conftest import Api, create, task_body
 
 FULL_TASK = {
@@ -67,9 +70,7 @@ def test_views_shape_a_task_as_the_spec_defines(api: Api) -> None:
 
 def test_basic_view_drops_logs_that_full_keeps(api: Api) -> None:
     """BASIC omits executor stdout/stderr and system_logs; FULL has them; arrays are always present."""
-    import asyncio
-
-    from tesk.models import ExecutorLog, TaskLog
+    from tesk.models import ExecutorLog
 
     task_id = create(api.tes)
     logs = [TaskLog(logs=[ExecutorLog(exit_code=3, stdout="out", stderr="err")], system_logs=["why"])]
@@ -105,7 +106,19 @@ def test_client_supplied_read_only_fields_are_ignored(api: Api) -> None:
     full = api.tes.get(f"/tasks/{task_id}", params={"view": "FULL"}).json()
     assert full["state"] == "QUEUED"
     assert not full["creation_time"].startswith("1999")
-    assert full["logs"] == []
+    assert "logs" not in full
+
+
+def test_logs_are_absent_until_a_run_attempt_starts(api: Api) -> None:
+    """A client reading logs[0] straight after create must not meet `"logs": []` (an optional field)."""
+    task_id = create(api.tes)
+    for view in ("BASIC", "FULL"):
+        assert "logs" not in api.tes.get(f"/tasks/{task_id}", params={"view": view}).json()
+        listed = api.tes.get("/tasks", params={"view": view}).json()["tasks"]
+        assert [t for t in listed if t["id"] == task_id and "logs" not in t], listed
+    asyncio.run(_update_in_new_loop(api, task_id, [TaskLog(start_time=datetime.now(UTC))]))
+    full = api.tes.get(f"/tasks/{task_id}", params={"view": "FULL"}).json()
+    assert len(full["logs"]) == 1 and full["logs"][0]["logs"] == [] and full["logs"][0]["outputs"] == []
 
 
 def test_unknown_fields_are_ignored_and_never_echoed(api: Api) -> None:
@@ -155,7 +168,19 @@ def test_v1_alias_and_legacy_service_info(api: Api) -> None:
     task_id = create(api.tes)
     assert api.http.get(f"/v1/tasks/{task_id}").json()["id"] == task_id
     assert api.http.get("/v1/service-info").json()["type"]["artifact"] == "tes"
-    assert api.http.get("/v1/tasks/service-info").json()["type"]["artifact"] == "tes"
+
+
+
+def test_tes_0_3_service_info_route_has_the_0_3_shape_only_there(api: Api) -> None:
+    """py-tes 0.4 (Snakemake, Toil, cwl-tes) reads `{url}/v1/tasks/service-info` and accepts only
+    TES 0.3's fields; every other service-info route keeps the 1.x body."""
+    current = api.tes.get("/service-info").json()
+    for prefix in ("/v1", "/ga4gh/tes/v1"):
+        legacy = api.http.get(f"{prefix}/tasks/service-info")
+        assert legacy.status_code == 200
+        assert legacy.json() == {"name": "tesk", "doc": current["description"], "storage": current["storage"]}
+    for route in ("/service-info", "/v1/service-info", "/ga4gh/tes/v1/service-info"):
+        assert api.http.get(route).json() == current
 
 
 def test_service_info_has_every_required_field(api: Api) -> None:

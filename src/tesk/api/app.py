@@ -69,6 +69,11 @@ def build_service_info(settings: Settings, backend: Backend, storage: list[str])
     return dump(ServiceInfo.model_validate(values))
 
 
+def legacy_service_info(info: dict[str, Any]) -> dict[str, Any]:
+    """service-info in TES 0.3's shape: py-tes 0.4 reads it and raises on any other key."""
+    return {"name": info["name"], "doc": info.get("description", ""), "storage": info["storage"]}
+
+
 class BodyLimit:
     """Refuse request bodies over the configured size before they are read into memory."""
 
@@ -172,12 +177,18 @@ def create_app(
     app.state.ready = False
     app.state.service_info = build_service_info(settings, backend, list(supported_schemes(FilerSettings())))
 
+    app.state.legacy_service_info = legacy_service_info(app.state.service_info)
+
     async def service_info_alias(request: Request) -> Response:
         return json_response(request.app.state.service_info)
 
-    # Legacy py-tes 0.4 / Snakemake path, routed before /tasks/{id} would swallow it.
-    app.add_api_route("/v1/tasks/service-info", service_info_alias, methods=["GET"], include_in_schema=False)
+    async def service_info_0_3(request: Request) -> Response:
+        return json_response(request.app.state.legacy_service_info)
+
     for prefix in TES_PREFIXES:
+        # TES 0.3's route, which py-tes 0.4 (Snakemake, Toil, cwl-tes) reads; the fast lane leaves it
+        # to the router, since `service-info` is no task id.
+        app.add_api_route(f"{prefix}/tasks/service-info", service_info_0_3, methods=["GET"], include_in_schema=False)
         app.router.add_route(f"{prefix}/tasks", create_task, methods=["POST"], include_in_schema=False)
         app.include_router(router, prefix=prefix, include_in_schema=prefix == TES_PREFIXES[0], tags=["TES"])
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

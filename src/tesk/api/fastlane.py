@@ -49,7 +49,7 @@ def _view(query_string: bytes) -> View:
 class TaskReadFastLane:
     def __init__(self, prefixes: tuple[str, ...], store: TaskStore, access: Access) -> None:
         alternatives = "|".join(re.escape(p) for p in prefixes)
-        # `/v1/tasks/service-info` is py-tes 0.4's service-info, not a task: it goes on to the router.
+        # `{prefix}/tasks/service-info` is TES 0.3 service-info (py-tes 0.4), not a task: the router has it.
         self.pattern = re.compile(rf"(?P<prefix>{alternatives})/tasks/(?P<id>(?!service-info$)[^/]+)")
         self.store, self.access = store, access
 

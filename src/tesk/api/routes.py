@@ -23,6 +23,7 @@ from tesk.backends import Backend, BackendError
 from tesk.errors import ApiError, BadRequest, task_not_found
 from tesk.models import (
     ACTIVE_STATES,
+    CLIENT_REQUEST,
     ListTasksResponse,
     ServiceInfo,
     State,
@@ -174,7 +175,7 @@ def parse_task(body: bytes) -> Task:
     if not body.strip():
         raise BadRequest("The request body is empty; send a JSON task with at least 'executors'.")
     try:
-        return Task.model_validate_json(body)
+        return Task.model_validate_json(body, context=CLIENT_REQUEST)
     except ValidationError as exc:
         raise BadRequest(validation_message(exc.errors())) from None
 
