@@ -70,6 +70,21 @@ def test_inputs_then_outputs_standalone(http_peer: HttpPeer, tmp_path: Path) -> 
     assert (shared / "run" / "genome.fa").read_bytes() == b">chr1\nACGT\n"
 
 
+def test_folders_the_filer_makes_are_group_writable_whatever_the_umask(tmp_path: Path) -> None:
+    """Executors may run as another uid that shares only the pod's group (fsGroup) with the filer."""
+    base = tmp_path / "area"
+    base.mkdir()
+    job = {"direction": "inputs", "base": str(base),
+           "inputs": [{"path": "/data/in/deep/params.json", "content": "{}"}]}
+    done = subprocess.run(
+        ["sh", "-c", 'umask 077 && exec "$@"', "sh", sys.executable, "-c", "from tesk.cli import main; main()",
+         "filer", "-"], input=json.dumps(job).encode(), capture_output=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    for folder in (base / "data", base / "data" / "in", base / "data" / "in" / "deep"):
+        assert folder.stat().st_mode & 0o777 == 0o775, folder
+    assert (base / "data" / "in" / "deep" / "params.json").stat().st_mode & 0o044 == 0o044  # readable
+
+
 def test_failure_exits_1_with_the_reason(http_peer: HttpPeer, tmp_path: Path) -> None:
     job = {
         "direction": "inputs",

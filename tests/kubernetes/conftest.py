@@ -2,7 +2,8 @@
 
 With `TESK_TEST_KUBECONFIG` set, the same tests run against that cluster instead (namespace from
 `TESK_TEST_NAMESPACE`, default `default`; the taskmaster image `TESK_TEST_IMAGE` must be pullable
-there, and the service account `tesk-taskmaster` must hold the taskmaster Role from deploy/).
+there, and the service account `tesk-taskmaster` must hold the taskmaster Role from deploy/;
+`scripts/test-real-cluster` prepares that namespace and runs these tests, docs/real-clusters.md).
 Tests that need the stand-in's fault injection or its PVC folders are skipped on a real cluster.
 """
 

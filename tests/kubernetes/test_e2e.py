@@ -294,7 +294,7 @@ def test_every_request_made_above_is_granted_by_the_deploy_roles(cluster: Cluste
     """The Roles in deploy/ hold every verb the API and the taskmasters used in this module (least
     verbs: a Role missing one would break that path on a real cluster)."""
     dev = cluster.require_standin()
-    rbac = Path(__file__).resolve().parents[2] / "deploy" / "kustomize" / "base" / "rbac.yaml"
+    rbac = Path(__file__).resolve().parents[2] / "deploy" / "kustomize" / "base" / "tasks" / "rbac.yaml"
     granted = {doc["metadata"]["name"]: {(r, v) for rule in doc["rules"] for r in rule["resources"]
                                          for v in rule["verbs"]}
                for doc in yaml.safe_load_all(rbac.read_text()) if doc and doc["kind"] == "Role"}

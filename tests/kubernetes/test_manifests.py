@@ -15,6 +15,7 @@ from tesk.backends.kubernetes import manifests
 from tesk.backends.kubernetes.controller import LeaseElector, lease_manifest
 from tesk.backends.kubernetes.settings import KubernetesSettings
 from tesk.models import Task
+from tests.kubernetes.podsecurity import restricted_violations
 
 VERSIONS = ("1.27.0", "1.37.0")
 OWNER = manifests.Owner.of("task-0123456789abcdefghjkmnpqrs", "8c2b0d8e-7a0e-4c3b-9a57-0d1f3b2f6c11",
@@ -65,7 +66,8 @@ def test_every_manifest_validates_strictly(version: str, variant: str) -> None:
     s = settings() if variant == "plain" else settings(
         TESK_API_TASKMASTER_DEBUG=True, TESK_API_TASKMASTER_FTP_SECRET_NAME="ftp",
         TESK_API_TASKMASTER_EXECUTOR_SECRET_NAME="exec-secret", storage_class="fast",
-        task_deadline_seconds=3600, filer_secret_name="s3-creds",
+        task_deadline_seconds=3600, filer_secret_name="s3-creds", image_pull_secrets="regcred",
+        executor_run_as_user=1000, executor_run_as_group=1000, executor_run_as_non_root=True,
         TESK_API_TASKMASTER_ENVIRONMENT_={"TRANSFER_PVC_NAME": "transfer", "CONTAINER_BASE_PATH": "/transfer",
                                           "HOST_BASE_PATH": "/mnt/data", "EXECUTOR_BACKOFF_LIMIT": "1"})
     for obj in all_manifests(s, make_task()):
@@ -191,3 +193,74 @@ def test_a_task_without_files_needs_no_volume() -> None:
     assert not manifests.needs_volume(task)
     pod = manifests.executor_job(settings(), task, 0, OWNER)["spec"]["template"]["spec"]
     assert pod["volumes"] == [] and "volumeMounts" not in pod["containers"][0]
+
+
+@pytest.mark.parametrize("uid", [10001, None])
+def test_taskmaster_and_filer_pods_pass_pod_security_restricted(uid: int | None) -> None:
+    """With the image's ids, and with none where OpenShift's restricted-v2 assigns them."""
+    s = settings(run_as_user=uid, fs_group=uid)
+    task = make_task()
+    pods = [manifests.taskmaster_job(s, task, "u", None), manifests.filer_job(s, task, "inputs", OWNER),
+            manifests.filer_job(s, task, "outputs", OWNER)]
+    for job in pods:
+        pod = job["spec"]["template"]["spec"]
+        assert restricted_violations(pod) == [], job["metadata"]["name"]
+        context = pod["securityContext"]
+        if uid is None:  # nothing fixed that the platform assigns
+            assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(context)
+        else:
+            assert (context["runAsUser"], context["runAsGroup"]) == (uid, uid)
+    assert "fsGroup" not in pods[0]["spec"]["template"]["spec"]["securityContext"]  # no volume, no group
+    filer = pods[1]["spec"]["template"]["spec"]["securityContext"]
+    if uid is not None:  # a fresh block volume is root:root 0755: the kubelet hands it to this group
+        assert filer["fsGroup"] == uid and filer["fsGroupChangePolicy"] == "OnRootMismatch"
+
+
+def test_empty_ids_from_the_environment_mean_the_platform_assigns_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TESK_K8S_RUN_AS_USER", "")
+    monkeypatch.setenv("TESK_K8S_FS_GROUP", "")
+    s = KubernetesSettings()
+    assert (s.run_as_user, s.fs_group) == (None, None)
+    env = s.taskmaster_env()  # and the taskmaster is told so, not left at the default
+    assert env["TESK_K8S_RUN_AS_USER"] == "" and env["TESK_K8S_FS_GROUP"] == ""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert KubernetesSettings().run_as_user is None
+    monkeypatch.setenv("TESK_K8S_RUN_AS_USER", "0")
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        KubernetesSettings()
+
+
+def test_executors_keep_their_image_user_unless_the_operator_sets_one() -> None:
+    task = make_task()
+    pod = manifests.executor_job(settings(), task, 0, OWNER)["spec"]["template"]["spec"]
+    assert "securityContext" not in pod and "securityContext" not in pod["containers"][0]
+    s = settings(executor_run_as_user=1000, executor_run_as_group=1000, executor_run_as_non_root=True)
+    context = manifests.executor_job(s, task, 0, OWNER)["spec"]["template"]["spec"]["securityContext"]
+    # the filer's group by default: the executor can write where the filer wrote, and no recursive chown
+    assert context == {"runAsUser": 1000, "runAsGroup": 1000, "runAsNonRoot": True, "fsGroup": 10001,
+                       "fsGroupChangePolicy": "OnRootMismatch"}
+    context = manifests.executor_job(settings(executor_fs_group=2000), task, 0, OWNER)["spec"]["template"]["spec"]
+    assert context["securityContext"] == {"fsGroup": 2000, "fsGroupChangePolicy": "OnRootMismatch"}
+
+
+def test_image_pull_secrets_reach_every_task_pod() -> None:
+    s = settings(image_pull_secrets="regcred, other ,")
+    task = make_task()
+    jobs = [manifests.taskmaster_job(s, task, "u", None), manifests.filer_job(s, task, "inputs", OWNER),
+            manifests.executor_job(s, task, 0, OWNER), manifests.filer_job(s, task, "outputs", OWNER)]
+    for job in jobs:
+        assert job["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}, {"name": "other"}]
+    assert "imagePullSecrets" not in manifests.executor_job(settings(), task, 0, OWNER)["spec"]["template"]["spec"]
+    assert s.taskmaster_env()["TESK_K8S_IMAGE_PULL_SECRETS"] == "regcred, other ,"
+
+
+def test_filers_keep_to_the_task_zones_like_executors() -> None:
+    """The inputs filer is a WaitForFirstConsumer volume's first consumer: it decides the volume's zone."""
+    task = make_task()
+    expected = manifests.executor_job(settings(), task, 0, OWNER)["spec"]["template"]["spec"]["affinity"]
+    assert expected["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+        "matchExpressions"][0]["values"] == ["eu-west-1a"]
+    for direction in ("inputs", "outputs"):
+        assert manifests.filer_job(settings(), task, direction, OWNER)["spec"]["template"]["spec"][
+            "affinity"] == expected

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -98,6 +99,9 @@ def filer(
         message = " ".join(str(exc).split())[:500]
         print(f"tesk filer: the filer settings in the environment are invalid: {message}", file=sys.stderr)
         raise typer.Exit(2) from None
+    # The task's other pods (executors, possibly as another uid) share the area through the pod's
+    # group (fsGroup): folders the filer makes must be group-writable, whatever the image's umask.
+    os.umask(0o002)
     result = asyncio.run(run_job(job, settings))
     print(json.dumps(result), flush=True)
     raise typer.Exit(1 if result["error"] else 0)

@@ -231,7 +231,48 @@ def check_task(task: Task) -> dict[str, bytes]:
 
 
 def _security_context() -> dict[str, Any]:
+    """Container part of Pod Security `restricted` for our own (tesk image) containers."""
     return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def tesk_pod_security(settings: KubernetesSettings, volume: bool) -> dict[str, Any]:
+    """Pod part of Pod Security `restricted` for taskmaster and filer (`volume`) pods.
+
+    `fsGroup` makes the kubelet hand the PVC to that group (setgid, group-writable): a fresh ext4/xfs
+    block volume's root is `root:root 0755`, which uid 10001 could not write otherwise.
+    `OnRootMismatch` skips the recursive walk when the root already fits (every pod after the first).
+    Where the platform assigns ids (OpenShift restricted-v2), `run_as_user`/`fs_group` are unset and
+    only `runAsNonRoot` stays: the image's numeric USER, or the assigned uid, satisfies it. The
+    taskmaster mounts no volume, so it never asks for a group (an SCC may refuse one it did not pick).
+    """
+    context: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    if settings.run_as_user is not None:
+        context |= {"runAsUser": settings.run_as_user, "runAsGroup": settings.run_as_user}
+    if volume and settings.fs_group is not None:
+        context |= {"fsGroup": settings.fs_group, "fsGroupChangePolicy": "OnRootMismatch"}
+    return context
+
+
+def executor_pod_security(settings: KubernetesSettings) -> dict[str, Any] | None:
+    """The operator's executor identity, or None: users' images expect to run as their own user
+    (root, mostly), so by default executors get no securityContext (Pod Security `baseline`)."""
+    context: dict[str, Any] = {}
+    if settings.executor_run_as_user is not None:
+        context["runAsUser"] = settings.executor_run_as_user
+    if settings.executor_run_as_group is not None:
+        context["runAsGroup"] = settings.executor_run_as_group
+    fs_group = settings.executor_fs_group
+    if fs_group is None and settings.executor_run_as_user is not None:
+        fs_group = settings.fs_group  # the filer's group: its folders and files are the task's group's
+    if fs_group is not None:
+        context |= {"fsGroup": fs_group, "fsGroupChangePolicy": "OnRootMismatch"}
+    if settings.executor_run_as_non_root:
+        context["runAsNonRoot"] = True
+    return context or None
+
+
+def _pull_secrets(settings: KubernetesSettings) -> list[dict[str, str]]:
+    return [{"name": name} for name in settings.pull_secrets()]
 
 
 def taskmaster_job(settings: KubernetesSettings, task: Task, user: str, group: str | None) -> Manifest:
@@ -278,6 +319,8 @@ def taskmaster_job(settings: KubernetesSettings, task: Task, user: str, group: s
                 "serviceAccountName": settings.service_account_name,
                 "restartPolicy": "Never",
                 "enableServiceLinks": False,
+                "securityContext": tesk_pod_security(settings, volume=False),
+                **({"imagePullSecrets": _pull_secrets(settings)} if settings.pull_secrets() else {}),
                 "containers": [container],
                 "volumes": [
                     # The API creates the ConfigMap just after the Job (it needs the Job's uid as its
@@ -332,10 +375,21 @@ def _child_job(name: str, task_id: str, role: Role, owner: Owner, pod_spec: dict
     }
 
 
-def _user_pod_spec(containers: list[dict[str, Any]], volumes: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pods that run user code or user data never get an API token or service links."""
-    return {"restartPolicy": "Never", "automountServiceAccountToken": False, "enableServiceLinks": False,
-            "containers": containers, "volumes": volumes}
+def _user_pod_spec(settings: KubernetesSettings, task: Task, containers: list[dict[str, Any]],
+                   volumes: list[dict[str, Any]], security: dict[str, Any] | None) -> dict[str, Any]:
+    """Pods that run user code or user data never get an API token or service links; filers and
+    executors alike keep to the task's zones (the first of them to mount a WaitForFirstConsumer
+    volume decides its zone)."""
+    spec: dict[str, Any] = {"restartPolicy": "Never", "automountServiceAccountToken": False,
+                            "enableServiceLinks": False}
+    if security:
+        spec["securityContext"] = security
+    if settings.pull_secrets():
+        spec["imagePullSecrets"] = _pull_secrets(settings)
+    affinity = _zone_affinity(task)
+    if affinity:
+        spec["affinity"] = affinity
+    return spec | {"containers": containers, "volumes": volumes}
 
 
 def filer_job(settings: KubernetesSettings, task: Task, direction: Literal["inputs", "outputs"],
@@ -373,8 +427,8 @@ def filer_job(settings: KubernetesSettings, task: Task, direction: Literal["inpu
         container["envFrom"] = [{"secretRef": {"name": settings.filer_secret_name, "optional": True}}]
     if settings.debug:
         container["imagePullPolicy"] = "Always"
-    return _child_job(lb.child_name(task.id, role), task.id, role, owner, _user_pod_spec([container], volumes),
-                      settings.backoff_limit("FILER"))
+    pod_spec = _user_pod_spec(settings, task, [container], volumes, tesk_pod_security(settings, volume=True))
+    return _child_job(lb.child_name(task.id, role), task.id, role, owner, pod_spec, settings.backoff_limit("FILER"))
 
 
 def executor_command(executor: Executor) -> list[str]:
@@ -420,10 +474,7 @@ def executor_job(settings: KubernetesSettings, task: Task, index: int, owner: Ow
         volumes.append({"name": "executor-secret", "secret": {"secretName": settings.executor_secret_name}})
     if mounts:
         container["volumeMounts"] = mounts
-    pod_spec = _user_pod_spec([container], volumes)
-    affinity = _zone_affinity(task)
-    if affinity:
-        pod_spec["affinity"] = affinity
+    pod_spec = _user_pod_spec(settings, task, [container], volumes, executor_pod_security(settings))
     return _child_job(lb.child_name(task.id, Role.EXECUTOR, index), task.id, Role.EXECUTOR, owner, pod_spec,
                       settings.backoff_limit("EXECUTOR"), index)
 

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import tesk
+from tesk.config import comma_list
 
 ENVIRONMENT_PREFIX = "TESK_API_TASKMASTER_ENVIRONMENT_"
 
@@ -101,6 +102,27 @@ class KubernetesSettings(BaseSettings):
     filer_secret_name: str | None = Field(
         None, description="Secret whose keys become environment variables of filer pods (for example "
         "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for S3), by reference.")
+    run_as_user: int | None = Field(
+        10001, ge=1, description="uid and gid of taskmaster and filer pods (the image's USER). Empty where the "
+        "platform assigns one (OpenShift's restricted-v2 SCC picks a uid from the namespace's range).")
+    fs_group: int | None = Field(
+        10001, ge=1, description="fsGroup of filer pods: the kubelet gives the task PVC this group (setgid, "
+        "group-writable) so the filer can write into a fresh block volume whose root is root:root 0755. "
+        "Empty where the platform assigns one (OpenShift).")
+    executor_run_as_user: int | None = Field(
+        None, ge=0, description="uid executors run as. Unset: the image's own user (root for most images).")
+    executor_run_as_group: int | None = Field(
+        None, ge=0, description="Primary gid of executors. Unset: the image's own group.")
+    executor_fs_group: int | None = Field(
+        None, ge=0, description="fsGroup of executor pods (a supplementary group of every executor process). "
+        "Unset: the filer pods' fsGroup when `executor_run_as_user` is set (so a non-root executor can "
+        "write where the filer wrote), else none.")
+    executor_run_as_non_root: bool = Field(
+        False, description="Set `runAsNonRoot` on executor pods: the kubelet refuses images that would run "
+        "as root.")
+    image_pull_secrets: str = Field(
+        "", description="Comma-separated Secret names (in the task namespace) for pulling the taskmaster, "
+        "filer and executor images from private registries (`imagePullSecrets` of every task pod).")
     lease_name: str = Field("tesk-controller", description="Lease that elects the one acting controller.")
     lease_seconds: float = Field(15, gt=1, description="Lease duration; a dead leader is replaced after it.")
 
@@ -111,6 +133,13 @@ class KubernetesSettings(BaseSettings):
 
         return check_dns_label(v, "TESK_API_K8S_NAMESPACE")
 
+    @field_validator("run_as_user", "fs_group", "executor_run_as_user", "executor_run_as_group",
+                     "executor_fs_group", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        """`TESK_K8S_RUN_AS_USER=` (empty) means "let the platform choose", not an error."""
+        return None if isinstance(v, str) and not v.strip() else v
+
     @property
     def taskmaster_image(self) -> str:
         return f"{self.taskmaster_image_name}:{self.taskmaster_image_version}"
@@ -118,6 +147,9 @@ class KubernetesSettings(BaseSettings):
     @property
     def filer_image(self) -> str:
         return f"{self.filer_image_name}:{self.filer_image_version}"
+
+    def pull_secrets(self) -> list[str]:
+        return comma_list(self.image_pull_secrets)
 
     def effective_storage_class(self) -> str | None:
         return self.storage_class or self.environment.get("STORAGE_CLASS_NAME") or None
@@ -144,12 +176,16 @@ class KubernetesSettings(BaseSettings):
         keep = ("namespace", "filer_image_name", "filer_image_version", "debug", "ftp_secret_name",
                 "executor_secret_name", "executor_secret_mount_path", "storage_class", "access_mode",
                 "default_disk_gb", "unschedulable_grace_seconds", "image_pull_grace_seconds", "log_tail_bytes",
-                "split_log_streams", "filer_cpu", "filer_memory", "filer_secret_name")
+                "split_log_streams", "filer_cpu", "filer_memory", "filer_secret_name", "run_as_user", "fs_group",
+                "executor_run_as_user", "executor_run_as_group", "executor_fs_group", "executor_run_as_non_root",
+                "image_pull_secrets")
         env: dict[str, str] = {}
         for name in keep:
             value = getattr(self, name)
-            if value is None:
-                continue
+            if value is None:  # an empty value still overrides a default that is not None
+                if type(self).model_fields[name].default is None:
+                    continue
+                value = ""
             field = type(self).model_fields[name]
             variable = field.alias or f"TESK_K8S_{name.upper()}"
             env[variable] = str(value).lower() if isinstance(value, bool) else str(value)
