@@ -25,6 +25,7 @@ from tests.conftest import client, serving
 class RecordingBackend:
     name = "recording"
     backend_parameters = frozenset({"vmsize", "queue"})
+    replica_id = None
 
     def __init__(self, store: TaskStore) -> None:
         self.store = store

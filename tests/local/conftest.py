@@ -40,7 +40,7 @@ class Harness:
         task.id = new_task_id()
         task.state = State.QUEUED
         task.creation_time = datetime.now(UTC)
-        await self.store.create(task, "tester", None)
+        await self.store.create(task, "tester", None, held_by=self.backend.replica_id)
         stored = await self.store.get(task.id)
         assert stored is not None
         await self.backend.submit(stored)

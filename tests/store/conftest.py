@@ -22,7 +22,7 @@ KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 EMPTY_TABLES = """
 DO $$ BEGIN
-  IF to_regclass('tasks') IS NOT NULL THEN TRUNCATE tasks, task_tags, meta; END IF;
+  IF to_regclass('tasks') IS NOT NULL THEN TRUNCATE tasks, task_tags, meta, replicas; END IF;
 END $$
 """
 

@@ -27,6 +27,9 @@ class Backend(Protocol):
     name: str
     backend_parameters: frozenset[str]
     """Supported `resources.backend_parameters` keys, lower case (the spec makes keys case-insensitive)."""
+    replica_id: str | None
+    """The replica that runs the tasks this server accepts (recorded with each task as `held_by`), for
+    backends whose servers run tasks themselves (local); None when the tasks run elsewhere (Kubernetes)."""
 
     async def start(self) -> None:
         """Begin work and reconcile tasks a previous run left non-terminal."""

@@ -70,6 +70,8 @@ class StoredTask:
     team: str | None
     body: str | None = None
     _task: Task | None = None
+    held_by: str | None = None
+    """The server replica that runs the task (local backend); None when no replica holds it."""
 
     @property
     def task(self) -> Task:
@@ -91,12 +93,38 @@ class InvalidPageToken(ValueError):
     """A page_token this server did not issue for this query."""
 
 
+HELD_STATES: frozenset[State] = frozenset(
+    {State.QUEUED, State.INITIALIZING, State.RUNNING, State.PAUSED, State.UNKNOWN, State.CANCELING}
+)
+"""States in which a task is some replica's to run or to finish cancelling (every non-terminal one)."""
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One server process that runs tasks itself (the local backend), as other replicas see it.
+
+    `host` and `instance` (the label on its containers) let a replica on the same host remove the
+    containers of a dead one whose tasks it takes over."""
+
+    id: str
+    host: str
+    instance: str
+
+
+@dataclass(frozen=True)
+class TakenOver:
+    """The tasks a takeover moved from a replica whose lease had expired to the taker."""
+
+    replica: Replica
+    task_ids: list[str]
+
+
 class TaskStore(Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
 
-    async def create(self, task: Task, owner: str, team: str | None) -> None: ...
+    async def create(self, task: Task, owner: str, team: str | None, held_by: str | None = None) -> None: ...
 
     async def get(self, task_id: str) -> StoredTask | None: ...
 
@@ -109,9 +137,18 @@ class TaskStore(Protocol):
         state: State | None = None,
         logs: builtins.list[TaskLog] | None = None,
         only_from: frozenset[State] | None = None,
+        held_by: str | None = None,
     ) -> StoredTask | None: ...
 
-    async def ids_in_states(self, states: Iterable[State]) -> builtins.list[str]: ...
+    async def ids_in_states(self, states: Iterable[State], held_by: str | None = None) -> builtins.list[str]: ...
+
+    async def register_replica(self, replica: Replica, lease_seconds: float) -> int: ...
+
+    async def renew_replica(self, replica_id: str, generation: int, lease_seconds: float) -> bool: ...
+
+    async def release_replica(self, replica_id: str, generation: int) -> None: ...
+
+    async def take_over(self, taker: str) -> builtins.list[TakenOver]: ...
 
     async def count_by_state(self) -> dict[State, int]: ...
 

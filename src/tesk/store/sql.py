@@ -8,6 +8,9 @@ Design choices, each for a measured reason:
   thousands of tasks per second while each client still gets its answer only after the commit.
 - State changes are compare-and-set (`only_from`), and terminal states are never left, so a late
   runner report cannot undo a cancel.
+- Replicas that run tasks themselves (the local backend) hold each task by name (`held_by`) under a
+  lease in `replicas`, timed by the database's clock; a runner's writes are guarded by `held_by`, and
+  a takeover is a conditional update of the dead replica's row, so exactly one replica wins it.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Column,
     Connection,
+    Float,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -53,8 +58,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tesk.models import TERMINAL_STATES, State, Task, TaskLog
 from tesk.store import (
+    HELD_STATES,
     InvalidPageToken,
+    Replica,
     StoredTask,
+    TakenOver,
     TaskPage,
     TaskQuery,
     Visibility,
@@ -75,10 +83,22 @@ tasks_table = Table(
     Column("team", String(255), nullable=True),
     Column("created", String(40), nullable=False),
     Column("body", Text, nullable=False),
+    Column("held_by", String(255), nullable=True),
     Index("ix_tasks_state_id", "state", "id"),
     Index("ix_tasks_name_id", "name", "id"),
     Index("ix_tasks_owner_id", "owner", "id"),
     Index("ix_tasks_team_id", "team", "id"),
+    Index("ix_tasks_held_by_state", "held_by", "state"),
+)
+
+replicas_table = Table(
+    "replicas",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("instance", String(64), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("expires", Float, nullable=False),
 )
 
 task_tags_table = Table(
@@ -199,9 +219,10 @@ class SqlTaskStore:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    async def create(self, task: Task, owner: str, team: str | None) -> None:
+    async def create(self, task: Task, owner: str, team: str | None, held_by: str | None = None) -> None:
         assert task.id is not None and task.creation_time is not None
         row = {
+            "held_by": held_by,
             "id": task.id,
             "state": task.state.value,
             "name": task.name,
@@ -241,8 +262,10 @@ class SqlTaskStore:
         state: State | None = None,
         logs: list[TaskLog] | None = None,
         only_from: frozenset[State] | None = None,
+        held_by: str | None = None,
     ) -> StoredTask | None:
-        result = await self._write(_update_task, task_id, state, logs, only_from, not self.is_sqlite)
+        """`held_by`: change the task only while that replica holds it (a runner's guard)."""
+        result = await self._write(_update_task, task_id, state, logs, only_from, held_by, not self.is_sqlite)
         if result is None:
             return None
         stored, changed = result
@@ -261,7 +284,7 @@ class SqlTaskStore:
             row = await self._read(_get_row, task_id)
         if row is None:
             return None
-        return StoredTask(row[0], State(row[1]), row[2], row[3], row[4])
+        return StoredTask(row[0], State(row[1]), row[2], row[3], row[4], held_by=row[5])
 
     async def list(self, query: TaskQuery) -> TaskPage:
         c = tasks_table.c
@@ -280,10 +303,35 @@ class SqlTaskStore:
         token = self._make_token(rows[-1][0], digest) if more and rows else None
         return TaskPage(tasks, token)
 
-    async def ids_in_states(self, states: Iterable[State]) -> builtins.list[str]:
-        values = [s.value for s in states]
-        stmt = select(tasks_table.c.id).where(tasks_table.c.state.in_(values)).order_by(tasks_table.c.id)
-        return [r[0] for r in await self._read(_all_rows, stmt)]
+    async def ids_in_states(self, states: Iterable[State], held_by: str | None = None) -> builtins.list[str]:
+        """Ids of the tasks in these states (only those `held_by` holds, when given), oldest first."""
+        c = tasks_table.c
+        stmt = select(c.id).where(c.state.in_([s.value for s in states]))
+        if held_by is not None:
+            stmt = stmt.where(c.held_by == held_by)
+        return [r[0] for r in await self._read(_all_rows, stmt.order_by(c.id))]
+
+    # -- replicas ---------------------------------------------------------------------------------
+
+    async def register_replica(self, replica: Replica, lease_seconds: float) -> int:
+        """Start (or restart) `replica`'s lease and return its new generation; it also adopts the
+        unfinished tasks no replica holds (stored before replicas held tasks)."""
+        return await self._write(_register_replica, replica, lease_seconds)
+
+    async def renew_replica(self, replica_id: str, generation: int, lease_seconds: float) -> bool:
+        """Extend the lease; False when this generation lost it (another replica took its tasks over)."""
+        return await self._write(_renew_replica, replica_id, generation, lease_seconds)
+
+    async def release_replica(self, replica_id: str, generation: int) -> None:
+        """End the lease now (a clean stop), so another replica takes the unfinished tasks over at once."""
+        await self._write(_release_replica, replica_id, generation)
+
+    async def take_over(self, taker: str) -> builtins.list[TakenOver]:
+        """Move the unfinished tasks of every replica whose lease has expired to `taker`.
+
+        Each dead replica is won by one conditional update of its row (its generation), so when
+        several replicas try at once exactly one gets its tasks."""
+        return await self._write(_take_over, taker)
 
     async def count_by_state(self) -> dict[State, int]:
         """Tasks per state, for metrics and the dashboard."""
@@ -369,12 +417,12 @@ class SqlTaskStore:
             self._subscribers.discard(queue)
 
 
-_GET_SQL = "SELECT id, state, owner, team, body FROM tasks WHERE id = ?"
+_GET_SQL = "SELECT id, state, owner, team, body, held_by FROM tasks WHERE id = ?"
 
 
 def _get_row(conn: Connection, task_id: str) -> Any:
     c = tasks_table.c
-    return conn.execute(select(c.id, c.state, c.owner, c.team, c.body).where(c.id == task_id)).first()
+    return conn.execute(select(c.id, c.state, c.owner, c.team, c.body, c.held_by).where(c.id == task_id)).first()
 
 
 def _all_rows(conn: Connection, stmt: Any) -> list[Any]:
@@ -403,6 +451,7 @@ def _update_task(
     state: State | None,
     logs: list[TaskLog] | None,
     only_from: frozenset[State] | None,
+    held_by: str | None,
     lock_row: bool,
 ) -> tuple[StoredTask, bool] | None:
     """Compare-and-set of state and logs; returns the new row and whether the state changed."""
@@ -415,6 +464,8 @@ def _update_task(
             return None
         current = State(row["state"])
         if only_from is not None and current not in only_from:
+            return None
+        if held_by is not None and row["held_by"] != held_by:
             return None
         if state is not None and current in TERMINAL_STATES and state != current:
             return None
@@ -430,15 +481,78 @@ def _update_task(
         if values:
             # Guarded by the state read above: SQLite takes no row lock on that read, so another
             # process may have changed the task since; then decide again.
-            written = conn.execute(
-                update(tasks_table)
-                .where(tasks_table.c.id == task_id, tasks_table.c.state == current.value)
-                .values(**values)
-            )
+            guard = [tasks_table.c.id == task_id, tasks_table.c.state == current.value]
+            if held_by is not None:
+                guard.append(tasks_table.c.held_by == held_by)
+            written = conn.execute(update(tasks_table).where(*guard).values(**values))
             if written.rowcount == 0:
                 continue
         new_state = state if state is not None else current
-        return StoredTask(task_id, new_state, row["owner"], row["team"], body), new_state != current
+        stored = StoredTask(task_id, new_state, row["owner"], row["team"], body, held_by=row["held_by"])
+        return stored, new_state != current
+
+
+def _db_now(conn: Connection) -> Any:
+    """The database server's clock in seconds since the epoch: leases compare times taken on one clock."""
+    if conn.dialect.name == "sqlite":
+        return (func.julianday("now") - 2440587.5) * 86400.0
+    return func.extract("epoch", func.clock_timestamp())
+
+
+def _register_replica(conn: Connection, replica: Replica, lease_seconds: float) -> int:
+    r = replicas_table.c
+    values = {"host": replica.host, "instance": replica.instance, "expires": _db_now(conn) + lease_seconds}
+    current = conn.execute(select(r.generation).where(r.id == replica.id)).scalar()
+    generation = 1 if current is None else current + 1
+    if current is None:
+        conn.execute(insert(replicas_table).values(id=replica.id, generation=generation, **values))
+    else:
+        conn.execute(update(replicas_table).where(r.id == replica.id).values(generation=generation, **values))
+    t = tasks_table.c
+    held = [s.value for s in HELD_STATES]
+    conn.execute(update(tasks_table).where(t.held_by.is_(None), t.state.in_(held)).values(held_by=replica.id))
+    return generation
+
+
+def _renew_replica(conn: Connection, replica_id: str, generation: int, lease_seconds: float) -> bool:
+    r = replicas_table.c
+    written = conn.execute(
+        update(replicas_table)
+        .where(r.id == replica_id, r.generation == generation)
+        .values(expires=_db_now(conn) + lease_seconds)
+    )
+    return written.rowcount == 1
+
+
+def _release_replica(conn: Connection, replica_id: str, generation: int) -> None:
+    r = replicas_table.c
+    conn.execute(update(replicas_table).where(r.id == replica_id, r.generation == generation).values(expires=0.0))
+
+
+def _take_over(conn: Connection, taker: str) -> list[TakenOver]:
+    r, t = replicas_table.c, tasks_table.c
+    held = [s.value for s in HELD_STATES]
+    holds_tasks = exists().where(t.held_by == r.id, t.state.in_(held))
+    expired = conn.execute(
+        select(r.id, r.host, r.instance, r.generation).where(r.expires < _db_now(conn), r.id != taker, holds_tasks)
+    ).all()
+    taken: list[TakenOver] = []
+    for replica_id, host, instance, generation in expired:
+        won = conn.execute(
+            update(replicas_table)
+            .where(r.id == replica_id, r.generation == generation, r.expires < _db_now(conn))
+            .values(generation=generation + 1)
+        )
+        if won.rowcount != 1:
+            continue  # another replica took it over first, or it came back
+        moved = conn.execute(
+            update(tasks_table)
+            .where(t.held_by == replica_id, t.state.in_(held))
+            .values(held_by=taker)
+            .returning(t.id)
+        ).all()
+        taken.append(TakenOver(Replica(replica_id, host, instance), sorted(row[0] for row in moved)))
+    return taken
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

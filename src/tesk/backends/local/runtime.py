@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from tesk.backends.local.engines import LABEL_EXECUTOR, LABEL_INSTANCE, LABEL_TASK, ContainerSpec, Engine
 from tesk.backends.local.engines.cli import tail_text
 from tesk.backends.local.folder import TaskFolder, is_under
-from tesk.backends.local.settings import KeepAreas, LocalSettings
+from tesk.backends.local.settings import LocalSettings
 from tesk.filer import FilerError, FilerSettings, Mount, TaskArea, stage_inputs, stage_outputs
 from tesk.metrics import count_staged_bytes
 from tesk.models import OutputFileLog, State, Task
@@ -152,8 +152,7 @@ class LocalRuntime:
         )
 
     async def release(self, task: Task, final_state: State) -> None:
-        keep = self.settings.keep_task_areas
-        if keep is KeepAreas.ALWAYS or (keep is KeepAreas.FAILED and final_state is not State.COMPLETE):
+        if self.settings.keeps_area(final_state):
             log.info("task %s: kept its files in %s", task.id, self.folder.root, extra={"task_id": task.id})
             return
         await asyncio.to_thread(self.folder.remove)

@@ -80,6 +80,10 @@ class Scheduler:
                 return True
         return False
 
+    def clear(self) -> None:
+        """Forget every queued task (running ones stay counted until `done`)."""
+        self.queue.clear()
+
     def done(self, task_id: str) -> None:
         self.running.pop(task_id, None)
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tesk.models import State
+
 
 class EngineChoice(StrEnum):
     AUTO = "auto"
@@ -85,6 +87,23 @@ class LocalSettings(BaseSettings):
     max_attempts: int = Field(
         3, ge=1, description="Runs of a task interrupted by a server restart before it is given up as SYSTEM_ERROR."
     )
+    lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long this server's hold on its tasks lasts without renewal (renewed every third of "
+        "it); once it has expired, another replica on the same store takes its unfinished tasks over.",
+    )
+    cancel_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="How often this server looks in the store for cancels of its tasks that came through "
+        "another replica.",
+    )
+
+    def keeps_area(self, final_state: State) -> bool:
+        """Whether a task's files stay on disk after it ended in `final_state` (`keep_task_areas`)."""
+        keep = self.keep_task_areas
+        return keep is KeepAreas.ALWAYS or (keep is KeepAreas.FAILED and final_state is not State.COMPLETE)
 
     @field_validator("network")
     @classmethod
