@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from tesk.backends.kubernetes import labels as lb
-from tesk.backends.kubernetes.controller import Cache, Informer, LeaseElector, merge_logs
+from tesk.backends.kubernetes.election import LeaseElector
+from tesk.backends.kubernetes.informer import Cache, Informer
 from tesk.backends.kubernetes.kube import Kube, load_api_client
-from tesk.backends.kubernetes.state import Verdict
+from tesk.backends.kubernetes.state import Verdict, merge_logs
 from tesk.models import State, TaskLog
 
 pytestmark = pytest.mark.kubernetes

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from tesk.backends.kubernetes.backend import split_streams_supported
+from tesk.backends.kubernetes.cancel import read_labels_file
 from tesk.backends.kubernetes.kube import KubeError
-from tesk.backends.kubernetes.taskmaster import _last_json, read_labels_file
+from tesk.backends.kubernetes.taskmaster import _last_json
 
 
 def test_downward_api_files_parse_go_quoted_values(tmp_path: Path) -> None:
@@ -38,7 +39,7 @@ class FakeLogs:
         if stream is None:
             return self.whole
         if self.behaviour == "refuses":
-            raise KubeError(400, "stream: Forbidden: may not be specified")
+            raise KubeError.of(400, "stream: Forbidden: may not be specified")
         return "" if self.behaviour == "splits" else self.whole
 
 

@@ -14,18 +14,17 @@ import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import tesk
 from tesk.api.access import Access
 from tesk.api.fastlane import TaskReadFastLane, TesApp
+from tesk.api.openapi import build_openapi
 from tesk.api.routes import (
-    CREATE_TASK_OPENAPI,
-    GET_TASK_OPENAPI,
     create_task,
     error_response,
     internal_error_response,
@@ -39,7 +38,7 @@ from tesk.config import Settings
 from tesk.errors import ApiError
 from tesk.filer import supported_schemes
 from tesk.filer.settings import FilerSettings
-from tesk.models import TES_VERSION, CreateTaskResponse, ServiceInfo, Task, dump
+from tesk.models import TES_VERSION, ServiceInfo, dump
 from tesk.store import TaskStore
 from tesk.store.sql import SqlTaskStore
 
@@ -160,8 +159,9 @@ def create_app(
             await store.close()
             await access.aclose()
 
+    fast_lane = TaskReadFastLane(TES_PREFIXES, store, access)
     app = TesApp(
-        fast_lane=TaskReadFastLane(TES_PREFIXES, store, access),
+        fast_lane=fast_lane,
         title="tesk: GA4GH Task Execution Service",
         version=tesk.__version__,
         description="TES 1.1 API (also under `/v1` for Funnel-style clients). Errors: "
@@ -190,6 +190,10 @@ def create_app(
         # to the router, since `service-info` is no task id.
         app.add_api_route(f"{prefix}/tasks/service-info", service_info_0_3, methods=["GET"], include_in_schema=False)
         app.router.add_route(f"{prefix}/tasks", create_task, methods=["POST"], include_in_schema=False)
+        # GET takes the fast lane; this route answers HEAD and tells the router the path exists (405).
+        app.router.add_route(
+            f"{prefix}/tasks/{{id:task_id}}", fast_lane.endpoint, methods=["GET"], include_in_schema=False
+        )
         app.include_router(router, prefix=prefix, include_in_schema=prefix == TES_PREFIXES[0], tags=["TES"])
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     if isinstance(access, AuthAccess):
@@ -220,18 +224,8 @@ def _add_users_tools(app: FastAPI) -> None:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's generated document plus the operations served by plain Starlette endpoints."""
     if app.openapi_schema is None:
-        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        paths = schema["paths"]
-        paths.setdefault(f"{TES_PREFIXES[0]}/tasks/{{id}}", {})["get"] = GET_TASK_OPENAPI
-        paths.setdefault(f"{TES_PREFIXES[0]}/tasks", {})["post"] = CREATE_TASK_OPENAPI
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (Task, CreateTaskResponse):
-            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(model_schema.pop("$defs", {}))
-            components[model.__name__] = model_schema
-        app.openapi_schema = schema
+        app.openapi_schema = build_openapi(app, TES_PREFIXES[0])
     return app.openapi_schema
 
 
@@ -280,6 +274,22 @@ def _add_swagger(app: FastAPI) -> None:
         )
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route of this path takes (Starlette's 405 names only the first route's).
+
+    Asked of the router itself, one method at a time, so included routers count as their routes do.
+    """
+    routes = [route for route in app.router.routes if not isinstance(route, Mount)]
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
@@ -292,11 +302,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         message = str(exc.detail)
+        headers: dict[str, str] = {}
         if exc.status_code == 404:
             message = f"No such route: {request.method} {request.url.path}. The TES API is under /ga4gh/tes/v1."
         elif exc.status_code == 405:
-            message = f"Method {request.method} is not allowed on {request.url.path}."
-        return json_response({"message": message, "status_code": exc.status_code}, exc.status_code)
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope))
+            message = f"Method {request.method} is not allowed on {request.url.path}; it takes {headers['Allow']}."
+        response = json_response({"message": message, "status_code": exc.status_code}, exc.status_code)
+        response.headers.update(headers)
+        return response
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Response:

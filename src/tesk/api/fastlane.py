@@ -6,7 +6,7 @@ body-limit middleware, the exit stack, the route table) cost more than the work 
 itself, and so did Starlette's Request, query and Response objects. `TesApp` therefore hands this
 request to `TaskReadFastLane`, which reads the task with the store and access objects it was built
 with, writes the ASGI messages itself, records the request in the API latency metric, and answers
-errors exactly as the application's handlers do. `tesk.api.routes.GET_TASK_OPENAPI` describes it in
+errors exactly as the application's handlers do. `tesk.api.openapi.GET_TASK_OPENAPI` describes it in
 the OpenAPI document, since no FastAPI route does.
 """
 
@@ -19,6 +19,7 @@ from json.encoder import encode_basestring
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -38,6 +39,26 @@ _VIEW_OF_QUERY = {b"": View.MINIMAL} | {f"view={v.value}".encode(): v for v in V
 _JSON_HEADERS = (b"content-type", b"application/json")
 
 
+TASK_ID = r"(?!service-info$)[^/]+(?<!:cancel)"
+"""A task id in a path: `{prefix}/tasks/service-info` is TES 0.3 service-info (py-tes 0.4) and
+`.../{id}:cancel` is CancelTask, neither is GetTask; both go on to the router."""
+
+
+class TaskIdConvertor(Convertor[str]):
+    """`{id:task_id}` in a route: the ids the fast lane takes, so the router agrees with it."""
+
+    regex = TASK_ID
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("task_id", TaskIdConvertor())
+
+
 def _view(query_string: bytes) -> View:
     view = _VIEW_OF_QUERY.get(query_string)
     if view is not None:
@@ -49,8 +70,7 @@ def _view(query_string: bytes) -> View:
 class TaskReadFastLane:
     def __init__(self, prefixes: tuple[str, ...], store: TaskStore, access: Access) -> None:
         alternatives = "|".join(re.escape(p) for p in prefixes)
-        # `{prefix}/tasks/service-info` is TES 0.3 service-info (py-tes 0.4), not a task: the router has it.
-        self.pattern = re.compile(rf"(?P<prefix>{alternatives})/tasks/(?P<id>(?!service-info$)[^/]+)")
+        self.pattern = re.compile(rf"(?P<prefix>{alternatives})/tasks/(?P<id>{TASK_ID})")
         self.store, self.access = store, access
 
     def match(self, scope: Scope) -> re.Match[str] | None:
@@ -79,6 +99,11 @@ class TaskReadFastLane:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [_JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+    async def endpoint(self, request: Request) -> Response:
+        """GetTask through the router, which only HEAD reaches (GET takes the lane): the same answer."""
+        body = await self._task_json(request.path_params["id"], request.scope, request.receive)
+        return Response(body, media_type="application/json")
 
     async def _task_json(self, task_id: str, scope: Scope, receive: Receive) -> bytes:
         """GetTask's answer: the task shaped by the view; ApiError for 400/401/403/404/503."""

@@ -137,8 +137,8 @@ async def list_tasks(
 async def create_task(request: Request) -> Response:
     """CreateTask: the task starts QUEUED; only `id` is returned (py-tes rejects extra keys).
 
-    A plain Starlette endpoint, described by `CREATE_TASK_OPENAPI`: the body is read as JSON whatever
-    its Content-Type (`curl -d` sends a form type), and validated once, by the model.
+    A plain Starlette endpoint, described by `tesk.api.openapi.CREATE_TASK_OPENAPI`: the body is read as
+    JSON whatever its Content-Type (`curl -d` sends a form type), and validated once, by the model.
     """
     task = parse_task(await request.body())
     access = _access(request)
@@ -194,42 +194,6 @@ def validation_message(errors: Sequence[Any]) -> str:
         parts.append(f"{where}: {msg}")
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     return "Invalid request: " + "; ".join(parts) + more
-
-
-_TASK_REF = {"$ref": "#/components/schemas/Task"}
-
-CREATE_TASK_OPENAPI: dict[str, Any] = {
-    "summary": "CreateTask",
-    "operationId": "CreateTask",
-    "tags": ["TES"],
-    "description": "Create a new task. The user provides a Task document, which the server uses as a basis "
-    "and adds additional fields.",
-    "requestBody": {"required": True, "content": {"application/json": {"schema": _TASK_REF}}},
-    "responses": {
-        "200": {
-            "description": "The new task's id",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateTaskResponse"}}},
-        }
-    },
-}
-
-
-GET_TASK_OPENAPI: dict[str, Any] = {
-    "summary": "GetTask",
-    "operationId": "GetTask",
-    "tags": ["TES"],
-    "description": "Get a single task, based on providing the exact task ID string.",
-    "parameters": [
-        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
-        {
-            "name": "view",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "string", "enum": [v.value for v in View], "default": "MINIMAL"},
-        },
-    ],
-    "responses": {"200": {"description": "The task", "content": {"application/json": {"schema": _TASK_REF}}}},
-}
 
 
 @router.post("/tasks/{id}:cancel", summary="CancelTask", operation_id="CancelTask")

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 
+from tesk.api.openapi import error_response
 from tesk.auth.policy import Policy, build_policy
 from tesk.auth.principal import ANONYMOUS, Principal
 from tesk.auth.settings import AuthSettings
@@ -27,9 +28,10 @@ log = logging.getLogger(__name__)
 OAUTH_SCHEME = "oidc"
 BEARER_SCHEME = "bearer"
 _AUTH_RESPONSES = {
-    "401": "No valid bearer token (the message says which check failed).",
-    "403": "The caller's groups or ownership do not allow this (the message names what is missing).",
-    "503": "The identity provider could not be reached to check the token; retry later.",
+    401: "No valid bearer token (the message says which check failed).",
+    403: "The caller's groups or ownership do not allow this (the message names what is missing).",
+    503: "The identity provider could not be reached to check the token, or too many checks are waiting "
+    "for it; retry later.",
 }
 _BEARER_DEFINITION = {"type": "http", "scheme": "bearer", "description": "An access token from the provider."}
 
@@ -157,7 +159,7 @@ def add_security(app: FastAPI, settings: AuthSettings, *, protected_prefixes: tu
                     operation["security"] = requirement
                     responses = operation.setdefault("responses", {})
                     for status, description in _AUTH_RESPONSES.items():
-                        responses.setdefault(status, {"description": description})
+                        responses.setdefault(str(status), error_response(status, description))
         app.openapi_schema = schema
         return schema
 

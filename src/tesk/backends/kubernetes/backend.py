@@ -16,8 +16,9 @@ from tesk.backends import BackendError
 from tesk.backends.kubernetes import labels as lb
 from tesk.backends.kubernetes import manifests
 from tesk.backends.kubernetes.accounting import count_requests
-from tesk.backends.kubernetes.controller import Controller, label_cancel
-from tesk.backends.kubernetes.kube import Kube, KubeError, load_api_client
+from tesk.backends.kubernetes.cancel import label_cancel
+from tesk.backends.kubernetes.controller import Controller
+from tesk.backends.kubernetes.kube import Kube, KubeError, Obj, load_api_client
 from tesk.backends.kubernetes.settings import KubernetesSettings
 from tesk.config import Settings
 from tesk.metrics import count_kubernetes_request
@@ -68,7 +69,7 @@ class KubernetesBackend:
         """Can this cluster give a container's stdout and stderr apart? Asked once, of the first
         taskmaster pod that has logged (its log is all stderr); later taskmasters are told the answer."""
         while self.settings.split_log_streams is None:
-            for pod in self.controller.cache.taskmaster_pods():
+            for pod in self._started_taskmaster_pods():
                 try:
                     answer = await asyncio.to_thread(split_streams_supported, self.kube, pod["metadata"]["name"])
                 except KubeError as exc:
@@ -80,6 +81,12 @@ class KubernetesBackend:
                              "read together (this cluster's pod log API cannot split them)")
                     return
             await asyncio.sleep(PROBE_INTERVAL)
+
+    def _started_taskmaster_pods(self) -> list[Obj]:
+        """Taskmaster pods that have started (Running or finished)."""
+        return [p for p in self.controller.cache.all("Pod")
+                if (p["metadata"].get("labels") or {}).get(lb.ROLE) == lb.Role.TASKMASTER.value
+                and (p.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed")]
 
     async def submit(self, stored: StoredTask) -> None:
         task = stored.task
@@ -148,15 +155,15 @@ def split_streams_supported(kube: Kube, pod: str) -> bool | None:
     try:
         stdout = kube.read_log(pod, "taskmaster", 2048, "Stdout")
     except KubeError as exc:
-        if 400 <= exc.status < 500:
-            return False
-        raise
+        if exc.transient:
+            raise
+        return False
     return not stdout.strip()
 
 
 def _status(exc: KubeError) -> int:
     """503 when trying again later may help (unreachable, throttled, server errors), else 500."""
-    return 503 if exc.status in (0, 429) or exc.status >= 500 else 500
+    return 503 if exc.transient else 500
 
 
 def _with_line(stored: StoredTask, line: str) -> list[TaskLog]:

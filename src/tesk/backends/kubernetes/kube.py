@@ -2,9 +2,10 @@
 
 Objects stay JSON dicts end to end (the manifests are dicts, the controller keeps trimmed dicts), so
 every call asks the client for the raw response instead of its generated models. Transient failures
-(429, 5xx, dropped connections) are retried with jittered backoff; everything else surfaces as
-`KubeError` carrying the status code and the API server's message. Callers in async code run these
-methods with `asyncio.to_thread`.
+(429, 5xx, dropped connections) are retried with jittered backoff; everything else surfaces as a
+`KubeError` carrying the status code and the API server's message, of a subclass callers can catch
+by meaning (`NotFound`, `Conflict`, `Gone`, `Forbidden`, `Throttled`, `Unreachable`) instead of
+comparing status codes. Callers in async code run these methods with `asyncio.to_thread`.
 """
 
 from __future__ import annotations
@@ -30,15 +31,28 @@ Obj = dict[str, Any]
 
 
 class KubeError(Exception):
-    """A Kubernetes request failed; `status` is the HTTP status (0 when the server was not reached)."""
+    """A Kubernetes request failed; `status` is the HTTP status (0 when the server was not reached).
+
+    Build one with `KubeError.of` (or `from_api`) to get the subclass that names what happened.
+    """
 
     def __init__(self, status: int, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
 
-    @classmethod
-    def from_api(cls, exc: ApiException, what: str) -> KubeError:
+    @property
+    def transient(self) -> bool:
+        """Trying again later may help: the server was unreachable, throttled us, or failed itself."""
+        return self.status in (0, 429) or self.status >= 500
+
+    @staticmethod
+    def of(status: int, message: str, reason: str = "") -> KubeError:
+        """The subclass for this status (plain `KubeError` for the rest)."""
+        return _BY_STATUS.get(status, KubeError)(status, message, reason)
+
+    @staticmethod
+    def from_api(exc: ApiException, what: str) -> KubeError:
         message = exc.reason or ""
         reason = ""
         try:
@@ -47,11 +61,35 @@ class KubeError(Exception):
             reason = body.get("reason") or ""
         except (ValueError, TypeError):
             pass
-        return cls(int(exc.status or 0), f"{what}: {message} (HTTP {exc.status})", reason)
+        return KubeError.of(int(exc.status or 0), f"{what}: {message} (HTTP {exc.status})", reason)
 
 
-class WatchExpired(Exception):
-    """The resourceVersion a watch resumed from is gone (410): the caller must list again."""
+class NotFound(KubeError):
+    """404: the object (or its namespace) does not exist."""
+
+
+class Conflict(KubeError):
+    """409: the name is taken (create), or the object changed since the resourceVersion we sent."""
+
+
+class Gone(KubeError):
+    """410: the resourceVersion a watch or a list's `continue` resumed from is gone: list again."""
+
+
+class Forbidden(KubeError):
+    """403: RBAC or an admission plugin refused the request."""
+
+
+class Throttled(KubeError):
+    """429 after every retry: the API server is shedding load (priority and fairness, or a limit)."""
+
+
+class Unreachable(KubeError):
+    """No HTTP answer at all (connection refused or dropped, timed out) after every retry."""
+
+
+_BY_STATUS: dict[int, type[KubeError]] = {0: Unreachable, 403: Forbidden, 404: NotFound, 409: Conflict,
+                                          410: Gone, 429: Throttled}
 
 
 @dataclass(frozen=True)
@@ -119,7 +157,7 @@ class Kube:
                     time.sleep(delay * (0.8 + 0.4 * random.random()))
                     delay = min(delay * 2, 5.0)
                     continue
-                raise KubeError(0, f"{what}: the Kubernetes API server could not be reached ({exc})") from None
+                raise Unreachable(0, f"{what}: the Kubernetes API server could not be reached ({exc})") from None
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -136,10 +174,8 @@ class Kube:
         """The object, or None when it does not exist."""
         try:
             return self._json(self._call(f"get {kind} {name}", self._method(kind, "read"), name, self.namespace))
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
 
     def patch(self, kind: str, name: str, patch: Obj) -> Obj:
         """JSON merge patch; a `metadata.resourceVersion` in it makes it conditional (409 when stale)."""
@@ -159,10 +195,8 @@ class Kube:
             body["gracePeriodSeconds"] = grace_seconds  # type: ignore[assignment]
         try:
             self._call(f"delete {kind} {name}", self._method(kind, "delete"), name, self.namespace, body=body)
-        except KubeError as exc:
-            if exc.status == 404:
-                return False
-            raise
+        except NotFound:
+            return False
         return True
 
     def delete_collection(self, kind: str, label_selector: str, propagation: str = "Background",
@@ -174,8 +208,13 @@ class Kube:
         self._call(f"delete {KINDS[kind].plural} {label_selector}", fn, self.namespace,
                    label_selector=label_selector, body=body)
 
-    def list(self, kind: str, label_selector: str, page: int = 500) -> tuple[list[Obj], str]:
-        """Every object matching the selector (paged), and the list's resourceVersion to watch from."""
+    def list(self, kind: str, label_selector: str, page: int = 500,
+             transform: Callable[[Obj], Obj] | None = None) -> tuple[list[Obj], str]:
+        """Every object matching the selector, and the list's resourceVersion to watch from.
+
+        Read in pages of `page` objects (`limit`/`continue`); `transform` (say, a trim) is applied
+        to each page as it arrives, so whole untrimmed lists are never held.
+        """
         items: list[Obj] = []
         token: str | None = None
         fn = self._method(kind, "list")
@@ -185,7 +224,9 @@ class Kube:
                 kwargs["_continue"] = token
             body = self._json(self._call(f"list {KINDS[kind].plural} {label_selector}", fn, self.namespace,
                                          **kwargs))
-            items.extend(body.get("items") or [])
+            page_items = body.pop("items", None) or []
+            items.extend(map(transform, page_items) if transform else page_items)
+            del page_items
             meta = body.get("metadata") or {}
             token = meta.get("continue")
             if not token:
@@ -196,7 +237,8 @@ class Kube:
         """Events `(type, object)` until the server ends the stream or `stop` is set.
 
         Without a resourceVersion the server first sends the current objects as ADDED (one request
-        instead of a list plus a watch). Raises `WatchExpired` on 410 Gone.
+        instead of a list plus a watch). Raises `Gone` on 410, whether the server answers the request
+        with it or sends it as an ERROR event in the stream.
         """
         kwargs: dict[str, Any] = {"label_selector": label_selector, "watch": True,
                                   "timeout_seconds": timeout_seconds, "allow_watch_bookmarks": True}
@@ -205,8 +247,6 @@ class Kube:
         try:
             response = self._method(kind, "list")(self.namespace, _preload_content=False, **kwargs)
         except ApiException as exc:
-            if exc.status == 410:
-                raise WatchExpired() from None
             raise KubeError.from_api(exc, f"watch {KINDS[kind].plural}") from None
         if on_response is not None:
             on_response(response)
@@ -217,9 +257,8 @@ class Kube:
                 event = json.loads(line)
                 obj = event.get("object") or {}
                 if event.get("type") == "ERROR":
-                    if obj.get("code") == 410:
-                        raise WatchExpired()
-                    raise KubeError(int(obj.get("code") or 0), f"watch {KINDS[kind].plural}: {obj.get('message')}")
+                    raise KubeError.of(int(obj.get("code") or 0), f"watch {KINDS[kind].plural}: {obj.get('message')}",
+                                       str(obj.get("reason") or ""))
                 yield event["type"], obj
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             if not stop.is_set():

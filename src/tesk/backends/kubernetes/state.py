@@ -1,5 +1,10 @@
 """From Kubernetes objects to TES states: pure functions, shared by the controller and the taskmaster.
 
+Every "which state is this task in" rule of the Kubernetes wing is here: how a task's Job, pods and
+published result map to a state (`task_state`), which pods can never start (`pod_blocker`), that a
+state never steps back (`settle`), which states are still to be reconciled (`UNFINISHED`), and how
+the controller folds its reason into the stored log (`merge_logs`).
+
 The taskmaster publishes what only it knows (executor results, log tails, the final state) in the
 task's result ConfigMap; everything else is read from the objects Kubernetes keeps anyway. The API's
 controller calls `task_state` with one task's taskmaster Job, its pods and that result, so a task
@@ -14,7 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tesk.backends.kubernetes import labels as lb
-from tesk.models import State, TaskLog
+from tesk.backends.kubernetes.cancel import requested
+from tesk.models import ACTIVE_STATES, State, TaskLog
 
 Obj = dict[str, Any]
 
@@ -24,6 +30,11 @@ MAX_RESULT_BYTES = 900 * 1024
 
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff"})
 FATAL_WAITING_REASONS = frozenset({"InvalidImageName", "CreateContainerConfigError", "CreateContainerError"})
+
+
+UNFINISHED: frozenset[State] = ACTIVE_STATES | {State.CANCELING}
+"""States the controller still reconciles with the cluster."""
+_RANK = {State.UNKNOWN: 0, State.QUEUED: 1, State.INITIALIZING: 2, State.RUNNING: 3, State.CANCELING: 4}
 
 
 @dataclass(frozen=True)
@@ -157,8 +168,7 @@ def task_state(job: Obj | None, pods: list[Obj], result: dict[str, str] | None, 
     if job is None:
         return Verdict(State.SYSTEM_ERROR, "the task's taskmaster Job does not exist: it was deleted before the "
                                            "task finished, or never created")
-    labels = (job.get("metadata") or {}).get("labels") or {}
-    if labels.get(lb.CANCEL) == lb.CANCEL_REQUESTED:
+    if requested(job):
         return Verdict(State.CANCELING, log=published[1] if published else None)
     finished = job_finished(job)
     taskmasters = [p for p in pods if _role(p) == lb.Role.TASKMASTER.value]
@@ -198,3 +208,34 @@ def _last_message(pods: list[Obj]) -> str | None:
         if term and term.get("message"):
             return str(term["message"]).strip().splitlines()[-1][:500]
     return None
+
+
+def settle(current: State, new: State) -> State:
+    """The state to store: `new`, unless it would step back (RUNNING -> INITIALIZING on a late or
+    replayed event). A terminal state always wins over a non-terminal one."""
+    if not new.is_terminal and _RANK.get(new, 0) <= _RANK.get(current, 0):
+        return current
+    return new
+
+
+def merge_logs(old: list[TaskLog] | None, verdict: Verdict) -> list[TaskLog] | None:
+    """The store's task log with the taskmaster's published log and the controller's reason folded in.
+
+    System log lines already stored (for example ignored backend_parameters) stay first.
+    """
+    if verdict.log is None and verdict.reason is None:
+        return None
+    base = old[0] if old else TaskLog()
+    merged = (verdict.log or TaskLog(start_time=base.start_time, end_time=base.end_time,
+                                     logs=base.logs, outputs=base.outputs)).model_copy(deep=True)
+    lines = list(base.system_logs or [])
+    for line in merged.system_logs or []:
+        if line not in lines:
+            lines.append(line)
+    if verdict.reason and verdict.reason not in lines:
+        lines.append(verdict.reason)
+    merged.system_logs = lines or None
+    merged.metadata = merged.metadata or base.metadata
+    if verdict.state.is_terminal and merged.end_time is None:
+        merged.end_time = datetime.now(UTC)
+    return [merged]

@@ -1,17 +1,19 @@
 """`tesk taskmaster`: runs one task inside the cluster with the shared runner.
 
 `KubernetesRuntime` does each step as Kubernetes objects (PVC, inputs filer Job, one Job per executor,
-outputs filer Job) and learns how they end from ONE label-selected watch of the task's pods, never by
-polling. Every step is create-or-adopt by deterministic name, so a taskmaster pod that died and was
-restarted by its Job picks up where it stopped: finished executors are not run again.
+outputs filer Job) and learns how they end from ONE label-selected list+watch of the task's pods
+(`informer.Informer`, the loop the API's controller uses too), never by polling. Every step is
+create-or-adopt by deterministic name, so a taskmaster pod that died and was restarted by its Job
+picks up where it stopped: finished executors are not run again.
 
 `ResultReporter` publishes the task's log (executor results, bounded stdout/stderr tails, outputs,
 system logs) and state in the task's result ConfigMap, which the API's controller watches. To keep
 the request count low it writes when something new is worth showing, at most every few seconds, and
 always at the end; INITIALIZING and RUNNING need no write at all (the controller sees the pods).
 
-Cancel: the API labels this pod; the watch (or the Downward API labels file) shows it, the runner is
-aborted, the running Job is deleted with foreground propagation, and the task ends CANCELED.
+Cancel (the protocol is in `cancel`): the API labels this pod; the watch (or the Downward API labels
+file) shows it, the runner is aborted, the running Job is deleted with foreground propagation, and
+the task ends CANCELED.
 """
 
 from __future__ import annotations
@@ -19,15 +21,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from tesk.backends.kubernetes import labels as lb
 from tesk.backends.kubernetes import manifests
-from tesk.backends.kubernetes.kube import Kube, KubeError, Obj, WatchExpired
+from tesk.backends.kubernetes.cancel import read_labels_file, requested_by
+from tesk.backends.kubernetes.informer import KEEP_META, Cache, Informer
+from tesk.backends.kubernetes.kube import Conflict, Kube, KubeError, Obj
 from tesk.backends.kubernetes.labels import Role
 from tesk.backends.kubernetes.settings import KubernetesSettings
 from tesk.backends.kubernetes.state import (
@@ -50,72 +54,27 @@ PODS_GONE_CHECK = 3.0
 """How often a Job whose pods have all gone is read, until a new pod appears or the Job says why."""
 
 
-class PodWatch(threading.Thread):
-    """The task's pods, kept current by one watch (resumed on stream end, restarted on 410)."""
+class TaskPods:
+    """The task's pods, kept current by the wing's one list+watch loop (`informer.Informer`).
+
+    The list comes first, so a restarted taskmaster knows every earlier pod of its task before it
+    decides anything; the loop's thread wakes the event loop on each change.
+    """
 
     def __init__(self, kube: Kube, task_id: str, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(name="tesk-taskmaster-watch", daemon=True)
-        self.kube, self.task_id, self.loop = kube, task_id, loop
-        self.pods: dict[str, Obj] = {}
-        self.synced = threading.Event()
-        self.stop_event = threading.Event()
+        self.loop = loop
+        self.cache = Cache(("Pod",), keep_meta=(*KEEP_META, "ownerReferences"))
+        self.informer = Informer(kube, "Pod", lb.selector({lb.TASK_ID: task_id}), self.cache,
+                                 lambda _ids: self._notify())
+        self.synced = self.informer.synced
         self.changed = asyncio.Event()
-        self.listeners: list[Any] = []
-        self._response: Any = None
+        self.listeners: list[Callable[[], None]] = []
 
-    def run(self) -> None:
-        version: str | None = None
-        selector = lb.selector({lb.TASK_ID: self.task_id})
-        delay = 0.5
-        while not self.stop_event.is_set():
-            try:
-                fresh = version is None
-                seen: set[str] = set()
-                for kind, obj in self.kube.watch("Pod", selector, version, 300, self.stop_event,
-                                                 self._remember):
-                    version = obj.get("metadata", {}).get("resourceVersion") or version
-                    if kind == "BOOKMARK":
-                        if fresh and not self.synced.is_set():
-                            self._mark_synced(seen)
-                        continue
-                    name = obj["metadata"]["name"]
-                    seen.add(name)
-                    # copy-on-write: the event loop reads `pods` while this thread replaces it
-                    pods = dict(self.pods)
-                    if kind == "DELETED":
-                        pods.pop(name, None)
-                    else:
-                        pods[name] = obj
-                    self.pods = pods
-                    self._notify()
-                if fresh and not self.synced.is_set():
-                    self._mark_synced(seen)  # no pods at all, and the stream ended
-                delay = 0.5
-            except WatchExpired:  # the history is gone: list afresh (events may have been missed)
-                items, version = self.kube.list("Pod", selector)
-                self.pods = {item["metadata"]["name"]: item for item in items}
-                self._notify()
-            except Exception as exc:  # noqa: BLE001 (the watch must outlive any one bad answer)
-                if self.stop_event.is_set():
-                    return
-                log.warning("watching the task's pods: %s; retrying in %.1fs", exc, delay)
-                self.stop_event.wait(delay)
-                delay = min(delay * 2, 30)
+    def start(self) -> None:
+        self.informer.start()
 
-    def _mark_synced(self, seen: set[str]) -> None:
-        self.pods = {name: obj for name, obj in self.pods.items() if name in seen}
-        self.synced.set()
-
-    def _remember(self, response: Any) -> None:
-        self._response = response
-        if not self.synced.is_set():
-            # The initial ADDED events arrive right after the response starts; give them a moment.
-            threading.Timer(0.5, self._mark_synced_if_quiet, args=(response,)).start()
-
-    def _mark_synced_if_quiet(self, response: Any) -> None:
-        if self._response is response and not self.synced.is_set():
-            self.synced.set()
-            self._notify()
+    def stop(self) -> None:
+        self.informer.stop()
 
     def _notify(self) -> None:
         if not self.loop.is_closed():
@@ -126,16 +85,11 @@ class PodWatch(threading.Thread):
         for listener in self.listeners:
             listener()
 
-    def stop(self) -> None:
-        self.stop_event.set()
-        if self._response is not None:
-            try:
-                self._response.shutdown()
-            except Exception as exc:  # noqa: BLE001 (socket already closed)
-                log.debug("closing the pod watch: %s", exc)
+    def get(self, name: str) -> Obj | None:
+        return self.cache.get("Pod", name)
 
     def of_job(self, job: str) -> list[Obj]:
-        pods = [p for p in self.pods.values()
+        pods = [p for p in self.cache.all("Pod")
                 if any(ref.get("name") == job for ref in p["metadata"].get("ownerReferences") or [])]
         return sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
 
@@ -154,7 +108,7 @@ class PodWatch(threading.Thread):
 class KubernetesRuntime:
     """The runner's `Runtime`: each step a Kubernetes object, owned by the taskmaster Job."""
 
-    def __init__(self, kube: Kube, settings: KubernetesSettings, owner: manifests.Owner, watch: PodWatch,
+    def __init__(self, kube: Kube, settings: KubernetesSettings, owner: manifests.Owner, watch: TaskPods,
                  abort: Any) -> None:
         self.kube, self.settings, self.owner, self.watch = kube, settings, owner, watch
         self.abort = abort
@@ -174,11 +128,11 @@ class KubernetesRuntime:
         """Create, or adopt what a previous taskmaster of this task made (same deterministic name)."""
         try:
             await self._call(self.kube.create, body)
-        except KubeError as exc:
-            if exc.status != 409:
-                raise TaskFailure(f"Kubernetes refused {body['kind']} {body['metadata']['name']}: {exc}") from None
+        except Conflict:
             log.info("%s %s already exists (made before a restart): adopting it", body["kind"],
                      body["metadata"]["name"])
+        except KubeError as exc:
+            raise TaskFailure(f"Kubernetes refused {body['kind']} {body['metadata']['name']}: {exc}") from None
 
     async def prepare(self, task: Task, note: Note) -> None:
         if manifests.needs_volume(task):
@@ -364,9 +318,7 @@ class ResultReporter:
                 self.kube.create(manifests.result_configmap(self.task_id, self.owner, data))
                 self._created = True
                 return
-            except KubeError as exc:
-                if exc.status != 409:
-                    raise
+            except Conflict:
                 self._created = True
         self.kube.patch("ConfigMap", name, {"data": data})
 
@@ -385,35 +337,17 @@ def _last_json(text: str) -> dict[str, Any] | None:
     return None
 
 
-def read_labels_file(path: Path) -> dict[str, str]:
-    """A Downward API `labels` (or `annotations`) file: `key="value"` lines, values Go-quoted."""
-    labels: dict[str, str] = {}
-    try:
-        text = path.read_text()
-    except OSError:
-        return labels
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if not sep:
-            continue
-        try:
-            labels[key.strip()] = json.loads(value.strip())
-        except ValueError:
-            labels[key.strip()] = value.strip().strip('"')
-    return labels
-
-
 async def run_taskmaster(kube: Kube, settings: KubernetesSettings, task_id: str, spec: Path,
                          labels_file: Path | None, pod_name: str | None) -> State | None:
     """Run (or resume) the task; the final state, or None when a previous run had already finished it."""
     loop = asyncio.get_running_loop()
-    watch = PodWatch(kube, task_id, loop)
+    watch = TaskPods(kube, task_id, loop)
     watch.start()
     log.info("task %s: taskmaster %s starting", task_id, pod_name)
     try:
         await asyncio.to_thread(watch.synced.wait, 30)
         log.info("task %s: watching its pods", task_id)
-        me = watch.pods.get(pod_name or "")
+        me = watch.get(pod_name or "")
         owner = _owner_from_pod(me) or await _owner_from_job(kube, task_id)
         others = [p for p in watch.of_job(task_id) if p["metadata"]["name"] != pod_name]
         if others:  # a restart: a previous taskmaster may have finished the task already
@@ -431,14 +365,14 @@ async def run_taskmaster(kube: Kube, settings: KubernetesSettings, task_id: str,
         runner: TaskRunner | None = None
 
         def check_cancel() -> None:
-            pod = watch.pods.get(pod_name or "") or {}
+            pod = watch.get(pod_name or "") or {}
             labels = dict(pod.get("metadata", {}).get("labels") or {})
             annotations = dict(pod.get("metadata", {}).get("annotations") or {})
             if labels_file is not None:
                 labels |= read_labels_file(labels_file)
                 annotations |= read_labels_file(labels_file.with_name("annotations"))
-            if labels.get(lb.CANCEL) == lb.CANCEL_REQUESTED and not reporter.cancelled:
-                by = annotations.get(lb.ANNOTATION_CANCELED_BY, "a user")
+            by = requested_by(labels, annotations)
+            if by is not None and not reporter.cancelled:
                 reporter.cancelled = True
                 log.info("task %s: cancel requested by %s", task_id, by)
                 if runner is not None:
