@@ -84,7 +84,8 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as data:
-        env = {"TESK_DATA_DIR": data, "TESK_LOCAL_MAX_TASKS": "0", "TESK_LOG_LEVEL": "warning"}
+        env = {"TESK_DATA_DIR": data, "TESK_LOCAL_MAX_TASKS": "0", "TESK_LOG_LEVEL": "warning",
+               "TESK_MAX_CONNECTIONS_PER_CLIENT": "0"}  # every follower holds a connection from 127.0.0.1
         with process([TESK, "serve", "--host", "127.0.0.1", "--port", str(port)], env, f"{url}/healthz") as proc:
             server = psutil.Process(proc.pid)
             results = {how: asyncio.run(scenario(url, server, how, args.tasks, args.seconds)) for how in ("idle", "poll", "push")}

@@ -24,11 +24,11 @@ def free_port() -> int:
 class ServerThread:
     """uvicorn serving an app in a thread, with its lifespan, on a random loopback port."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, **options: Any) -> None:
         self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, lifespan="on")
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, lifespan="on", **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -47,8 +47,9 @@ class ServerThread:
 
 
 @contextmanager
-def serving(app: FastAPI) -> Iterator[ServerThread]:
-    server = ServerThread(app)
+def serving(app: FastAPI, **options: Any) -> Iterator[ServerThread]:
+    """`app` served on loopback; `options` go to uvicorn's Config (e.g. `http=` as `tesk serve` sets it)."""
+    server = ServerThread(app, **options)
     server.start()
     try:
         yield server

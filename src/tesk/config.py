@@ -53,6 +53,24 @@ class Settings(BaseSettings):
         1024 * 1024, description="Largest inline `content` of one input (the spec asks for at least 128 KiB)."
     )
     max_body_bytes: int = Field(16 * 1024 * 1024, description="Largest request body accepted.")
+    header_timeout_seconds: float = Field(
+        15,
+        gt=0,
+        description="Time a client has to send a request's head (request line and headers), from the "
+        "connection opening or the request's first byte; then 408 and the connection is closed.",
+    )
+    body_timeout_seconds: float = Field(
+        60,
+        gt=0,
+        description="Time a client has to send a request's whole body after its head (a 16 MiB body needs "
+        "about 280 KB/s); then 408 and the connection is closed.",
+    )
+    max_connections_per_client: int = Field(
+        128,
+        ge=0,
+        description="Connections one client address may hold at once; more get 429 and are closed (0: no "
+        "cap). Behind a reverse proxy every connection comes from the proxy: raise it or set 0 there.",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
     log_json: bool = Field(False, description="Write logs as JSON lines (one object per line).")
 

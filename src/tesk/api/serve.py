@@ -37,6 +37,7 @@ def serve(
     import uvicorn
 
     from tesk.api.app import create_app
+    from tesk.api.connections import guarded_protocol
     from tesk.config import Settings
     from tesk.logs import configure_logging
 
@@ -56,7 +57,15 @@ def serve(
         "tesk %s: %s backend, store %s, listening on http://%s:%d",
         settings.backend, settings.backend, _redact(settings.effective_database_url), host, port,
     )
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        http=guarded_protocol(settings),
+    )
 
 
 def _redact(url: str) -> str:
