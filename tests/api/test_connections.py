@@ -179,3 +179,22 @@ def test_tesk_serve_applies_the_bounds_from_the_environment(tmp_path: Path) -> N
         assert time.monotonic() - started < 3
     finally:
         serving_process.stop()
+
+
+def test_a_short_head_bound_holds_after_a_longer_body_bound(tmp_path: Path) -> None:
+    """Deadlines of different lengths on one keep-alive connection: each is kept, none is late."""
+    settings = Settings(data_dir=tmp_path, header_timeout_seconds=0.5, body_timeout_seconds=3)
+    store = SqlTaskStore(settings.effective_database_url)
+    app = create_app(settings, store=store, backend=RecordingBackend(store))
+    with serving(app, http=guarded_protocol(settings)) as running, connect(running) as sock:
+        body = json.dumps(task_body()).encode()
+        sock.sendall(post_head(len(body)) + body[:5])
+        time.sleep(1)  # past the head bound, within the body bound
+        sock.sendall(body[5:])
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        answer = read_all(sock)
+        elapsed = time.monotonic() - started
+    assert status_and_body(answer)[0] == 408
+    assert 0.4 <= elapsed < 1.5, elapsed

@@ -52,10 +52,17 @@ def guarded_protocol(settings: Settings) -> type[asyncio.Protocol]:
     head_timeout = settings.header_timeout_seconds
     body_timeout = settings.body_timeout_seconds
     cap = settings.max_connections_per_client
+    tick = min(head_timeout, body_timeout)
     open_per_client: Counter[str] = Counter()
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
-        _deadline: asyncio.TimerHandle | None = None
+        # One timer per connection, firing at most `tick` after it was set, which is never after the
+        # deadline of any request armed since (each is at least `tick` away). Arming and disarming for
+        # each request just write `_due`, so the polled GetTask pays no timer of its own.
+        _timer: asyncio.TimerHandle | None = None
+        _due: float | None = None
+        _part = "head"
+        _limit = 0.0
         _counted: str | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -84,6 +91,9 @@ def guarded_protocol(settings: Settings) -> type[asyncio.Protocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             if self._counted is not None:
                 open_per_client[self._counted] -= 1
                 if open_per_client[self._counted] <= 0:
@@ -104,16 +114,26 @@ def guarded_protocol(settings: Settings) -> type[asyncio.Protocol]:
             super().on_message_complete()
 
         def _arm(self, seconds: float, part: str) -> None:
-            self._disarm()
-            self._deadline = self.loop.call_later(seconds, self._expired, seconds, part)
+            now = self.loop.time()
+            self._part, self._limit, self._due = part, seconds, now + seconds
+            if self._timer is None:
+                self._timer = self.loop.call_at(now + tick, self._check)
 
         def _disarm(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
+            self._due = None
+
+        def _check(self) -> None:
+            self._timer = None
+            if self._due is None:
+                return
+            now = self.loop.time()
+            if now < self._due:
+                self._timer = self.loop.call_at(min(self._due, now + tick), self._check)
+                return
+            self._due = None
+            self._expired(self._limit, self._part)
 
         def _expired(self, seconds: float, part: str) -> None:
-            self._deadline = None
             if self.transport.is_closing():
                 return
             cycle: Any = self.cycle
