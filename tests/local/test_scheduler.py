@@ -71,3 +71,12 @@ def test_requests_default_and_never_fitting_tasks() -> None:
     reason = sched.never_fits(sched.request(big))
     assert reason is not None and "16 GB" in reason and "TESK_LOCAL_RAM_GB" in reason
     assert sched.never_fits(Request(2, 4)) is None
+
+
+def test_a_task_handed_in_twice_is_queued_and_run_once() -> None:
+    sched, _ = make(cpu=4)
+    sched.add("a", Request(1, 0))
+    sched.add("a", Request(1, 0))
+    assert sched.admit() == ["a"]
+    sched.add("a", Request(1, 0))  # while it runs
+    assert sched.admit() == [] and len(sched.queue) == 0

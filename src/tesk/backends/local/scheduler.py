@@ -47,6 +47,8 @@ class Scheduler:
         self.backfill_seconds = backfill_seconds
         self.clock = clock
         self.queue: list[_Queued] = []
+        self.queued: set[str] = set()
+        """Ids in `queue`, to refuse a second copy without scanning it."""
         self.running: dict[str, Request] = {}
 
     def request(self, task: Task) -> Request:
@@ -70,6 +72,11 @@ class Scheduler:
         return None
 
     def add(self, task_id: str, request: Request) -> None:
+        """Queue a task; one already queued or running stays as it is, so no task runs twice here
+        (the API and a resumption after re-registering may both hand in the same task)."""
+        if task_id in self.running or task_id in self.queued:
+            return
+        self.queued.add(task_id)
         self.queue.append(_Queued(task_id, request, self.clock()))
 
     def remove(self, task_id: str) -> bool:
@@ -77,12 +84,14 @@ class Scheduler:
         for index, item in enumerate(self.queue):
             if item.task_id == task_id:
                 del self.queue[index]
+                self.queued.discard(task_id)
                 return True
         return False
 
     def clear(self) -> None:
         """Forget every queued task (running ones stay counted until `done`)."""
         self.queue.clear()
+        self.queued.clear()
 
     def done(self, task_id: str) -> None:
         self.running.pop(task_id, None)
@@ -105,6 +114,7 @@ class Scheduler:
             item = self.queue[index]
             if self._fits(item.request):
                 del self.queue[index]
+                self.queued.discard(item.task_id)
                 self.running[item.task_id] = item.request
                 started.append(item.task_id)
                 continue
