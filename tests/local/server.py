@@ -31,7 +31,7 @@ class Server:
             [str(Path(sys.executable).parent / "tesk"), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
             env=self.env, stdout=log, stderr=log,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, (self.data_dir / "server.log").read_text()
             try:
@@ -40,7 +40,7 @@ class Server:
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        raise AssertionError("tesk serve did not answer within 30 s")
+        raise AssertionError("tesk serve did not answer within 60 s")
 
     def kill(self) -> None:
         assert self.proc is not None
