@@ -163,7 +163,8 @@ def test_the_tasks_of_a_killed_replica_are_taken_over_by_exactly_one_other(
     a.kill()
     wait_until("the tasks run again elsewhere", lambda: all(counter.starts[m] == 2 for m in marks), timeout=20)
     taken_after = time.monotonic() - killed
-    assert taken_after >= LEASE * 0.9, "nobody takes over before the lease has expired"
+    # A renewed at most a third of the lease before it was killed, so its lease ran at least this long.
+    assert taken_after >= LEASE * 2 / 3, "nobody takes over before the lease has expired"
     counter.open = True
     wait_until("every task ends", lambda: all_in(b, [*ids, queued], TERMINAL))
     assert states(c, [*ids, queued]) == ["COMPLETE"] * 4
