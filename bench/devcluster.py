@@ -31,8 +31,8 @@ from starlette.routing import Route
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import free_port
-from tesk.devcluster import DevCluster
-from tesk.devcluster.testing import fast_config
+from devcluster import DevCluster
+from devcluster.cluster import fast_config
 
 REQUESTS = 300
 JOBS = 8

@@ -28,8 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tesk.backends.kubernetes.kube import Kube, load_api_client
-from tesk.devcluster import DevCluster
-from tesk.devcluster.testing import fast_config
+from devcluster import DevCluster
+from devcluster.cluster import fast_config
 from tesk.models import State, Task
 from tesk.store import new_task_id
 from tesk.store.sql import SqlTaskStore

@@ -44,9 +44,6 @@ def _register() -> None:
     from tesk.api.serve import serve
 
     app.command(name="serve")(serve)
-    from tesk.devcluster.cli import devcluster
-
-    app.command(name="devcluster")(devcluster)
 
 
 def main() -> None:

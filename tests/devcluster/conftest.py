@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import kubernetes
 import pytest
 
-from tesk.devcluster import DevCluster
-from tesk.devcluster.testing import devcluster  # noqa: F401 - the fixture
+from devcluster import DevCluster
 
 
 @dataclass
@@ -22,7 +21,7 @@ class Clients:
 
 
 @pytest.fixture
-def k8s(devcluster: DevCluster) -> Iterator[Clients]:  # noqa: F811 - uses the imported fixture
+def k8s(devcluster: DevCluster) -> Iterator[Clients]:  # the devcluster plugin's fixture
     """Clients talking to the stand-in through a generated kubeconfig, as they would to a cluster."""
     api = kubernetes.config.new_client_from_config(str(devcluster.kubeconfig_path))
     yield Clients(api, kubernetes.client.CoreV1Api(api), kubernetes.client.BatchV1Api(api))

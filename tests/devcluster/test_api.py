@@ -12,8 +12,8 @@ import kubernetes
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from tesk.devcluster import DevCluster
-from tesk.devcluster.testing import wait_for
+from devcluster import DevCluster
+from devcluster.pytest_plugin import wait_for
 
 from .conftest import Clients
 

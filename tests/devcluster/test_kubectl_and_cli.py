@@ -1,4 +1,4 @@
-"""kubectl and the `tesk devcluster` command against the stand-in cluster."""
+"""kubectl and the `devcluster` command against the stand-in cluster."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from tesk.devcluster import DevCluster
-from tesk.devcluster.cli import devcluster
-from tesk.devcluster.testing import wait_for
+from devcluster import DevCluster
+from devcluster.cli import devcluster
+from devcluster.pytest_plugin import wait_for
 
 pytestmark = pytest.mark.devcluster
+DEVCLUSTER = str(Path(sys.executable).with_name("devcluster"))
 TESK = str(Path(sys.executable).with_name("tesk"))
 
 
@@ -75,10 +76,18 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_tesk_devcluster_command_serves_until_interrupted(tmp_path: Path) -> None:
+def test_the_stand_in_is_not_part_of_the_tesk_command() -> None:
+    listed = subprocess.run([TESK, "--help"], check=True, capture_output=True, text=True, timeout=60)
+    assert "serve" in listed.stdout and "devcluster" not in listed.stdout
+    gone = subprocess.run([TESK, "devcluster", "--kubeconfig", "/dev/null"], check=False, capture_output=True,
+                          text=True, timeout=60)
+    assert gone.returncode == 2 and "No such command 'devcluster'" in gone.stderr
+
+
+def test_devcluster_command_serves_until_interrupted(tmp_path: Path) -> None:
     port = _free_port()
     kubeconfig = tmp_path / "dev.kubeconfig"
-    process = subprocess.Popen([TESK, "devcluster", "--kubeconfig", str(kubeconfig),
+    process = subprocess.Popen([DEVCLUSTER, "--kubeconfig", str(kubeconfig),
                                 "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None and process.stderr is not None

@@ -7,7 +7,7 @@ import secrets
 
 import pytest
 
-from tesk.devcluster.runtime import _exec, _PodmanHandle
+from devcluster.runtime import _exec, _PodmanHandle
 
 
 async def test_a_container_stopped_while_podman_starts_it_does_not_run_on() -> None:

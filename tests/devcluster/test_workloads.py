@@ -11,8 +11,8 @@ import kubernetes
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from tesk.devcluster import DevCluster
-from tesk.devcluster.testing import wait_for
+from devcluster import DevCluster
+from devcluster.pytest_plugin import wait_for
 
 from .conftest import Clients
 
@@ -408,8 +408,8 @@ def test_config_map_volume_and_env_value_from(k8s: Clients) -> None:
 
 
 def test_host_image_pod_reaches_the_api_with_in_cluster_config(tmp_path: Any) -> None:
-    from tesk.devcluster import DevCluster
-    from tesk.devcluster.testing import fast_config
+    from devcluster import DevCluster
+    from devcluster.cluster import fast_config
 
     script = ("from kubernetes import client, config; config.load_incluster_config(); "
               "ns = open('/var/run/secrets/kubernetes.io/serviceaccount/namespace').read(); "

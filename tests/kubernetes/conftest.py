@@ -36,7 +36,7 @@ TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "PREEMPTED
 class Cluster:
     kubeconfig: Path  # what the API uses
     namespace: str
-    devcluster: Any | None  # tesk.devcluster.DevCluster when running on the stand-in
+    devcluster: Any | None  # devcluster.DevCluster when running on the stand-in
     observer: Path | None = None  # the tests' own kubeconfig (another user, so their requests are told apart)
 
     def kube(self) -> Kube:
@@ -53,8 +53,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if REAL_KUBECONFIG:
         yield Cluster(Path(REAL_KUBECONFIG), os.environ.get("TESK_TEST_NAMESPACE", "default"), None)
         return
-    from tesk.devcluster import DevCluster
-    from tesk.devcluster.testing import fast_config
+    from devcluster import DevCluster
+    from devcluster.cluster import fast_config
 
     tmp = tmp_path_factory.mktemp("k8s")
     with DevCluster(fast_config(state_dir=tmp / "devcluster", host_images=(IMAGE,))) as dev:

@@ -21,8 +21,8 @@ pytestmark = pytest.mark.kubernetes
 
 @pytest.fixture(scope="module")
 def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kube, object]]:
-    from tesk.devcluster import DevCluster
-    from tesk.devcluster.testing import fast_config
+    from devcluster import DevCluster
+    from devcluster.cluster import fast_config
 
     tmp = tmp_path_factory.mktemp("controller")
     with DevCluster(fast_config(state_dir=tmp / "devcluster")) as dev:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from tesk.devcluster.resources import RESOURCES, ResourceType
-from tesk.devcluster.store import now, parse_time
+from devcluster.resources import RESOURCES, ResourceType
+from devcluster.store import now, parse_time
 
 KUBERNETES_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-tesk-devcluster",
                       "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
@@ -96,7 +96,7 @@ def openapi_v3_group(group: str) -> dict[str, Any]:
                            {"name": "dryRun", "in": "query", "schema": {"type": "string"}}],
             "responses": {"200": {"description": "OK"}},
         }}
-    return {"openapi": "3.0.0", "info": {"title": "Kubernetes (tesk devcluster)", "version": "v1.32.0"},
+    return {"openapi": "3.0.0", "info": {"title": "Kubernetes (devcluster stand-in)", "version": "v1.32.0"},
             "paths": paths, "components": {"schemas": {}}}
 
 

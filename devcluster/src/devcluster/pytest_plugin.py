@@ -1,9 +1,12 @@
-"""Pytest helpers: a running stand-in cluster with short back-offs and a kubeconfig.
+"""The pytest plugin of the stand-in cluster (registered through the `pytest11` entry point).
 
-Import the fixture in a conftest (`from tesk.devcluster.testing import devcluster  # noqa: F401`);
-the test gets a `DevCluster` whose `kubeconfig_path` attribute points at a kubeconfig for the
-`admin` user. Back-offs are shortened (Job retries 0.2 s, image pulls 0.5 s, restarts 0.5 s) so
-that failure paths run in seconds; everything else keeps Kubernetes' semantics.
+Installing the `devcluster` distribution makes the `devcluster` fixture available to every test:
+a running `DevCluster` with short back-offs (`devcluster.cluster.fast_config`) whose
+`kubeconfig_path` attribute points at a kubeconfig for the `admin` user. `wait_for` polls a probe
+and fails the test with a clear message on timeout.
+
+The server stack is imported inside the fixture, so loading the plugin costs nothing for test
+runs that never use it.
 """
 
 from __future__ import annotations
@@ -11,21 +14,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
-from tesk.devcluster.cluster import DevCluster, DevClusterConfig
+if TYPE_CHECKING:
+    from devcluster.cluster import DevCluster
 
 T = TypeVar("T")
-
-
-def fast_config(**overrides: object) -> DevClusterConfig:
-    """A configuration for tests: Kubernetes semantics with back-offs measured in fractions of seconds."""
-    values: dict[str, object] = {"job_backoff_base": 0.2, "image_backoff_base": 0.5, "restart_backoff_base": 0.5,
-                                 "bookmark_interval": 1.0}
-    values.update(overrides)
-    return DevClusterConfig(**values)  # type: ignore[arg-type]
 
 
 def wait_for(probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.1,
@@ -44,6 +40,8 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 30.0, interval: flo
 @pytest.fixture
 def devcluster(tmp_path: Path) -> Iterator[DevCluster]:
     """A fresh stand-in cluster per test, with `kubeconfig_path` set."""
+    from devcluster.cluster import DevCluster, fast_config
+
     cluster = DevCluster(fast_config(state_dir=tmp_path / "devcluster"))
     with cluster:
         cluster.write_kubeconfig(tmp_path / "kubeconfig")

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tesk.devcluster import errors
-from tesk.devcluster.defaults import DEFAULTERS
-from tesk.devcluster.resources import BY_PLURAL, ResourceType, validate, validate_update
-from tesk.devcluster.selectors import FieldRequirement, Requirement, matches_labels
+from devcluster import errors
+from devcluster.defaults import DEFAULTERS
+from devcluster.resources import BY_PLURAL, ResourceType, validate, validate_update
+from devcluster.selectors import FieldRequirement, Requirement, matches_labels
 
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 ORPHAN_FINALIZER = "orphan"

@@ -12,19 +12,19 @@ alpine and ubuntu tags).
 
 Start it on its own:
 
-    tesk devcluster --kubeconfig /tmp/dev.kubeconfig [--port 6443]
+    devcluster --kubeconfig /tmp/dev.kubeconfig [--port 6443]
     kubectl --kubeconfig /tmp/dev.kubeconfig get jobs,pods
 
 or in-process (tests, benchmarks):
 
-    from tesk.devcluster import DevCluster, DevClusterConfig
+    from devcluster import DevCluster, DevClusterConfig
     with DevCluster(DevClusterConfig(job_backoff_base=0.5)) as cluster:
         path = cluster.write_kubeconfig(tmp_path / "kubeconfig")
         kubernetes.config.load_kube_config(str(path))
         cluster.inject(verb="create", resource="jobs", status=429, retry_after=1)   # fault injection
         cluster.faults.count(verb="list", resource="pods", client="admin")         # accounting
 
-Pytest: `from tesk.devcluster.testing import devcluster` in a conftest gives a fixture (a running
+Pytest: installing the distribution registers the plugin `devcluster.pytest_plugin`: a `devcluster` fixture (a running
 `DevCluster` with short back-offs and a kubeconfig at `devcluster.kubeconfig_path`).
 
 How pods run
@@ -92,11 +92,11 @@ __all__ = ["DevCluster", "DevClusterConfig", "Fault", "RequestRecord"]
 def __getattr__(name: str) -> Any:
     """Import lazily, so `tesk --help` does not load the server stack for the `devcluster` command."""
     if name in ("DevCluster", "DevClusterConfig"):
-        from tesk.devcluster import cluster
+        from devcluster import cluster
 
         return getattr(cluster, name)
     if name in ("Fault", "RequestRecord"):
-        from tesk.devcluster import faults
+        from devcluster import faults
 
         return getattr(faults, name)
-    raise AttributeError(f"module 'tesk.devcluster' has no attribute {name!r}")
+    raise AttributeError(f"module 'devcluster' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""`tesk devcluster`: run the stand-in Kubernetes cluster until interrupted."""
+"""`devcluster`: run the stand-in Kubernetes cluster until interrupted."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def devcluster(
 ) -> None:
     """Run a development stand-in for a Kubernetes cluster (not a cluster): real Kubernetes HTTP on
     127.0.0.1, a Job controller, and a kubelet that runs pods with podman."""
-    from tesk.devcluster.cluster import DevCluster, DevClusterConfig
-    from tesk.devcluster.kubelet import parse_quantity
+    from devcluster.cluster import DevCluster, DevClusterConfig
+    from devcluster.kubelet import parse_quantity
 
     if network not in ("none", "host"):
         raise typer.BadParameter(f"{network!r} is not a supported network; use none or host", param_hint="--network")
@@ -53,3 +53,8 @@ def devcluster(
         pass
     finally:
         cluster.stop()
+
+
+def main() -> None:
+    """Console-script entry point of `devcluster`."""
+    typer.run(devcluster)

@@ -23,11 +23,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tesk.devcluster import discovery, errors, protobuf
-from tesk.devcluster.faults import Fault, Faults, RequestRecord
-from tesk.devcluster.patch import PatchError, apply_patch
-from tesk.devcluster.resources import BY_PATH, ResourceType
-from tesk.devcluster.selectors import (
+from devcluster import discovery, errors, protobuf
+from devcluster.faults import Fault, Faults, RequestRecord
+from devcluster.patch import PatchError, apply_patch
+from devcluster.resources import BY_PATH, ResourceType
+from devcluster.selectors import (
     FieldRequirement,
     Requirement,
     SelectorError,
@@ -35,7 +35,7 @@ from tesk.devcluster.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from tesk.devcluster.store import Store, WatchEvent
+from devcluster.store import Store, WatchEvent
 
 log = logging.getLogger(__name__)
 

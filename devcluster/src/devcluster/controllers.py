@@ -30,9 +30,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from tesk.devcluster.errors import ApiError
-from tesk.devcluster.resources import BY_PLURAL
-from tesk.devcluster.store import (
+from devcluster.errors import ApiError
+from devcluster.resources import BY_PLURAL
+from devcluster.store import (
     FOREGROUND_FINALIZER,
     ORPHAN_FINALIZER,
     Store,

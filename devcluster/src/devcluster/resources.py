@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from tesk.devcluster.errors import invalid
-from tesk.devcluster.selectors import label_key_error, label_value_error
+from devcluster.errors import invalid
+from devcluster.selectors import label_key_error, label_value_error
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,14 @@ from typing import Any, Self, TypeVar
 import uvicorn
 import yaml
 
-from tesk.devcluster.api import ApiServer
-from tesk.devcluster.controllers import Controllers, EventRecorder
-from tesk.devcluster.faults import Fault, Faults
-from tesk.devcluster.kubelet import Kubelet, KubeletConfig, NodeConfig
-from tesk.devcluster.resources import BY_PLURAL
-from tesk.devcluster.runtime import HostRuntime, PodmanRuntime
-from tesk.devcluster.store import Store
-from tesk.devcluster.tls import write_certificates
+from devcluster.api import ApiServer
+from devcluster.controllers import Controllers, EventRecorder
+from devcluster.faults import Fault, Faults
+from devcluster.kubelet import Kubelet, KubeletConfig, NodeConfig
+from devcluster.resources import BY_PLURAL
+from devcluster.runtime import HostRuntime, PodmanRuntime
+from devcluster.store import Store
+from devcluster.tls import write_certificates
 
 T = TypeVar("T")
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -60,6 +60,15 @@ class DevClusterConfig:
     history_size: int = 4096  # watch events kept; older resourceVersions answer 410 Gone
     bookmark_interval: float = 5.0
     namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
+
+
+def fast_config(**overrides: object) -> DevClusterConfig:
+    """A configuration for tests and benchmarks: Kubernetes semantics with back-offs measured in fractions
+    of seconds (Job retries 0.2 s, image pulls 0.5 s, restarts 0.5 s), so failure paths run in seconds."""
+    values: dict[str, object] = {"job_backoff_base": 0.2, "image_backoff_base": 0.5, "restart_backoff_base": 0.5,
+                                 "bookmark_interval": 1.0}
+    values.update(overrides)
+    return DevClusterConfig(**values)  # type: ignore[arg-type]
 
 
 class DevCluster:

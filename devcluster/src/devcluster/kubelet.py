@@ -33,10 +33,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tesk.devcluster.controllers import EventRecorder, StoreLoop
-from tesk.devcluster.resources import BY_PLURAL
-from tesk.devcluster.runtime import ContainerResult, ContainerRun, Handle, HostRuntime, Mount, Runtime
-from tesk.devcluster.store import Store, WatchEvent, timestamp
+from devcluster.controllers import EventRecorder, StoreLoop
+from devcluster.resources import BY_PLURAL
+from devcluster.runtime import ContainerResult, ContainerRun, Handle, HostRuntime, Mount, Runtime
+from devcluster.store import Store, WatchEvent, timestamp
 
 log = logging.getLogger(__name__)
 
