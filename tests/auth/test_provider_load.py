@@ -127,7 +127,8 @@ async def test_distinct_junk_tokens_never_exceed_the_cap_and_are_asked_about_onc
     oidc_provider: OidcProvider, proxy: CountingProxy, counting: Counting
 ) -> None:
     proxy.delay = 0.05  # a provider with some latency, so calls overlap
-    auth = authenticator(oidc_provider, proxy, counting, max_concurrent_calls=3)
+    # 40 calls through 3 slots: a loaded machine must not turn the wait for a slot into a 503 here
+    auth = authenticator(oidc_provider, proxy, counting, max_concurrent_calls=3, http_timeout_seconds=60)
     tokens = [junk() for _ in range(40)]
     errors = await refuse_all(auth, tokens)
     assert all(isinstance(e, Unauthenticated) and "rejected" in e.message for e in errors), errors
