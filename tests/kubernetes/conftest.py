@@ -74,6 +74,7 @@ class Api:
                                   "TESK_API_TASKMASTER_FILER_IMAGE_VERSION": IMAGE.rpartition(":")[2],
                                   "split_log_streams": cluster.devcluster is not None,
                                   "unschedulable_grace_seconds": 3, "image_pull_grace_seconds": 3,
+                                  "failed_create_grace_seconds": 3,
                                   "cancel_grace_seconds": 20, "lease_seconds": 3}
         values.update(k8s)
         self.k8s = KubernetesSettings(**values)

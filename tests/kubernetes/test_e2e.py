@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from tests.kubernetes.conftest import Api, Cluster, task_objects
+from tests.kubernetes.conftest import TERMINAL, Api, Cluster, task_objects
 
 pytestmark = pytest.mark.kubernetes
 
@@ -108,6 +108,58 @@ def test_outcomes_failures_missing_image_unschedulable(api: Api, cluster: Cluste
     assert task["state"] == "SYSTEM_ERROR"
     assert "could not be scheduled" in " ".join(task["logs"][0]["system_logs"])
 
+
+
+def _unschedulable_executor(api: Api, cluster: Cluster) -> tuple[str, dict[str, Any]]:
+    """A task whose executor asks for more CPU than any node has, once its pod is marked Unschedulable."""
+    task_id = api.submit({"executors": [{"image": "alpine", "command": ["true"]}], "resources": {"cpu_cores": 4096}})
+    kube = cluster.kube()
+    deadline = time.monotonic() + 60
+    while True:
+        pods = kube.list("Pod", f"tesk.io/task-id={task_id},tesk.io/executor=0")[0]
+        if pods and any(c.get("reason") == "Unschedulable" for c in pods[0]["status"].get("conditions") or []):
+            return task_id, pods[0]
+        assert time.monotonic() < deadline, "the executor pod was never marked Unschedulable"
+        time.sleep(0.2)
+
+
+def _autoscaler_says(cluster: Cluster, pod: dict[str, Any], reason: str, message: str) -> None:
+    """What cluster-autoscaler records on a pending pod it has looked at (it is no part of the API server)."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    meta = pod["metadata"]
+    cluster.kube().create({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": f"{meta['name']}.{reason.lower()}"},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "namespace": cluster.namespace,
+                           "uid": meta["uid"]},
+        "reason": reason, "message": message, "type": "Normal" if reason == "TriggeredScaleUp" else "Warning",
+        "source": {"component": "cluster-autoscaler"}, "firstTimestamp": now, "lastTimestamp": now, "count": 1})
+
+
+def test_unschedulable_executor_fails_fast_when_the_autoscaler_will_not_add_a_node(
+        api_factory: Any, cluster: Cluster) -> None:
+    cluster.require_standin()
+    api = api_factory(unschedulable_grace_seconds=120)
+    task_id, pod = _unschedulable_executor(api, cluster)
+    started = time.monotonic()
+    _autoscaler_says(cluster, pod, "NotTriggerScaleUp", "pod didn't trigger scale-up: 1 max node group size reached")
+    task = api.wait(task_id, timeout=60)
+    assert time.monotonic() - started < 30  # far less than the 120 s grace
+    assert task["state"] == "SYSTEM_ERROR"
+    lines = " ".join(task["logs"][0]["system_logs"])
+    assert "the cluster autoscaler will not add a node" in lines and "max node group size reached" in lines
+
+
+def test_unschedulable_executor_waits_while_the_autoscaler_adds_a_node(api_factory: Any, cluster: Cluster) -> None:
+    cluster.require_standin()
+    api = api_factory(unschedulable_grace_seconds=3, scale_up_grace_seconds=15)
+    task_id, pod = _unschedulable_executor(api, cluster)
+    _autoscaler_says(cluster, pod, "TriggeredScaleUp", "pod triggered scale-up: [{pool-a 1->2 (max: 5)}]")
+    time.sleep(8)  # past the unschedulable grace: a node is on its way, so the task waits
+    assert api.get(task_id)["state"] not in TERMINAL
+    task = api.wait(task_id, timeout=60)  # but not past the scale-up grace
+    assert task["state"] == "SYSTEM_ERROR"
+    assert "although the cluster autoscaler started a scale-up" in " ".join(task["logs"][0]["system_logs"])
 
 
 def test_eviction_before_and_after_the_container_starts_is_preempted(api: Api, cluster: Cluster) -> None:

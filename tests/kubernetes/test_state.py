@@ -8,10 +8,19 @@ from typing import Any
 import pytest
 
 from tesk.backends.kubernetes import labels as lb
-from tesk.backends.kubernetes.state import decode_result, encode_result, pod_blocker, task_state
+from tesk.backends.kubernetes.state import (
+    Graces,
+    decode_result,
+    encode_result,
+    failed_create,
+    pod_blocker,
+    task_state,
+    wants_events,
+)
 from tesk.models import ExecutorLog, State, TaskLog
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
+GRACES = Graces(unschedulable=300, image_pull=60, create_container=60, failed_create=60, scale_up=1800)
 TASK = "task-01jz0000000000000000000000"
 
 
@@ -78,7 +87,7 @@ ROWS: list[tuple[str, Any, list[Any], Any, State, str | None]] = [
 
 @pytest.mark.parametrize(("name", "job_obj", "pods", "result", "state", "reason"), ROWS, ids=[r[0] for r in ROWS])
 def test_task_state(name: str, job_obj: Any, pods: list[Any], result: Any, state: State, reason: str | None) -> None:
-    verdict = task_state(job_obj, pods, result, NOW, unschedulable_grace=300, image_pull_grace=60)
+    verdict = task_state(job_obj, pods, result, NOW, GRACES)
     assert verdict.state is state
     if reason is None:
         assert verdict.reason is None
@@ -87,8 +96,66 @@ def test_task_state(name: str, job_obj: Any, pods: list[Any], result: Any, state
 
 
 def test_pod_blocker_only_for_pending_pods() -> None:
-    assert pod_blocker(pod(phase="Running", created=999, **waiting("ImagePullBackOff")), NOW, 0, 0) is None
-    assert pod_blocker(pod(created=500, **UNSCHEDULABLE), NOW, 1000, 0) is None
+    none = Graces(0, 0, 0, 0, 0)
+    assert pod_blocker(pod(phase="Running", created=999, **waiting("ImagePullBackOff")), NOW, none) is None
+    assert pod_blocker(pod(created=500, **UNSCHEDULABLE), NOW, Graces(1000, 0, 0, 0, 0)) is None
+
+
+def event(reason: str, message: str, seconds_ago: float, kind: str = "Pod") -> dict[str, Any]:
+    return {"kind": "Event", "reason": reason, "message": message, "type": "Warning" if "Not" in reason or
+            "Failed" in reason else "Normal", "lastTimestamp": ts(seconds_ago), "involvedObject": {"kind": kind}}
+
+
+REFUSED = event("FailedCreate", 'pods "x" is forbidden: violates PodSecurity "restricted:latest": '
+                "runAsNonRoot != true", 30, "Job")
+
+
+def test_a_job_whose_pod_creates_are_refused_ends_with_the_refusal_after_its_grace() -> None:
+    """The Job controller records FailedCreate Events and sets no condition: only the Events tell."""
+    assert failed_create(TASK, 59, [REFUSED], GRACES) is None  # the Job controller retries meanwhile
+    assert failed_create(TASK, 61, [], GRACES) is None  # no pod yet, but nothing refused either
+    reason = failed_create(TASK, 61, [event("SuccessfulCreate", "Created pod", 5, "Job"), REFUSED], GRACES)
+    assert reason is not None and 'violates PodSecurity "restricted:latest"' in reason and TASK in reason
+    verdict = task_state(job(), [], None, NOW, GRACES, {TASK: [REFUSED]})
+    assert verdict.state is State.SYSTEM_ERROR and verdict.reason is not None
+    assert verdict.reason.startswith("the taskmaster could not start: Kubernetes refused to create the pod")
+    assert task_state(job(), [], None, NOW, GRACES).state is State.QUEUED  # no Events read: still waiting
+
+
+def test_events_are_wanted_only_while_they_can_end_the_task() -> None:
+    assert wants_events(job(), [], NOW, GRACES) == [TASK]  # 600 s without a pod
+    young = job()
+    young["metadata"]["creationTimestamp"] = ts(5)
+    assert wants_events(young, [], NOW, GRACES) == []
+    assert wants_events(job(), [pod(phase="Running")], NOW, GRACES) == []
+    assert wants_events(job(), [pod(**UNSCHEDULABLE)], NOW, GRACES) == [f"{TASK}-taskmaster-x"]
+    assert wants_events(job([{"type": "Complete", "status": "True"}]), [], NOW, GRACES) == []
+    assert wants_events(None, [], NOW, GRACES) == []
+
+
+def test_unschedulable_waits_for_a_scale_up_and_fails_fast_when_none_will_come() -> None:
+    stuck = pod(created=500, **UNSCHEDULABLE)  # unschedulable for 400 s, past the 300 s grace
+    triggered = event("TriggeredScaleUp", "pod triggered scale-up: [{gpu-pool 0->1 (max: 4)}]", 60)
+    assert pod_blocker(stuck, NOW, GRACES, [triggered]) is None  # a node is on its way: wait on
+    late = pod_blocker(stuck, NOW, Graces(300, 60, 60, 60, 350), [triggered])
+    assert late is not None and "although the cluster autoscaler started a scale-up" in late
+    fresh = pod(created=20, conditions=[UNSCHEDULABLE["conditions"][0] | {"lastTransitionTime": ts(10)}])
+    assert pod_blocker(fresh, NOW, GRACES) is None
+    refused = event("NotTriggerScaleUp", "pod didn't trigger scale-up: 2 max node group size reached", 5)
+    reason = pod_blocker(fresh, NOW, GRACES, [refused])  # 10 s in, far from the grace: no use waiting
+    assert reason is not None and "will not add a node" in reason and "max node group size reached" in reason
+    # the newest word counts: a scale-up triggered after an earlier refusal means wait
+    assert pod_blocker(fresh, NOW, GRACES, [event("NotTriggerScaleUp", "no", 50), triggered | {
+        "lastTimestamp": ts(2)}]) is None
+
+
+def test_create_container_error_is_retried_within_its_grace() -> None:
+    """Often transient ("failed to reserve container name"): the kubelet retries it."""
+    error = waiting("CreateContainerError", 'failed to reserve container name "x": name is reserved')
+    assert pod_blocker(pod(created=30, **error), NOW, GRACES) is None
+    reason = pod_blocker(pod(created=90, **error), NOW, GRACES)
+    assert reason is not None and "CreateContainerError" in reason and "reserve container name" in reason
+    assert pod_blocker(pod(created=1, **waiting("CreateContainerConfigError", "secret not found")), NOW, GRACES)
 
 
 def test_result_round_trip_and_trimming_keeps_the_ends_of_logs() -> None:

@@ -21,11 +21,23 @@ from tesk.backends.kubernetes import labels as lb
 from tesk.backends.kubernetes.cancel import label_cancel, requested, seconds_since_request
 from tesk.backends.kubernetes.election import LeaseElector
 from tesk.backends.kubernetes.informer import Cache, Informer
-from tesk.backends.kubernetes.kube import Kube, Obj, Unreachable
+from tesk.backends.kubernetes.kube import Kube, KubeError, Obj, Unreachable
 from tesk.backends.kubernetes.settings import KubernetesSettings
-from tesk.backends.kubernetes.state import UNFINISHED, Verdict, decode_result, merge_logs, settle, task_state
+from tesk.backends.kubernetes.state import (
+    UNFINISHED,
+    Graces,
+    Verdict,
+    decode_result,
+    merge_logs,
+    settle,
+    task_state,
+    wants_events,
+)
 from tesk.models import State, TaskLog
 from tesk.store import TaskStore
+
+EVENT_READ_INTERVAL = 5.0
+"""Seconds between reads of a waiting task's Events (FailedCreate, the autoscaler's scale-up word)."""
 
 log = logging.getLogger("tesk.kubernetes.controller")
 
@@ -43,6 +55,8 @@ class Controller:
         self._wake = asyncio.Event()
         self._watching: set[str] = set()
         self._reaping: dict[str, tuple[float, bool, set[str]]] = {}
+        self._read_events: dict[str, tuple[float, dict[str, list[Obj]]]] = {}
+        """Events last read per not-yet-running task: (when, by object name)."""
         """Tasks whose late pods are stopped on sight: task id -> (until, taskmaster pods too, uids stopped)."""
         self._worker: asyncio.Task[None] | None = None
         selector = lb.MANAGED_SELECTOR
@@ -154,8 +168,13 @@ class Controller:
                             < timedelta(seconds=60)):
             self._watching.add(task_id)  # the create may still be on its way (another replica, watch lag)
             return
-        verdict = task_state(job, self.cache.pods(task_id), self.cache.result(task_id), datetime.now(UTC),
-                             self.settings.unschedulable_grace_seconds, self.settings.image_pull_grace_seconds)
+        graces, pods, now = Graces.of(self.settings), self.cache.pods(task_id), datetime.now(UTC)
+        wanted = wants_events(job, pods, now, graces)
+        verdict = task_state(job, pods, self.cache.result(task_id), now, graces, await self._events(task_id, wanted))
+        if verdict.state is State.SYSTEM_ERROR and wanted and self._events_age(task_id) > 1.0:
+            # one fresh look at the Events (what the autoscaler said) before giving up on the task
+            verdict = task_state(job, pods, self.cache.result(task_id), now, graces,
+                                 await self._events(task_id, wanted, fresh=True))
         if stored.state is State.CANCELING and job is not None and not verdict.state.is_terminal \
                 and verdict.state is not State.CANCELING:
             # The store says cancel but the Job has no label (the API's patch failed): label it now.
@@ -168,6 +187,7 @@ class Controller:
             verdict = await self._cancel_progress(task_id, job, verdict)
         if verdict.state.is_terminal:
             self._watching.discard(task_id)
+            self._read_events.pop(task_id, None)
             published = decode_result(self.cache.result(task_id))
             ended_by_taskmaster = published is not None and published[0].is_terminal
             if job is not None and not ended_by_taskmaster and verdict.state is not State.CANCELED \
@@ -184,6 +204,28 @@ class Controller:
         else:
             self._watching.discard(task_id)  # the taskmaster's pods and result drive it from here
         await self._write(stored.state, task_id, verdict, stored.task.logs)
+
+    def _events_age(self, task_id: str) -> float:
+        return time.monotonic() - self._read_events.get(task_id, (0.0, {}))[0]
+
+    async def _events(self, task_id: str, names: list[str], fresh: bool = False) -> dict[str, list[Obj]]:
+        """The Events of a not yet running task's taskmaster Job or unschedulable pods, read at most
+        every EVENT_READ_INTERVAL seconds unless `fresh` (and only while such a pod or Job exists)."""
+        if not names:
+            self._read_events.pop(task_id, None)
+            return {}
+        read_at, known = self._read_events.get(task_id, (0.0, {}))
+        if not fresh and time.monotonic() - read_at < EVENT_READ_INTERVAL and set(known) == set(names):
+            return known
+        found: dict[str, list[Obj]] = {}
+        for name in names:
+            try:
+                found[name] = await asyncio.to_thread(self.kube.events_of, "Job" if name == task_id else "Pod", name)
+            except KubeError as exc:
+                log.warning("task %s: could not read the Events of %s (%s)", task_id, name, exc,
+                            extra={"task_id": task_id})
+        self._read_events[task_id] = (time.monotonic(), found)
+        return found
 
     async def _cancel_progress(self, task_id: str, job: Obj | None, verdict: Verdict) -> Verdict:
         """A cancel the taskmaster cannot carry out (no running pod, or too slow) ends here."""

@@ -105,6 +105,7 @@ KINDS: dict[str, Kind] = {
     "ConfigMap": Kind("core", "configmaps", "namespaced_config_map"),
     "PersistentVolumeClaim": Kind("core", "persistentvolumeclaims", "namespaced_persistent_volume_claim"),
     "Lease": Kind("coordination", "leases", "namespaced_lease"),
+    "Event": Kind("core", "events", "namespaced_event"),
 }
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -209,7 +210,7 @@ class Kube:
                    label_selector=label_selector, body=body)
 
     def list(self, kind: str, label_selector: str, page: int = 500,
-             transform: Callable[[Obj], Obj] | None = None) -> tuple[list[Obj], str]:
+             transform: Callable[[Obj], Obj] | None = None, field_selector: str = "") -> tuple[list[Obj], str]:
         """Every object matching the selector, and the list's resourceVersion to watch from.
 
         Read in pages of `page` objects (`limit`/`continue`); `transform` (say, a trim) is applied
@@ -220,6 +221,8 @@ class Kube:
         fn = self._method(kind, "list")
         while True:
             kwargs: dict[str, Any] = {"label_selector": label_selector, "limit": page}
+            if field_selector:
+                kwargs["field_selector"] = field_selector
             if token:
                 kwargs["_continue"] = token
             body = self._json(self._call(f"list {KINDS[kind].plural} {label_selector}", fn, self.namespace,
@@ -231,6 +234,10 @@ class Kube:
             token = meta.get("continue")
             if not token:
                 return items, str(meta.get("resourceVersion") or "")
+
+    def events_of(self, kind: str, name: str) -> list[Obj]:
+        """The Events about one object (why a Job has no pod, what an autoscaler said of a pod)."""
+        return self.list("Event", "", field_selector=f"involvedObject.kind={kind},involvedObject.name={name}")[0]
 
     def watch(self, kind: str, label_selector: str, resource_version: str | None, timeout_seconds: int,
               stop: threading.Event, on_response: Callable[[Any], None] | None = None) -> Iterator[tuple[str, Obj]]:

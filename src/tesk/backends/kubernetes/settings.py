@@ -86,7 +86,18 @@ class KubernetesSettings(BaseSettings):
     unschedulable_grace_seconds: float = Field(
         300, ge=0, description="How long a pod may stay Unschedulable before its task ends as SYSTEM_ERROR.")
     image_pull_grace_seconds: float = Field(
-        60, ge=0, description="How long a pod may wait on ErrImagePull/ImagePullBackOff before its task ends.")
+        300, ge=0, description="How long a pod may wait on ErrImagePull/ImagePullBackOff (the kubelet retries "
+        "the pull meanwhile: registry rate limits pass) before its task ends.")
+    create_container_grace_seconds: float = Field(
+        120, ge=0, description="How long a pod may wait on CreateContainerError (often transient, retried by the "
+        "kubelet) before its task ends.")
+    failed_create_grace_seconds: float = Field(
+        60, ge=0, description="How long a Job may go without a pod while Kubernetes refuses to create one "
+        "(`FailedCreate` Events: Pod Security, ResourceQuota, LimitRange, webhooks, SCCs) before its task ends "
+        "SYSTEM_ERROR with the refusal's message.")
+    scale_up_grace_seconds: float = Field(
+        1800, ge=0, description="How long an unschedulable pod may wait once the cluster autoscaler has said it "
+        "is adding a node (`TriggeredScaleUp`); `NotTriggerScaleUp` ends the wait at once.")
     cancel_grace_seconds: float = Field(
         60, ge=0, description="After a cancel, how long the taskmaster has to clean up before the controller "
         "deletes the task's Job (and with it every pod).")
@@ -175,7 +186,8 @@ class KubernetesSettings(BaseSettings):
         """The variables a taskmaster pod needs to rebuild these settings (no kubeconfig: it runs in-cluster)."""
         keep = ("namespace", "filer_image_name", "filer_image_version", "debug", "ftp_secret_name",
                 "executor_secret_name", "executor_secret_mount_path", "storage_class", "access_mode",
-                "default_disk_gb", "unschedulable_grace_seconds", "image_pull_grace_seconds", "log_tail_bytes",
+                "default_disk_gb", "unschedulable_grace_seconds", "image_pull_grace_seconds",
+                "create_container_grace_seconds", "failed_create_grace_seconds", "scale_up_grace_seconds", "log_tail_bytes",
                 "split_log_streams", "filer_cpu", "filer_memory", "filer_secret_name", "run_as_user", "fs_group",
                 "executor_run_as_user", "executor_run_as_group", "executor_fs_group", "executor_run_as_non_root",
                 "image_pull_secrets")

@@ -29,7 +29,30 @@ RESULT_LOG = "log.json"
 MAX_RESULT_BYTES = 900 * 1024
 
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff"})
-FATAL_WAITING_REASONS = frozenset({"InvalidImageName", "CreateContainerConfigError", "CreateContainerError"})
+FATAL_WAITING_REASONS = frozenset({"InvalidImageName", "CreateContainerConfigError"})
+TRANSIENT_WAITING_REASONS = frozenset({"CreateContainerError"})
+"""Often transient ("failed to reserve container name", containerd#4604): retried within a grace."""
+SCALE_UP_REASONS = frozenset({"TriggeredScaleUp", "NotTriggerScaleUp"})
+"""The cluster autoscaler's Events on an unschedulable pod."""
+
+
+@dataclass(frozen=True)
+class Graces:
+    """How long each kind of "not started yet" may last before its task ends SYSTEM_ERROR; every one
+    is a `TESK_K8S_*_GRACE_SECONDS` setting."""
+
+    unschedulable: float
+    image_pull: float
+    create_container: float
+    failed_create: float
+    scale_up: float
+
+    @classmethod
+    def of(cls, settings: Any) -> Graces:
+        """From a KubernetesSettings (its `*_grace_seconds` fields)."""
+        return cls(settings.unschedulable_grace_seconds, settings.image_pull_grace_seconds,
+                   settings.create_container_grace_seconds, settings.failed_create_grace_seconds,
+                   settings.scale_up_grace_seconds)
 
 
 UNFINISHED: frozenset[State] = ACTIVE_STATES | {State.CANCELING}
@@ -121,35 +144,74 @@ def disrupted(pod: Obj) -> str | None:
     return f"{cond.get('reason') or 'Disrupted'}: {cond.get('message') or 'the pod was evicted or preempted'}"
 
 
-def pod_blocker(pod: Obj, now: datetime, unschedulable_grace: float, image_pull_grace: float) -> str | None:
+def _event_time(event: Obj) -> str:
+    return str(event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp")
+               or (event.get("metadata") or {}).get("creationTimestamp") or "")
+
+
+def latest_event(events: list[Obj], reasons: frozenset[str]) -> Obj | None:
+    """The newest Event with one of these reasons (Events repeat: the count goes up, the time moves)."""
+    found = [e for e in events if e.get("reason") in reasons]
+    return max(found, key=_event_time) if found else None
+
+
+def unschedulable(pod: Obj) -> bool:
+    """Whether the scheduler has said the pod fits no node (its Events may then say more)."""
+    return any(c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def pod_blocker(pod: Obj, now: datetime, graces: Graces, events: list[Obj] | None = None) -> str | None:
     """Why a Pending pod will not start, once it has waited longer than its grace; None otherwise.
 
-    Unschedulable counts from the condition's last transition, image pulls from the pod's creation;
-    an invalid image name or a missing Secret/ConfigMap never heals, so it is reported at once.
+    Unschedulable counts from the condition's last transition: a cluster autoscaler's
+    `NotTriggerScaleUp` Event (no node group would fit it) ends the wait at once, a `TriggeredScaleUp`
+    one (a node is on its way) stretches it to the scale-up grace. Image pulls and CreateContainerError
+    (often transient) count from the pod's creation; an invalid image name or a missing
+    Secret/ConfigMap never heals, so it is reported at once. `events` are the pod's Events, when read.
     """
     status = pod.get("status") or {}
     if status.get("phase") not in (None, "Pending"):
         return None
     name = (pod.get("metadata") or {}).get("name", "?")
     created = parse_time((pod.get("metadata") or {}).get("creationTimestamp")) or now
+    waited = (now - created).total_seconds()
     for cstatus in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
         waiting = (cstatus.get("state") or {}).get("waiting") or {}
         reason = waiting.get("reason")
         message = waiting.get("message") or ""
         image = cstatus.get("image") or ""
-        if reason in FATAL_WAITING_REASONS:
+        if reason in FATAL_WAITING_REASONS or (reason in TRANSIENT_WAITING_REASONS
+                                               and waited >= graces.create_container):
             return f"pod {name} cannot start its container {cstatus.get('name')}: {reason}: {message}".rstrip(": ")
-        if reason in IMAGE_PULL_REASONS and (now - created).total_seconds() >= image_pull_grace:
-            return (f"pod {name} could not pull image {image!r} for {int((now - created).total_seconds())}s "
+        if reason in IMAGE_PULL_REASONS and waited >= graces.image_pull:
+            return (f"pod {name} could not pull image {image!r} for {int(waited)}s "
                     f"({reason}: {message})").replace(": )", ")")
     for cond in status.get("conditions") or []:
         if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
                 and cond.get("reason") == "Unschedulable":
             since = parse_time(cond.get("lastTransitionTime")) or created
-            if (now - since).total_seconds() >= unschedulable_grace:
-                return (f"pod {name} could not be scheduled for {int((now - since).total_seconds())}s: "
-                        f"{cond.get('message') or 'no node fits its requests'}")
+            pending = (now - since).total_seconds()
+            why = cond.get("message") or "no node fits its requests"
+            scale_up = latest_event(events or [], SCALE_UP_REASONS)
+            if scale_up is not None and scale_up.get("reason") == "NotTriggerScaleUp":
+                return (f"pod {name} cannot be scheduled: {why}; the cluster autoscaler will not add a node "
+                        f"({scale_up.get('message') or 'NotTriggerScaleUp'})")
+            limit = graces.scale_up if scale_up is not None else graces.unschedulable
+            if pending >= limit:
+                waiting_for = " although the cluster autoscaler started a scale-up" if scale_up is not None else ""
+                return f"pod {name} could not be scheduled for {int(pending)}s{waiting_for}: {why}"
     return None
+
+
+def failed_create(name: str, since: float, events: list[Obj], graces: Graces) -> str | None:
+    """Why Job `name` has no pod, when Kubernetes refused to create one (admission, quota, a webhook,
+    an SCC) and it has gone on for `since` seconds: the Job controller records that only as a
+    `FailedCreate` Event and retries; the Job gets no condition, so without this a task waits forever."""
+    refused = latest_event(events, frozenset({"FailedCreate"}))
+    if refused is None or since < graces.failed_create:
+        return None
+    return f"Kubernetes refused to create the pod of Job {name}: {refused.get('message') or 'FailedCreate'}"
 
 
 def _role(obj: Obj) -> str | None:
@@ -157,11 +219,14 @@ def _role(obj: Obj) -> str | None:
 
 
 def task_state(job: Obj | None, pods: list[Obj], result: dict[str, str] | None, now: datetime,
-               unschedulable_grace: float, image_pull_grace: float) -> Verdict:
+               graces: Graces, events: dict[str, list[Obj]] | None = None) -> Verdict:
     """The first rule that applies wins (research notes §4.7, adapted to a published result).
 
-    `pods` are every pod of the task (taskmaster, filers, executors); `result` the result ConfigMap's data.
+    `pods` are every pod of the task (taskmaster, filers, executors); `result` the result ConfigMap's data;
+    `events` the Events read for the taskmaster Job and its pods, by object name (read only when a
+    taskmaster pod is unschedulable or the Job has none: `wants_events`).
     """
+    events = events or {}
     published = decode_result(result)
     if published is not None and published[0].is_terminal:
         return Verdict(published[0], log=published[1])
@@ -186,9 +251,15 @@ def task_state(job: Obj | None, pods: list[Obj], result: dict[str, str] | None, 
         return Verdict(State.SYSTEM_ERROR, "the taskmaster ended without reporting a result",
                        published[1] if published else None)
     for pod in taskmasters:
-        blocker = pod_blocker(pod, now, unschedulable_grace, image_pull_grace)
+        blocker = pod_blocker(pod, now, graces, events.get(pod["metadata"].get("name", "")))
         if blocker:
             return Verdict(State.SYSTEM_ERROR, f"the taskmaster could not start: {blocker}")
+    if not taskmasters:
+        created = parse_time((job.get("metadata") or {}).get("creationTimestamp")) or now
+        name = job["metadata"].get("name", "")
+        refused = failed_create(name, (now - created).total_seconds(), events.get(name, []), graces)
+        if refused:
+            return Verdict(State.SYSTEM_ERROR, f"the taskmaster could not start: {refused}")
     running = [p for p in taskmasters if (p.get("status") or {}).get("phase") == "Running"]
     if not running and published is None:
         return Verdict(State.QUEUED)
@@ -200,6 +271,19 @@ def task_state(job: Obj | None, pods: list[Obj], result: dict[str, str] | None, 
     )
     log = published[1] if published else None
     return Verdict(State.RUNNING if executors_started else State.INITIALIZING, log=log)
+
+
+def wants_events(job: Obj | None, pods: list[Obj], now: datetime, graces: Graces) -> list[str]:
+    """The objects of a not yet running task whose Events could end it: its unschedulable taskmaster
+    pods, or its taskmaster Job when that has had no pod for the FailedCreate grace."""
+    if job is None or job_finished(job):
+        return []
+    taskmasters = [p for p in pods if _role(p) == lb.Role.TASKMASTER.value]
+    if taskmasters:
+        return [p["metadata"]["name"] for p in taskmasters
+                if (p.get("status") or {}).get("phase") in (None, "Pending") and unschedulable(p)]
+    created = parse_time((job.get("metadata") or {}).get("creationTimestamp")) or now
+    return [job["metadata"]["name"]] if (now - created).total_seconds() >= graces.failed_create else []
 
 
 def _last_message(pods: list[Obj]) -> str | None:

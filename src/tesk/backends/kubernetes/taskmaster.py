@@ -35,12 +35,15 @@ from tesk.backends.kubernetes.kube import Conflict, Kube, KubeError, Obj
 from tesk.backends.kubernetes.labels import Role
 from tesk.backends.kubernetes.settings import KubernetesSettings
 from tesk.backends.kubernetes.state import (
+    Graces,
     decode_result,
     disrupted,
     encode_result,
+    failed_create,
     parse_time,
     pod_blocker,
     terminated,
+    unschedulable,
 )
 from tesk.models import OutputFileLog, State, Task, TaskLog
 from tesk.runner import ExecutorOutcome, Note, TaskFailure, TaskRunner, describe_executor
@@ -50,6 +53,8 @@ log = logging.getLogger("tesk.taskmaster")
 PUBLISH_INTERVAL = 5.0
 NO_POD_GRACE = 60.0
 """A Job that never had a pod is read after this long: its conditions say why (quota, admission, ...)."""
+EVENT_READ_INTERVAL = 5.0
+"""Seconds between reads of a waiting Job's or unschedulable pod's Events."""
 PODS_GONE_CHECK = 3.0
 """How often a Job whose pods have all gone is read, until a new pod appears or the Job says why."""
 
@@ -217,6 +222,11 @@ class KubernetesRuntime:
         """
         next_job_check = time.monotonic() + NO_POD_GRACE
         had_pods = False
+        graces = Graces.of(self.settings)
+        started = time.monotonic()
+        events: dict[str, list[Obj]] = {}
+        events_read_at = 0.0
+        ever_had_pods = False
         while True:
             pods = self.watch.of_job(job)
             failed = []
@@ -234,12 +244,31 @@ class KubernetesRuntime:
                         raise TaskFailure(f"{what}: pod {pod['metadata']['name']} failed before its container ran "
                                           f"({status.get('reason') or 'Failed'}: {status.get('message') or ''})")
                     failed.append((pod, term))
-                blocker = pod_blocker(pod, datetime.now(UTC), self.settings.unschedulable_grace_seconds,
-                                      self.settings.image_pull_grace_seconds)
-                if blocker:
+                blocker = pod_blocker(pod, datetime.now(UTC), graces, events.get(pod["metadata"]["name"]))
+                if blocker and unschedulable(pod) and time.monotonic() - events_read_at > 1.0:
+                    events_read_at = 0.0  # one fresh look at what the autoscaler said, before giving up
+                elif blocker:
                     raise TaskFailure(f"{what} could not start: {blocker}")
             if len(failed) > backoff_limit:
                 return failed[-1]
+            ever_had_pods = ever_had_pods or bool(pods)
+            # Events say what no object shows: a pod create refused (FailedCreate on the Job, no
+            # condition ever) or the autoscaler's word on an unschedulable pod. Read only then.
+            waiting = [p["metadata"]["name"] for p in pods
+                       if (p.get("status") or {}).get("phase") in (None, "Pending") and unschedulable(p)]
+            if not ever_had_pods and time.monotonic() - started >= graces.failed_create:
+                waiting.append(job)
+            if waiting and time.monotonic() - events_read_at >= EVENT_READ_INTERVAL:
+                events_read_at = time.monotonic()
+                try:
+                    events = {name: await self._call(self.kube.events_of, "Job" if name == job else "Pod", name)
+                              for name in waiting}
+                except KubeError as exc:
+                    log.warning("%s: could not read the Events of %s (%s)", what, ", ".join(waiting), exc)
+                refused = failed_create(job, time.monotonic() - started, events.get(job, []), graces)
+                if refused:
+                    raise TaskFailure(f"{what} could not start: {refused}")
+                continue
             if pods:
                 had_pods = True
             elif had_pods:
