@@ -71,6 +71,10 @@ class Settings(BaseSettings):
         description="Connections one client address may hold at once; more get 429 and are closed (0: no "
         "cap). Behind a reverse proxy every connection comes from the proxy: raise it or set 0 there.",
     )
+    store_busy_seconds: float = Field(
+        5.0, gt=0, description="Longest a request waits for the task store (SQLite's write lock, a "
+        "PostgreSQL connection); then it is answered 503 with Retry-After.",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
     log_json: bool = Field(False, description="Write logs as JSON lines (one object per line).")
 

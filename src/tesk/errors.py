@@ -29,3 +29,14 @@ class NotFound(ApiError):
 
 def task_not_found(task_id: str) -> NotFound:
     return NotFound(f"Task {task_id!r} not found. Check the id (GET /tasks lists the tasks you can see).")
+
+
+class ServiceUnavailable(ApiError):
+    """503 with Retry-After: the server cannot take the request now, and a retry in a moment may work.
+
+    Clients (and the `tesk` client) retry these; a 500 would tell them the request itself is wrong.
+    """
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(503, message)
+        self.headers = {"Retry-After": str(retry_after)}

@@ -60,7 +60,7 @@ class Api:
 
 def make_api(tmp_path: Path, database_url: str | None = None, **settings: object) -> Iterator[Api]:
     cfg = Settings(data_dir=tmp_path, database_url=database_url, **settings)  # type: ignore[arg-type]
-    store = SqlTaskStore(cfg.effective_database_url)
+    store = SqlTaskStore(cfg.effective_database_url, busy_seconds=cfg.store_busy_seconds)
     backend = RecordingBackend(store)
     app = create_app(cfg, store=store, backend=backend)
     with serving(app) as server:

@@ -25,6 +25,7 @@ from tesk.api.access import Access
 from tesk.api.fastlane import TaskReadFastLane, TesApp
 from tesk.api.openapi import build_openapi
 from tesk.api.routes import (
+    KeyLocks,
     create_task,
     error_response,
     internal_error_response,
@@ -138,7 +139,7 @@ def create_app(
 ) -> FastAPI:
     """The application. Tests pass their own store/backend; `tesk serve` builds them from settings."""
     settings = settings or Settings()
-    store = store or SqlTaskStore(settings.effective_database_url)
+    store = store or SqlTaskStore(settings.effective_database_url, busy_seconds=settings.store_busy_seconds)
     backend = backend or load_backend(settings.backend, settings, store)
     access = access or build_access()
 
@@ -175,6 +176,7 @@ def create_app(
     app.state.backend = backend
     app.state.access = access
     app.state.ready = False
+    app.state.idempotency_locks = KeyLocks()
     app.state.service_info = build_service_info(settings, backend, list(supported_schemes(FilerSettings())))
 
     app.state.legacy_service_info = legacy_service_info(app.state.service_info)

@@ -7,9 +7,11 @@ declared for the OpenAPI document only.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -20,7 +22,7 @@ from pydantic import ValidationError
 from tesk.api.access import Access, Caller
 from tesk.api.callbacks import check_callback
 from tesk.backends import Backend, BackendError
-from tesk.errors import ApiError, BadRequest, task_not_found
+from tesk.errors import ApiError, BadRequest, ServiceUnavailable, task_not_found
 from tesk.models import (
     ACTIVE_STATES,
     CLIENT_REQUEST,
@@ -134,15 +136,60 @@ async def list_tasks(
     return json_response(body)
 
 
+IDEMPOTENCY_KEY = "idempotency-key"
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+
+
+class KeyLocks:
+    """One lock per (caller, Idempotency-Key) while a request with it is in flight on this server, so a
+    retry that arrives before the first attempt finished waits for it instead of making a second task."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, owner: str, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get((owner, key), (asyncio.Lock(), 0))
+        self._locks[(owner, key)] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[(owner, key)]
+            if users == 1:
+                del self._locks[(owner, key)]
+            else:
+                self._locks[(owner, key)] = (lock, users - 1)
+
+
 async def create_task(request: Request) -> Response:
     """CreateTask: the task starts QUEUED; only `id` is returned (py-tes rejects extra keys).
 
     A plain Starlette endpoint, described by `tesk.api.openapi.CREATE_TASK_OPENAPI`: the body is read as
     JSON whatever its Content-Type (`curl -d` sends a form type), and validated once, by the model.
+    With an `Idempotency-Key` header (an extension), a retried request gets the task the first made.
     """
     task = parse_task(await request.body())
     access = _access(request)
     caller = await access.caller(request)
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return await _create(request, task, caller, None)
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable():
+        raise BadRequest(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters (a UUID is a good key)"
+        )
+    store = _store(request)
+    async with request.app.state.idempotency_locks.hold(caller.user_id, key):
+        made = await store.task_for_idempotency_key(caller.user_id, key)
+        if made is not None:
+            log.info("task %s: a retried request of %s (same Idempotency-Key) gets it again", made, caller.user_id)
+            return json_response({"id": made})
+        return await _create(request, task, caller, key)
+
+
+async def _create(request: Request, task: Task, caller: Caller, key: str | None) -> Response:
+    access = _access(request)
     team = access.team_for_create(caller, task.tags or {})
     settings = request.app.state.settings
     _check_content_sizes(task, settings.max_content_bytes)
@@ -154,7 +201,7 @@ async def create_task(request: Request) -> Response:
     task.creation_time = datetime.now(UTC)
     task.logs = [TaskLog(system_logs=warnings)] if warnings else None
     store = _store(request)
-    await store.create(task, caller.user_id, team, held_by=backend.replica_id)
+    await store.create(task, caller.user_id, team, held_by=backend.replica_id, idempotency_key=key)
     stored = StoredTask(task.id, task.state, caller.user_id, team, None, task, held_by=backend.replica_id)
     try:
         await backend.submit(stored)
@@ -165,7 +212,10 @@ async def create_task(request: Request) -> Response:
             state=State.SYSTEM_ERROR,
             logs=[TaskLog(system_logs=[*warnings, f"the {backend.name} backend refused the task: {exc}"])],
         )
-        raise ApiError(exc.status_code, f"The task could not be started: {exc}") from None
+        message = f"The task could not be started: {exc}"
+        if exc.status_code == 503:
+            raise ServiceUnavailable(message, retry_after=5) from None
+        raise ApiError(exc.status_code, message) from None
     log.info("task %s created by %s", task.id, caller.user_id)
     return json_response({"id": task.id})
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Self
@@ -24,6 +25,11 @@ FINAL_STATES = frozenset({"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELE
 STREAM_READ_TIMEOUT = 60.0
 """Longer than the server's keep-alive ping interval (15 s), so a quiet task does not look dead."""
 POLL_START, POLL_MAX = 1.0, 10.0
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+"""Answers that mean "not now" (overload, a proxy between replicas), worth the same request again."""
+RETRY_ERRORS = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+"""A refused or reset connection: the server restarting or shedding load."""
+RETRY_ATTEMPTS, RETRY_FIRST, RETRY_MAX = 6, 0.5, 10.0
 
 
 class ClientError(Exception):
@@ -56,8 +62,9 @@ class Connection:
 class TesClient:
     """A TES API client over httpx; every failure becomes a `ClientError` a person can act on."""
 
-    def __init__(self, connection: Connection, timeout: float = 30.0) -> None:
+    def __init__(self, connection: Connection, timeout: float = 30.0, retry_first: float = RETRY_FIRST) -> None:
         self.base = api_base(connection.url)
+        self.retry_first = retry_first
         headers = {"User-Agent": f"tesk-cli/{tesk.__version__}", "Accept": "application/json"}
         if connection.token:
             headers["Authorization"] = f"Bearer {connection.token}"
@@ -73,13 +80,28 @@ class TesClient:
         self.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from None
-        if response.is_error:
-            raise error_from(response)
-        return response.json()
+        """One TES call, retried with backoff on 429/502/503/504 (after Retry-After, when given) and
+        on a refused or reset connection. Every call here is safe to repeat: GETs, a cancel, and
+        create, which sends an Idempotency-Key so a repeated POST gets the task the first one made."""
+        pause = self.retry_first
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            try:
+                response = self.http.request(method, path, **kwargs)
+            except RETRY_ERRORS as exc:
+                if attempt == RETRY_ATTEMPTS:
+                    raise self._unreachable(exc) from None
+                wait = pause
+            except httpx.HTTPError as exc:
+                raise self._unreachable(exc) from None
+            else:
+                if response.status_code not in RETRY_STATUSES or attempt == RETRY_ATTEMPTS:
+                    if response.is_error:
+                        raise error_from(response)
+                    return response.json()
+                wait = max(pause, retry_after(response))
+            time.sleep(min(wait, RETRY_MAX))
+            pause = min(pause * 2, RETRY_MAX)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _unreachable(self, exc: httpx.HTTPError) -> ClientError:
         return ClientError(
@@ -90,7 +112,8 @@ class TesClient:
     # -- TES operations ---------------------------------------------------------------------------
 
     def create(self, task: dict[str, Any]) -> str:
-        task_id: str = self.request("POST", "/tasks", json=task)["id"]
+        key = {"Idempotency-Key": str(uuid.uuid4())}  # the same on every retry of this one create
+        task_id: str = self.request("POST", "/tasks", json=task, headers=key)["id"]
         return task_id
 
     def get(self, task_id: str, view: str = "MINIMAL") -> dict[str, Any]:
@@ -162,6 +185,12 @@ class TesClient:
 
 class _NoEventStream(Exception):
     """The server does not offer the event-stream extension."""
+
+
+def retry_after(response: httpx.Response) -> float:
+    """Seconds the server asked to wait (Retry-After in seconds; an HTTP date or nothing counts as 0)."""
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.isdigit() else 0.0
 
 
 def error_from(response: httpx.Response) -> ClientError:

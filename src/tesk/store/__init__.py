@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from tesk.errors import ServiceUnavailable
 from tesk.models import State, Task, TaskLog
 
 DEFAULT_PAGE_SIZE = 256
@@ -89,6 +90,11 @@ class TaskPage:
     next_page_token: str | None
 
 
+class StoreBusy(ServiceUnavailable):
+    """The store did not take a statement within its bound (SQLite locked by another connection,
+    PostgreSQL's pool exhausted or the server failing over): the API answers 503 + Retry-After."""
+
+
 class InvalidPageToken(ValueError):
     """A page_token this server did not issue for this query."""
 
@@ -124,7 +130,12 @@ class TaskStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def create(self, task: Task, owner: str, team: str | None, held_by: str | None = None) -> None: ...
+    async def create(
+        self, task: Task, owner: str, team: str | None, held_by: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None: ...
+
+    async def task_for_idempotency_key(self, owner: str, key: str) -> str | None: ...
 
     async def get(self, task_id: str) -> StoredTask | None: ...
 

@@ -53,6 +53,9 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -61,6 +64,7 @@ from tesk.store import (
     HELD_STATES,
     InvalidPageToken,
     Replica,
+    StoreBusy,
     StoredTask,
     TakenOver,
     TaskPage,
@@ -110,6 +114,15 @@ task_tags_table = Table(
     Index("ix_task_tags_key_value", "key", "value"),
 )
 
+idempotency_table = Table(
+    "idempotency_keys",
+    metadata,
+    Column("owner", String(255), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("task_id", String(64), nullable=False),
+    Column("created", String(40), nullable=False),
+)
+
 meta_table = Table(
     "meta",
     metadata,
@@ -146,15 +159,19 @@ def _upgrade(connection: Connection) -> None:
 class SqlTaskStore:
     """TaskStore over SQLAlchemy; see the module docstring for why it is shaped this way."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_seconds: float = 5.0) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.busy_seconds = busy_seconds
+        """Longest a statement waits for SQLite's write lock or a PostgreSQL connection: then StoreBusy."""
         self._engine: AsyncEngine | None = None
         self._sync_engine: Engine | None = None
         self._reader: Connection | None = None
         self._writer: Connection | None = None
         self._secret = b""
-        self._pending: list[tuple[dict[str, Any], list[dict[str, str]], asyncio.Future[None]]] = []
+        self._pending: list[
+            tuple[dict[str, Any], list[dict[str, str]], dict[str, str] | None, asyncio.Future[None]]
+        ] = []
         self._flusher: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         self._subscribers: set[asyncio.Queue[tuple[str, State]]] = set()
@@ -165,15 +182,18 @@ class SqlTaskStore:
             url = make_url(self.url).set(drivername="sqlite")
             if url.database and url.database != ":memory:":
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            engine = create_engine(
+                url, connect_args={"timeout": _SQLITE_LOCK_WAIT_MS / 1000, "check_same_thread": False}
+            )
             event.listen(engine, "connect", _sqlite_pragmas)
             self._sync_engine = engine
             self._writer = engine.connect()
-            with self._writer.begin():
-                _upgrade(self._writer)
+            await self._write(_upgrade)
             self._reader = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         else:
-            self._engine = create_async_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            self._engine = create_async_engine(
+                self.url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_timeout=self.busy_seconds
+            )
             async with self._engine.begin() as conn:
                 await conn.run_sync(_upgrade)
         self._secret = await self._write(_load_secret)
@@ -201,16 +221,44 @@ class SqlTaskStore:
     async def _read(self, fn: Callable[..., _T], *args: Any) -> _T:
         if self._reader is not None:
             return fn(self._reader, *args)
-        async with self._async_engine().connect() as conn:
-            return await conn.run_sync(fn, *args)
+        try:
+            async with self._async_engine().connect() as conn:
+                return await conn.run_sync(fn, *args)
+        except _UNAVAILABLE as exc:
+            raise self._busy(exc) from exc
 
     async def _write(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run `fn` in a transaction; StoreBusy once the store has not taken it for `busy_seconds`.
+
+        SQLite waits for another connection's write lock only `_SQLITE_LOCK_WAIT_MS` at a time, since
+        the wait blocks the event loop; between tries the loop serves other requests.
+        """
+        if self._writer is None:
+            try:
+                async with self._write_lock, self._async_engine().begin() as conn:
+                    return await conn.run_sync(fn, *args)
+            except _UNAVAILABLE as exc:
+                raise self._busy(exc) from exc
+        deadline = asyncio.get_running_loop().time() + self.busy_seconds
+        pause = 0.005
         async with self._write_lock:
-            if self._writer is not None:
-                with self._writer.begin():
-                    return fn(self._writer, *args)
-            async with self._async_engine().begin() as conn:
-                return await conn.run_sync(fn, *args)
+            while True:
+                try:
+                    with self._writer.begin():
+                        return fn(self._writer, *args)
+                except sa_exc.OperationalError as exc:
+                    if not _sqlite_locked(exc):
+                        raise
+                    if asyncio.get_running_loop().time() + pause > deadline:
+                        raise self._busy(exc) from exc
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.2)
+
+    def _busy(self, exc: BaseException) -> StoreBusy:
+        what = "the SQLite database is locked by another connection" if self.is_sqlite else (
+            "no PostgreSQL connection was free or the server did not answer")
+        log.warning("task store busy for over %.1f s: %s (%s)", self.busy_seconds, what, type(exc).__name__)
+        return StoreBusy(f"The task store is busy ({what} for over {self.busy_seconds:g} s); retry in a moment.")
 
     def _async_engine(self) -> AsyncEngine:
         if self._engine is None:
@@ -219,7 +267,12 @@ class SqlTaskStore:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    async def create(self, task: Task, owner: str, team: str | None, held_by: str | None = None) -> None:
+    async def create(
+        self, task: Task, owner: str, team: str | None, held_by: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Store a new task (group-committed); with `idempotency_key`, the key is stored in the same
+        transaction, so a retried request finds the task it made (`task_for_idempotency_key`)."""
         assert task.id is not None and task.creation_time is not None
         row = {
             "held_by": held_by,
@@ -232,8 +285,10 @@ class SqlTaskStore:
             "body": task.model_dump_json(exclude_none=True),
         }
         tags = [{"task_id": task.id, "key": k, "value": v} for k, v in (task.tags or {}).items()]
+        key = None if idempotency_key is None else {
+            "owner": owner, "key": idempotency_key, "task_id": task.id, "created": row["created"]}
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((row, tags, future))
+        self._pending.append((row, tags, key, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_creates())
         await future
@@ -245,13 +300,18 @@ class SqlTaskStore:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await self._write(_insert_tasks, [row for row, _, _ in batch], [t for _, tags, _ in batch for t in tags])
+                await self._write(
+                    _insert_tasks,
+                    [row for row, _, _, _ in batch],
+                    [t for _, tags, _, _ in batch for t in tags],
+                    [key for _, _, key, _ in batch if key is not None],
+                )
             except Exception as exc:  # noqa: BLE001 - every waiting client must hear about the failure
-                for _, _, future in batch:
+                for *_, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for _, _, future in batch:
+            for *_, future in batch:
                 if not future.done():
                     future.set_result(None)
 
@@ -274,6 +334,13 @@ class SqlTaskStore:
         return stored
 
     # -- reads ----------------------------------------------------------------------------------
+
+    async def task_for_idempotency_key(self, owner: str, key: str) -> str | None:
+        """The task a request with this `Idempotency-Key` from this caller made, if any."""
+        c = idempotency_table.c
+        stmt = select(c.task_id).where(c.owner == owner, c.key == key)
+        rows = await self._read(_all_rows, stmt)
+        return str(rows[0][0]) if rows else None
 
     async def get(self, task_id: str) -> StoredTask | None:
         if self._reader is not None:
@@ -439,10 +506,17 @@ def _load_secret(conn: Connection) -> bytes:
     return value
 
 
-def _insert_tasks(conn: Connection, rows: list[dict[str, Any]], tag_rows: list[dict[str, str]]) -> None:
+def _insert_tasks(
+    conn: Connection, rows: list[dict[str, Any]], tag_rows: list[dict[str, str]], key_rows: list[dict[str, str]]
+) -> None:
     conn.execute(insert(tasks_table), rows)
     if tag_rows:
         conn.execute(insert(task_tags_table), tag_rows)
+    if key_rows:
+        # The API lets one request per key through at a time; a key another replica stored first keeps
+        # its task, and this batch must not fail for it.
+        dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+        conn.execute(dialect_insert(idempotency_table).on_conflict_do_nothing(), key_rows)
 
 
 def _update_task(
@@ -555,11 +629,23 @@ def _take_over(conn: Connection, taker: str) -> list[TakenOver]:
     return taken
 
 
+_SQLITE_LOCK_WAIT_MS = 20
+"""How long one SQLite statement waits for the write lock (the wait blocks the event loop)."""
+
+_UNAVAILABLE = (sa_exc.TimeoutError, sa_exc.InterfaceError, OSError)
+"""PostgreSQL errors that mean "no connection now" (pool exhausted, server gone or failing over)."""
+
+
+def _sqlite_locked(exc: sa_exc.OperationalError) -> bool:
+    text = str(exc.orig)
+    return "database is locked" in text or "database is busy" in text
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_LOCK_WAIT_MS}")
     cursor.close()
 
 
