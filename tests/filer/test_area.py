@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,15 +53,52 @@ def test_resolve_refuses_links_that_climb_out(area: TaskArea) -> None:
 def test_absolute_link_to_a_host_file_is_not_followed_to_the_host(area: TaskArea) -> None:
     (area.base / "data").mkdir()
     os.symlink("/etc/hostname", area.base / "data" / "host-file")
-    with pytest.raises(NotFoundError, match="does not exist in the task area"):
+    with pytest.raises(RefusedError, match="the symlink /data/host-file points to /etc/hostname, which does not "
+                                           "exist in the task area"):
         area.resolve("/data/host-file")
+    with pytest.raises(NotFoundError, match="/data/none does not exist in the task area"):
+        area.resolve("/data/none")
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, lambda path: socket.socket(socket.AF_UNIX).bind(str(path))])
+def test_only_regular_files_and_folders_are_opened(area: TaskArea, make: Callable[[Path], None]) -> None:
+    # A FIFO would hang a reader, a device node planted by a container would read the host's device.
+    (area.base / "data").mkdir()
+    make(area.base / "data" / "odd")
+    os.symlink("odd", area.base / "data" / "link")
+    for path in ("/data/odd", "/data/link"):
+        with pytest.raises(RefusedError, match="/data/odd is a (FIFO|socket) in the task area; it was not opened"):
+            area.resolve(path)
+
+
+def test_nothing_is_created_or_written_through_a_link(area: TaskArea, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "file.txt").write_text("host")
+    (area.base / "data").mkdir()
+    os.symlink(outside, area.base / "data" / "dir")
+    os.symlink(outside / "file.txt", area.base / "data" / "file.txt")
+    os.symlink("/data/real", area.base / "data" / "inside")  # even a link that stays inside
+    for attempt in (
+        lambda: area.make_folder("/data/dir/new"),
+        lambda: area.touch("/data/dir/new.txt"),
+        lambda: area.touch("/data/file.txt"),
+        lambda: area.open("/data/file.txt", os.O_WRONLY | os.O_TRUNC, follow=False),
+        lambda: area.make_folder("/data/inside"),
+        lambda: area.mounts([], [Output(path="/data/dir/out/x.txt", url="s3://b/x")], ["/data/dir/vol"]),
+    ):
+        with pytest.raises(RefusedError, match="is a symlink in the task area; tesk does not create or write"):
+            attempt()
+    assert sorted(p.name for p in outside.iterdir()) == ["file.txt"]
+    assert (outside / "file.txt").read_text() == "host"
+    assert not (area.base / "data" / "real").exists()
 
 
 def test_prepare_parent_never_writes_through_a_symlinked_folder(area: TaskArea, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     os.symlink(outside, area.base / "data")
-    with pytest.raises(RefusedError, match="is not a folder in the task area"):
+    with pytest.raises(RefusedError, match="/data/in.txt: /data is a symlink in the task area"):
         area.prepare_parent("/data/in.txt")
     assert list(outside.iterdir()) == []
 
@@ -73,11 +112,11 @@ def _tree(area: TaskArea, *files: str) -> None:
 
 def test_glob_star_does_not_cross_slashes_and_skips_dotfiles(area: TaskArea) -> None:
     _tree(area, "/work/a.txt", "/work/b.txt", "/work/.hidden.txt", "/work/sub/c.txt", "/work/a.log")
-    assert area.glob("/work/*.txt") == ["/work/a.txt", "/work/b.txt"]
-    assert area.glob("/work/*/*.txt") == ["/work/sub/c.txt"]
-    assert area.glob("/work/.*.txt") == ["/work/.hidden.txt"]
-    assert area.glob("/work/[ab].???") == ["/work/a.log", "/work/a.txt", "/work/b.txt"]
-    assert area.glob("/nothing/*") == []
+    assert area.glob("/work/*.txt", print) == ["/work/a.txt", "/work/b.txt"]
+    assert area.glob("/work/*/*.txt", print) == ["/work/sub/c.txt"]
+    assert area.glob("/work/.*.txt", print) == ["/work/.hidden.txt"]
+    assert area.glob("/work/[ab].???", print) == ["/work/a.log", "/work/a.txt", "/work/b.txt"]
+    assert area.glob("/nothing/*", print) == []
 
 
 def test_mounts_fold_nested_folders_and_keep_image_folders_visible(area: TaskArea) -> None:

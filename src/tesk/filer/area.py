@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from tesk.filer.beneath import Opened, open_beneath, opened_beneath
 from tesk.filer.errors import NotFoundError, RefusedError
 from tesk.models import FileType, Input, Output, has_wildcards
-
-_MAX_SYMLINKS = 40
-
 
 @dataclass(frozen=True)
 class Mount:
@@ -71,68 +69,57 @@ class TaskArea:
         rel = host_path.relative_to(self.base)
         return "/" + rel.as_posix()
 
+    def open(
+        self, container_path: str, flags: int = os.O_RDONLY, *, follow: bool = True, create_folders: bool = False
+    ) -> Opened:
+        """Open a container path beneath the area (see `tesk.filer.beneath`); the caller closes the fd.
+
+        Reading (`follow=True`) resolves symlinks as the container sees them; creating or writing
+        (`follow=False`) refuses any symlink on the way.
+        """
+        return open_beneath(
+            self.base, container_parts(container_path), container_path,
+            flags=flags, follow=follow, create_folders=create_folders,
+        )
+
+    def make_folder(self, container_path: str) -> Path:
+        """Create a folder and its parents in the area, never through a symlink; its host path."""
+        found = self.open(container_path, os.O_DIRECTORY, follow=False, create_folders=True)
+        os.close(found.fd)
+        return self.base.joinpath(*found.parts)
+
     def prepare_parent(self, container_path: str) -> Path:
-        """Create the folders above an input's host path, refusing symlinks among them.
+        """Create the folders above an input's host path, refusing symlinks among them; a symlink
+        where the input goes is removed, so the write that follows (O_NOFOLLOW) creates a new file.
 
         The area is ours while inputs are staged, but a DIRECTORY input's listing could contain a
         link, and staging must never write through one to another place.
         """
-        target = self.host_path(container_path)
-        current = self.base
-        for part in target.relative_to(self.base).parts[:-1]:
-            current = current / part
-            try:
-                mode = os.lstat(current).st_mode
-            except FileNotFoundError:
-                current.mkdir()
-                continue
-            if not stat.S_ISDIR(mode):
-                raise RefusedError(
-                    f"cannot write {container_path}: {self.container_path(current)} is not a folder in the task area"
-                )
+        parts = container_parts(container_path)
+        if len(parts) > 1:
+            os.close(open_beneath(self.base, parts[:-1], container_path, flags=os.O_DIRECTORY, follow=False,
+                                  create_folders=True).fd)
+        parent = self.base.joinpath(*parts[:-1])
+        target = parent / parts[-1]
         if target.is_symlink():
             target.unlink()
         return target
 
+    def touch(self, container_path: str) -> Path:
+        """Create an empty file (parents too) unless one exists, never through a symlink; its host path."""
+        found = self.open(container_path, os.O_WRONLY | os.O_CREAT, follow=False, create_folders=True)
+        os.close(found.fd)
+        return self.base.joinpath(*found.parts)
+
     def resolve(self, container_path: str) -> Path:
-        """The host path of an existing container path, following symlinks only inside the area.
+        """The host path of an existing file or folder, following symlinks only inside the area.
 
         Raises NotFoundError when the path does not exist and RefusedError when a symlink on the way
-        leaves the area.
+        leaves the area or the path is neither a regular file nor a folder (a device, a FIFO).
         """
-        return self._resolve_parts(container_parts(container_path), container_path)
-
-    def _resolve_parts(self, pending: list[str], original: str) -> Path:
-        resolved: list[str] = []
-        hops = 0
-        pending = list(pending)
-        while pending:
-            part = pending.pop(0)
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if not resolved:
-                    raise RefusedError(
-                        f"{original}: a symlink climbs above the task area; it was not followed"
-                    )
-                resolved.pop()
-                continue
-            host = self.base.joinpath(*resolved, part)
-            try:
-                mode = os.lstat(host).st_mode
-            except (FileNotFoundError, NotADirectoryError):
-                raise NotFoundError(f"{original} does not exist in the task area") from None
-            if stat.S_ISLNK(mode):
-                hops += 1
-                if hops > _MAX_SYMLINKS:
-                    raise RefusedError(f"{original}: too many levels of symlinks")
-                target = os.readlink(host)
-                if target.startswith("/"):
-                    resolved = []
-                pending = [p for p in target.split("/") if p] + pending
-                continue
-            resolved.append(part)
-        return self.base.joinpath(*resolved)
+        found = self.open(container_path)
+        os.close(found.fd)
+        return self.base.joinpath(*found.parts)
 
     def walk_files(self, host_dir: Path, log_skip: Callable[[str], None]) -> Iterator[Path]:
         """Regular files below a resolved folder, recursively and in name order.
@@ -160,11 +147,12 @@ class TaskArea:
             elif entry.is_file(follow_symlinks=False):
                 yield path
 
-    def glob(self, pattern: str) -> list[str]:
+    def glob(self, pattern: str, log_skip: Callable[[str], None]) -> list[str]:
         """Container paths matching a POSIX pattern (`*`, `?`, `[...]`), one segment at a time.
 
         `*` never crosses `/`, and a leading `.` must be matched explicitly (POSIX 2.13.3). Matches
-        may be files or folders; symlinks are resolved inside the area only.
+        may be files or folders; symlinks are resolved inside the area only, and a match that cannot
+        be (a link out of the area, a device) is skipped with a note.
         """
         found: list[list[str]] = [[]]
         for segment in container_parts(pattern):
@@ -174,9 +162,8 @@ class TaskArea:
                     following.append([*prefix, segment])
                     continue
                 try:
-                    folder = self._resolve_parts(prefix, "/" + "/".join(prefix)) if prefix else self.base
-                    names = sorted(os.listdir(folder))
-                except (NotFoundError, RefusedError, NotADirectoryError, FileNotFoundError):
+                    names = sorted(self._list(prefix))
+                except (NotFoundError, RefusedError):
                     continue
                 for name in names:
                     if name.startswith(".") and not segment.startswith("."):
@@ -189,10 +176,20 @@ class TaskArea:
             path = "/" + "/".join(parts)
             try:
                 self.resolve(path)
-            except (NotFoundError, RefusedError):
+            except NotFoundError:
+                continue
+            except RefusedError as exc:
+                log_skip(f"skipped {path}: {exc}")
                 continue
             matches.append(path)
         return matches
+
+    def _list(self, parts: list[str]) -> list[str]:
+        """Names in a folder of the area (the root when `parts` is empty), reached beneath it."""
+        if not parts:
+            return os.listdir(self.base)
+        with opened_beneath(self.base, parts, "/" + "/".join(parts), flags=os.O_DIRECTORY) as folder:
+            return os.listdir(folder.fd)
 
     def mounts(
         self, inputs: Iterable[Input], outputs: Iterable[Output], volumes: Iterable[str] = ()
@@ -236,16 +233,13 @@ class TaskArea:
         kept = [p for p in wanted if not any(p[: len(q)] == q and p != q for q in wanted)]
         result: list[Mount] = []
         for folder in sorted(kept):
-            host = self.base.joinpath(*folder)
-            host.mkdir(parents=True, exist_ok=True)
-            result.append(Mount("/" + "/".join(folder), host))
+            path = "/" + "/".join(folder)
+            result.append(Mount(path, self.make_folder(path)))
         for single in sorted(files):
             if any(single[: len(q)] == q for q in kept):
                 continue
-            host = self.base.joinpath(*single)
-            if not host.exists():
-                host.touch()
-            result.append(Mount("/" + "/".join(single), host))
+            path = "/" + "/".join(single)
+            result.append(Mount(path, self.touch(path)))
         return result
 
 

@@ -222,9 +222,11 @@ def _plan_output(out: Output, area: TaskArea, note: Log) -> list[_Upload]:
             raise NotFoundError(
                 f"output {out.path}: the executors did not create it, so nothing was uploaded to {redact(out.url)}"
             ) from None
+        except RefusedError as exc:
+            raise RefusedError(f"output {exc}; nothing was uploaded to {redact(out.url)}") from None
         return _expand(out.path, host, url, out.type, area, note)
     prefix = (out.path_prefix or "").rstrip("/")
-    matches = area.glob(out.path)
+    matches = area.glob(out.path, note)
     if not matches:
         note(f"output {out.path}: no file matched the pattern; nothing to upload")
         return []

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import stat
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,6 +21,8 @@ from tesk.models import OutputFileLog, State, Task
 from tesk.runner import ExecutorOutcome, Note, TaskFailure, describe_executor
 
 log = logging.getLogger(__name__)
+
+_STREAM_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC
 
 
 def tree_size(path: Path) -> int:
@@ -63,10 +69,7 @@ class LocalRuntime:
         for executor in task.executors:
             for path in (executor.stdout, executor.stderr):
                 if path and not is_under(path, self.mounts) and path not in [m.container_path for m in mounts]:
-                    host = self.area.host_path(path)
-                    host.parent.mkdir(parents=True, exist_ok=True)
-                    host.touch()
-                    mounts.append(Mount(path, host))
+                    mounts.append(Mount(path, self.area.touch(path)))
         return mounts
 
     async def stage_inputs(self, task: Task, note: Note) -> None:
@@ -94,62 +97,92 @@ class LocalRuntime:
             count_staged_bytes(urlsplit(item.url).scheme or "file", "out", int(item.size_bytes))
         return uploaded
 
-    def _stream_file(self, index: int, path: str | None, stream: str) -> Path:
-        """Host file of an executor's stdout/stderr: at its container path when one is given, else in
-        the area's log folder (only the host reads it then)."""
+    def _stream_file(self, index: int, path: str | None, stream: str) -> int:
+        """Open an executor's stdout/stderr for writing (and reading its tail): at its container path
+        when one is given, never through a symlink, else in the task's log folder (only the host reads
+        it then)."""
         if path is None:
-            return self.folder.logs / f"{index}.{stream}"
-        return self.area.host_path(path)
+            return os.open(self.folder.logs / f"{index}.{stream}", _STREAM_FLAGS | os.O_CLOEXEC, 0o644)
+        return self.area.open(path, _STREAM_FLAGS, follow=False, create_folders=True).fd
 
-    def _spec(self, task: Task, index: int) -> ContainerSpec:
+    def _stdin(self, task: Task, index: int, path: str) -> int:
+        """Open an executor's stdin for reading, resolving symlinks inside the area only."""
+        if not is_under(path, self.mounts):
+            raise TaskFailure(
+                f"{describe_executor(task, index)}: stdin {path} is not in an input, output "
+                "folder or volume of the task, so there is nothing to read it from"
+            )
+        fd = self.area.open(path).fd
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise TaskFailure(f"{describe_executor(task, index)}: stdin {path} is a folder, not a file")
+        return fd
+
+    def _workdir_folder(self, task: Task, index: int) -> Callable[[], Path] | None:
+        """How an engine creates a missing workdir in the area (never through a symlink)."""
+        workdir = task.executors[index].workdir
+        if workdir in (None, "/"):
+            return None
+
+        def create() -> Path:
+            try:
+                return self.area.make_folder(workdir)
+            except FilerError as exc:
+                raise TaskFailure(f"workdir {exc}") from exc
+
+        return create
+
+    def _spec(self, task: Task, index: int, files: contextlib.ExitStack) -> ContainerSpec:
+        """The executor's container; every stream it opens is closed by `files`."""
         assert task.id is not None
         executor = task.executors[index]
-        stdin = None
-        if executor.stdin:
-            if not is_under(executor.stdin, self.mounts):
-                raise TaskFailure(
-                    f"{describe_executor(task, index)}: stdin {executor.stdin} is not in an input, output "
-                    "folder or volume of the task, so there is nothing to read it from"
-                )
-            stdin = self.area.host_path(executor.stdin)
-            if not stdin.is_file():
-                raise TaskFailure(f"{describe_executor(task, index)}: stdin {executor.stdin} does not exist")
+
+        def opened(what: str, open_fd: Callable[[], int]) -> int:
+            try:
+                fd = open_fd()
+            except FilerError as exc:
+                raise TaskFailure(f"{describe_executor(task, index)}: {what} {exc}") from exc
+            files.callback(os.close, fd)
+            return fd
+
+        stdout = opened("stdout", lambda: self._stream_file(index, executor.stdout, "stdout"))
+        stderr = stdout if executor.stderr is not None and executor.stderr == executor.stdout else opened(
+            "stderr", lambda: self._stream_file(index, executor.stderr, "stderr"))
+        stdin = opened("stdin", lambda: self._stdin(task, index, executor.stdin)) if executor.stdin else None
         resources = task.resources
         return ContainerSpec(
             name=container_name(self.instance, task.id, index),
             image=executor.image,
             command=list(executor.command),
-            stdout=self._stream_file(index, executor.stdout, "stdout"),
-            stderr=self._stream_file(index, executor.stderr, "stderr"),
+            stdout=stdout,
+            stderr=stderr,
+            scratch=self.folder.logs,
             stdin=stdin,
             workdir=executor.workdir,
-            workdir_host=self.area.host_path(executor.workdir) if executor.workdir not in (None, "/") else None,
+            workdir_folder=self._workdir_folder(task, index),
             env=dict(executor.env or {}),
             mounts=self.mounts,
             labels={LABEL_INSTANCE: self.instance, LABEL_TASK: task.id, LABEL_EXECUTOR: str(index)},
             cpu_cores=float(resources.cpu_cores) if resources and resources.cpu_cores else None,
             ram_bytes=int(resources.ram_gb * 2**30) if resources and resources.ram_gb else None,
             network=self.settings.network,
-            scratch=self.folder.logs,
         )
 
     async def run_executor(self, task: Task, index: int, note: Note) -> ExecutorOutcome:
-        try:
-            spec = self._spec(task, index)
-        except FilerError as exc:  # a path the area refuses (e.g. '/' as stdout)
-            raise TaskFailure(f"{describe_executor(task, index)}: {exc}") from exc
-        try:
-            result = await self.engine.run(spec, note)
-        except TaskFailure as exc:
-            raise TaskFailure(f"{describe_executor(task, index)} could not run: {exc}") from exc
-        limit = self.settings.log_tail_bytes
-        return ExecutorOutcome(
-            exit_code=result.exit_code,
-            start_time=result.start_time,
-            end_time=result.end_time,
-            stdout=tail_text(spec.stdout, limit),
-            stderr=tail_text(spec.stderr, limit),
-        )
+        with contextlib.ExitStack() as files:
+            spec = self._spec(task, index, files)
+            try:
+                result = await self.engine.run(spec, note)
+            except TaskFailure as exc:
+                raise TaskFailure(f"{describe_executor(task, index)} could not run: {exc}") from exc
+            limit = self.settings.log_tail_bytes
+            return ExecutorOutcome(
+                exit_code=result.exit_code,
+                start_time=result.start_time,
+                end_time=result.end_time,
+                stdout=tail_text(spec.stdout, limit),
+                stderr=tail_text(spec.stderr, limit),
+            )
 
     async def release(self, task: Task, final_state: State) -> None:
         if self.settings.keeps_area(final_state):

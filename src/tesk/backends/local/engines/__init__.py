@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,25 +32,36 @@ LABEL_INSTANCE = "tesk.instance"
 
 @dataclass
 class ContainerSpec:
-    """One executor as the engine must run it; every path here is already a host path or checked."""
+    """One executor as the engine must run it. The streams are file descriptors the runtime opened
+    beneath the task area (stdout and stderr readable too, for their tails), so an engine never
+    opens a path inside the area itself; `scratch` is tesk's own folder of the task (not mounted)."""
 
     name: str
     image: str
     command: list[str]
-    stdout: Path
-    stderr: Path
-    stdin: Path | None = None
+    stdout: int
+    stderr: int
+    scratch: Path
+    """A folder for the engine's own files (container id files) and its working directory."""
+    stdin: int | None = None
     workdir: str | None = None
-    workdir_host: Path | None = None
-    """Host folder to mount at `workdir` when the image lacks it (Docker creates it; podman refuses)."""
+    workdir_folder: Callable[[], Path] | None = None
+    """Creates the host folder to mount at `workdir` when the image lacks it (Docker creates it;
+    podman refuses) and returns it; raises `TaskFailure` when the area refuses that path."""
     env: dict[str, str] = field(default_factory=dict)
     mounts: list[Mount] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     cpu_cores: float | None = None
     ram_bytes: int | None = None
     network: str | None = None
-    scratch: Path | None = None
-    """A folder of the task area the engine may use for its own files (container id files)."""
+
+    def rewind(self) -> None:
+        """Start an attempt afresh: empty stdout and stderr, stdin from its first byte."""
+        for fd in {self.stdout, self.stderr}:
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+        if self.stdin is not None:
+            os.lseek(self.stdin, 0, os.SEEK_SET)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ never ends up in an executor's stderr.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,18 +28,13 @@ _PULL_TIMEOUT = 1800.0
 _STOP_ROUNDS = 20
 
 
-def tail_text(path: Path, limit: int) -> str:
-    """The last `limit` bytes of a file as text (undecodable bytes replaced); "" when missing."""
+def tail_text(fd: int, limit: int) -> str:
+    """The last `limit` bytes of an open file as text (undecodable bytes replaced)."""
     if limit <= 0:
         return ""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - limit))
-            return handle.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
+    size = os.fstat(fd).st_size
+    start = max(0, size - limit)
+    return os.pread(fd, size - start, start).decode("utf-8", errors="replace")
 
 
 class CliEngine:
@@ -92,11 +87,10 @@ class CliEngine:
         return [*args, "--", spec.image, *spec.command]
 
     async def run(self, spec: ContainerSpec, note: Note) -> ContainerExit:
-        scratch = spec.scratch or spec.stdout.parent
         extra: list[Mount] = []
         pulled = False
         for attempt in range(3):
-            cidfile = scratch / f"{spec.name}.{attempt}.cid"
+            cidfile = spec.scratch / f"{spec.name}.{attempt}.cid"
             started = datetime.now(UTC)
             code = await self._run_once(spec, cidfile, extra)
             ended = datetime.now(UTC)
@@ -114,40 +108,37 @@ class CliEngine:
                 await self.pull(spec.image, note)
                 pulled = True
                 continue
-            if spec.workdir and spec.workdir_host and not extra and self.missing_workdir(code, tail_text(spec.stderr, _MESSAGE_BYTES)):
-                spec.workdir_host.mkdir(parents=True, exist_ok=True)
-                extra = [Mount(spec.workdir, spec.workdir_host)]
+            if spec.workdir and spec.workdir_folder and not extra and self.missing_workdir(code, tail_text(spec.stderr, _MESSAGE_BYTES)):
+                extra = [Mount(spec.workdir, spec.workdir_folder())]
                 note(f"workdir {spec.workdir} is not in image {spec.image}; it was created as an empty folder")
                 continue
             return ContainerExit(code, started, ended)
         raise TaskFailure(f"{self.name} could not start the container after several attempts")
 
-    def _engine_message(self, stderr: Path) -> str:
+    def _engine_message(self, stderr: int) -> str:
         """The engine's own error text (it went to the stderr file), cleared so it is not the executor's."""
         message = tail_text(stderr, _MESSAGE_BYTES).strip() or "(no message)"
-        stderr.write_bytes(b"")
+        os.ftruncate(stderr, 0)
         return message.replace("\n", " | ")
 
     async def _run_once(self, spec: ContainerSpec, cidfile: Path, extra: list[Mount]) -> int:
         cidfile.unlink(missing_ok=True)
         args = self.run_args(spec, cidfile, extra)
-        with contextlib.ExitStack() as files:
-            stdin = files.enter_context(spec.stdin.open("rb")) if spec.stdin else asyncio.subprocess.DEVNULL
-            stdout = files.enter_context(spec.stdout.open("wb"))
-            stderr = files.enter_context(spec.stderr.open("wb"))
-            try:
-                # cwd: podman's conmon leaves an `oom` file in its working directory when the
-                # container is OOM-killed; keep it in the task's folder, not wherever tesk runs.
-                proc = await asyncio.create_subprocess_exec(
-                    *args, stdin=stdin, stdout=stdout, stderr=stderr, cwd=spec.stdout.parent
-                )
-            except OSError as exc:
-                raise TaskFailure(f"could not start {self.command}: {exc}") from exc
-            try:
-                return await proc.wait()
-            except asyncio.CancelledError:
-                await asyncio.shield(self._stop(spec.name, proc))
-                raise
+        spec.rewind()
+        stdin = asyncio.subprocess.DEVNULL if spec.stdin is None else spec.stdin
+        try:
+            # cwd: podman's conmon leaves an `oom` file in its working directory when the
+            # container is OOM-killed; keep it in the task's folder, not wherever tesk runs.
+            proc = await asyncio.create_subprocess_exec(
+                *args, stdin=stdin, stdout=spec.stdout, stderr=spec.stderr, cwd=spec.scratch
+            )
+        except OSError as exc:
+            raise TaskFailure(f"could not start {self.command}: {exc}") from exc
+        try:
+            return await proc.wait()
+        except asyncio.CancelledError:
+            await asyncio.shield(self._stop(spec.name, proc))
+            raise
 
     async def _stop(self, name: str, proc: asyncio.subprocess.Process) -> None:
         """Kill the container (the client's exit alone would leave it running), then wait for the client.

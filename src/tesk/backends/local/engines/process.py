@@ -87,9 +87,8 @@ class ProcessEngine:
             note("the process engine runs the commands on this host: executor images are not used"
                  + ("; cpu_cores and ram_gb are not enforced" if spec.cpu_cores or spec.ram_bytes else ""))
         extra: list[Mount] = []
-        if spec.workdir and spec.workdir_host and not self._exists_inside(spec, spec.workdir):
-            spec.workdir_host.mkdir(parents=True, exist_ok=True)
-            extra.append(Mount(spec.workdir, spec.workdir_host))
+        if spec.workdir and spec.workdir_folder and not self._exists_inside(spec, spec.workdir):
+            extra.append(Mount(spec.workdir, spec.workdir_folder()))
         started = datetime.now(UTC)
         code = await self._run_once(spec, extra)
         ended = datetime.now(UTC)
@@ -98,7 +97,7 @@ class ProcessEngine:
             if last.startswith("bwrap: execvp "):
                 code = _CANNOT_EXECUTE if "ermission denied" in last else _NOT_FOUND
             elif last.startswith("bwrap: "):
-                spec.stderr.write_bytes(b"")
+                os.ftruncate(spec.stderr, 0)
                 raise TaskFailure(f"the process engine could not start the command: {last}")
         return ContainerExit(code, started, ended)
 
@@ -113,20 +112,18 @@ class ProcessEngine:
 
     async def _run_once(self, spec: ContainerSpec, extra: list[Mount]) -> int:
         args = self.args(spec, extra)
-        with contextlib.ExitStack() as files:
-            stdin = files.enter_context(spec.stdin.open("rb")) if spec.stdin else asyncio.subprocess.DEVNULL
-            stdout = files.enter_context(spec.stdout.open("wb"))
-            stderr = files.enter_context(spec.stderr.open("wb"))
-            proc = await asyncio.create_subprocess_exec(
-                *args, stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True
-            )
-            try:
-                code = await proc.wait()
-            except asyncio.CancelledError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await asyncio.shield(proc.wait())
-                raise
+        spec.rewind()
+        stdin = asyncio.subprocess.DEVNULL if spec.stdin is None else spec.stdin
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdin=stdin, stdout=spec.stdout, stderr=spec.stderr, start_new_session=True
+        )
+        try:
+            code = await proc.wait()
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await asyncio.shield(proc.wait())
+            raise
         return 128 - code if code < 0 else code
 
     async def remove_labelled(self, label: str, value: str) -> list[str]:
