@@ -94,6 +94,13 @@ def check_container_path(path: str, what: str) -> str:
     return path
 
 
+def check_file_path(path: str, what: str) -> str:
+    """`check_container_path` for a path that must name a file or folder of the task: not '/'."""
+    if check_container_path(path, what) == "/":
+        raise ValueError(f"{what} must name a file or folder below '/', not the container's whole file system")
+    return path
+
+
 def _none_to_empty(value: Any) -> Any:
     """Cromwell and Pulsar send `null` map values; the spec wants strings."""
     if isinstance(value, dict):
@@ -143,7 +150,7 @@ class Input(_Model):
     @field_validator("path")
     @classmethod
     def _path(cls, v: str) -> str:
-        return check_container_path(v, "inputs[].path")
+        return check_file_path(v, "inputs[].path")
 
     @model_validator(mode="after")
     def _url_or_content(self) -> Input:
@@ -163,7 +170,7 @@ class Output(_Model):
     @field_validator("path")
     @classmethod
     def _path(cls, v: str) -> str:
-        return check_container_path(v, "outputs[].path")
+        return check_file_path(v, "outputs[].path")
 
     @field_validator("path_prefix")
     @classmethod
