@@ -85,8 +85,8 @@ def replicas(tmp_path: Path, fresh_postgres_url: str) -> Iterator[Callable[..., 
             "TESK_LOCAL_PULL": "never", "TESK_LOCAL_DEFAULT_CPU_CORES": "0.1",
             "TESK_LOCAL_LEASE_SECONDS": str(LEASE), "TESK_LOCAL_CANCEL_POLL_SECONDS": "0.2",
         } | env)
+        started.append(server)  # first, so a server that failed to answer is still stopped
         server.start()
-        started.append(server)
         return server
 
     yield start
