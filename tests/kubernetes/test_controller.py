@@ -92,3 +92,29 @@ def test_merge_logs_keeps_stored_lines_first_and_adds_the_reason_once() -> None:
                                      "executor 1 of 1 exited with code 1", "the taskmaster failed"]
     assert merged[0].end_time is not None
     assert merge_logs(stored, Verdict(State.RUNNING)) is None
+
+
+def test_informer_survives_a_410_whose_relist_fails_past_every_retry(kube: tuple[Kube, object]) -> None:
+    """W5: right after an API server restart a watch gets 410 Gone and the relist gets 503s; the
+    loop (the one the taskmaster uses for its pods too) must keep trying, then see new changes."""
+    from tesk.devcluster.faults import Fault
+
+    client, dev = kube
+    cache = Cache()
+    selector = lb.MANAGED_SELECTOR + f",{lb.ROLE}=result"
+    informer = Informer(client, "ConfigMap", selector, cache, lambda ids: None)
+    informer.start()
+    wait(informer.synced.is_set)
+    faults = dev.faults  # type: ignore[attr-defined]
+    relist = faults.add(Fault(verb="list", resource="configmaps", status=503, times=client.attempts + 2))
+    faults.add(Fault(verb="watch", resource="configmaps", status=410, times=1))
+    dev.drop_watches()  # type: ignore[attr-defined]
+    wait(lambda: relist.hits >= client.attempts, timeout=20)  # one whole relist has failed
+    body = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "task-b-result", "labels": lb.task_labels("task-b", lb.Role.RESULT)},
+            "data": {"state": "COMPLETE"}}
+    client.create(body)
+    wait(lambda: cache.result("task-b") == {"state": "COMPLETE"}, timeout=30)
+    assert informer.is_alive()
+    informer.stop()
+    client.delete("ConfigMap", "task-b-result")

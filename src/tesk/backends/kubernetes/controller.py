@@ -28,6 +28,7 @@ from tesk.backends.kubernetes.state import (
     Graces,
     Verdict,
     decode_result,
+    job_finished,
     merge_logs,
     settle,
     task_state,
@@ -162,6 +163,8 @@ class Controller:
         if stored is None or stored.state.is_terminal:
             if task_id not in self._reaping:
                 self._watching.discard(task_id)
+            if stored is not None:
+                await self._delete_stray_job(task_id)
             return
         job = self.cache.job(task_id)
         if job is None and (datetime.now(UTC) - (stored.task.creation_time or datetime.now(UTC))
@@ -175,6 +178,8 @@ class Controller:
             # one fresh look at the Events (what the autoscaler said) before giving up on the task
             verdict = task_state(job, pods, self.cache.result(task_id), now, graces,
                                  await self._events(task_id, wanted, fresh=True))
+        if verdict.state.is_terminal and job is not None and await self._result_is_final(task_id):
+            verdict = task_state(job, pods, self.cache.result(task_id), now, graces, await self._events(task_id, wanted))
         if stored.state is State.CANCELING and job is not None and not verdict.state.is_terminal \
                 and verdict.state is not State.CANCELING:
             # The store says cancel but the Job has no label (the API's patch failed): label it now.
@@ -226,6 +231,32 @@ class Controller:
                             extra={"task_id": task_id})
         self._read_events[task_id] = (time.monotonic(), found)
         return found
+
+    async def _result_is_final(self, task_id: str) -> bool:
+        """Has the taskmaster published a terminal result? Asked of the API server when the cache
+        says no: watches of different kinds are not ordered, so a Job's Complete (or a task ended in
+        the store by another replica) can arrive before the result ConfigMap it followed. The answer
+        goes into the cache. Only tasks about to end without the taskmaster's word pay this GET."""
+        published = decode_result(self.cache.result(task_id))
+        if published is not None and published[0].is_terminal:
+            return True
+        cm = await asyncio.to_thread(self.kube.get, "ConfigMap", lb.child_name(task_id, lb.Role.RESULT))
+        if cm is None:
+            return False
+        self.cache.put("ConfigMap", cm)
+        published = decode_result(cm.get("data"))
+        return published is not None and published[0].is_terminal
+
+    async def _delete_stray_job(self, task_id: str) -> None:
+        """A task ended in the store whose taskmaster Job still runs without having reported (its
+        submit failed half-way and the clean-up delete failed too): delete it, or it runs forever."""
+        job = self.cache.job(task_id)
+        if job is None or job_finished(job) or (job.get("metadata") or {}).get("deletionTimestamp") \
+                or task_id in self._reaping or await self._result_is_final(task_id):
+            return
+        log.warning("task %s has ended, but its taskmaster Job still exists: deleting it", task_id,
+                    extra={"task_id": task_id})
+        await asyncio.to_thread(self.delete_task_objects, task_id)
 
     async def _cancel_progress(self, task_id: str, job: Obj | None, verdict: Verdict) -> Verdict:
         """A cancel the taskmaster cannot carry out (no running pod, or too slow) ends here."""
