@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.watch.watch import iter_resp_lines
+from urllib3.connection import HTTPConnection
 
 log = logging.getLogger("tesk.kubernetes")
 
@@ -109,6 +111,9 @@ KINDS: dict[str, Kind] = {
 }
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+REQUEST_TIMEOUT = (10.0, 60.0)
+"""Client-side (connect, read) timeouts: `timeout_seconds` is the server's promise, and a half-open
+connection keeps no promises."""
 
 
 def load_api_client(kubeconfig: Path | None = None, context: str | None = None) -> client.ApiClient:
@@ -121,16 +126,33 @@ def load_api_client(kubeconfig: Path | None = None, context: str | None = None) 
             config.load_incluster_config(client_configuration=configuration)
         except config.ConfigException:
             config.load_kube_config(context=context, client_configuration=configuration)
-    return client.ApiClient(configuration)
+    configuration.retries = False  # `Kube._call` retries; urllib3's own retries would multiply its timeouts
+    api_client = client.ApiClient(configuration)
+    keep_alive(api_client)
+    return api_client
+
+
+def keep_alive(api_client: client.ApiClient, idle: int = 30, interval: int = 15, count: int = 4) -> None:
+    """TCP keepalive on every connection the client opens (pools are made lazily, so before the first
+    request is soon enough): a peer that vanished without closing (a load balancer's idle drop, an
+    API server failover) is noticed in idle + interval * count seconds even on a quiet watch."""
+    options = [*HTTPConnection.default_socket_options, (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", count)):
+        if hasattr(socket, name):  # Linux; other systems keep their own timings
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    api_client.rest_client.pool_manager.connection_pool_kw["socket_options"] = options
 
 
 class Kube:
     """Namespaced CRUD, list, watch and pod logs for the kinds a task uses."""
 
-    def __init__(self, api_client: client.ApiClient, namespace: str, attempts: int = 5) -> None:
+    def __init__(self, api_client: client.ApiClient, namespace: str, attempts: int = 5,
+                 request_timeout: tuple[float, float] = REQUEST_TIMEOUT) -> None:
         self.api_client = api_client
         self.namespace = namespace
         self.attempts = attempts
+        self.request_timeout = request_timeout
+        """(connect, read) seconds for every request; a watch reads for its own timeout plus `read`."""
         self._apis: dict[str, Any] = {"batch": client.BatchV1Api(api_client), "core": client.CoreV1Api(api_client),
                       "coordination": client.CoordinationV1Api(api_client)}
 
@@ -142,7 +164,7 @@ class Kube:
         delay = 0.2
         for attempt in range(1, self.attempts + 1):
             try:
-                return fn(*args, _preload_content=False, **kwargs)
+                return fn(*args, _preload_content=False, _request_timeout=self.request_timeout, **kwargs)
             except ApiException as exc:
                 if exc.status in RETRY_STATUSES and attempt < self.attempts:
                     retry_after = (exc.headers or {}).get("Retry-After") if exc.headers else None
@@ -252,7 +274,9 @@ class Kube:
         if resource_version:
             kwargs["resource_version"] = resource_version
         try:
-            response = self._method(kind, "list")(self.namespace, _preload_content=False, **kwargs)
+            connect, read = self.request_timeout
+            response = self._method(kind, "list")(self.namespace, _preload_content=False,
+                                                  _request_timeout=(connect, timeout_seconds + read), **kwargs)
         except ApiException as exc:
             raise KubeError.from_api(exc, f"watch {KINDS[kind].plural}") from None
         if on_response is not None:
