@@ -97,7 +97,7 @@ def test_merge_logs_keeps_stored_lines_first_and_adds_the_reason_once() -> None:
 def test_informer_survives_a_410_whose_relist_fails_past_every_retry(kube: tuple[Kube, object]) -> None:
     """W5: right after an API server restart a watch gets 410 Gone and the relist gets 503s; the
     loop (the one the taskmaster uses for its pods too) must keep trying, then see new changes."""
-    from tesk.devcluster.faults import Fault
+    from devcluster.faults import Fault
 
     client, dev = kube
     cache = Cache()
