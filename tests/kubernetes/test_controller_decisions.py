@@ -134,3 +134,41 @@ def test_cache_keeps_our_own_write_over_older_watch_events() -> None:
     later["metadata"]["resourceVersion"] = "a"  # opaque: "a" < "b" as strings, yet it is newer
     cache.put("Job", later, from_watch=True)
     assert (cache.job("t1") or {})["status"]["conditions"][0]["type"] == "Complete"
+
+
+class CountingStore:
+    """The real store, counting reads."""
+
+    def __init__(self, store: SqlTaskStore) -> None:
+        self.store, self.gets = store, 0
+
+    async def get(self, task_id: str) -> Any:
+        self.gets += 1
+        return await self.store.get(task_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def test_a_queued_task_is_not_read_from_the_store_on_every_tick(store: SqlTaskStore) -> None:
+    """R3: with thousands of QUEUED tasks, a store read per task every tick is a steady load."""
+    import asyncio
+
+    kube = FakeKube()
+    task_id = await stored_task(store, State.QUEUED)
+    counting = CountingStore(store)
+    ctl = Controller(KubernetesSettings(), kube, counting, elect=False, tick_seconds=0.05)  # type: ignore[arg-type]
+    ctl.cache.put("Job", job(task_id), from_watch=True)  # no pod yet: QUEUED, looked at on each tick
+    ctl._loop = asyncio.get_running_loop()
+    ctl._mark({task_id})
+    worker = asyncio.create_task(ctl._run())
+    await asyncio.sleep(1.0)  # about 20 ticks
+    worker.cancel()
+    assert task_id in ctl._watching
+    assert counting.gets <= 2, f"{counting.gets} store reads in 20 ticks"
+    before = counting.gets
+    ctl.notify({task_id})  # an event about the task reads it afresh
+    worker = asyncio.create_task(ctl._run())
+    await asyncio.sleep(0.2)
+    worker.cancel()
+    assert counting.gets == before + 1

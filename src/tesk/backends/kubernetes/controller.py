@@ -35,12 +35,15 @@ from tesk.backends.kubernetes.state import (
     wants_events,
 )
 from tesk.models import State, TaskLog
-from tesk.store import TaskStore
+from tesk.store import StoredTask, TaskStore
 
 EVENT_READ_INTERVAL = 5.0
 """Seconds between reads of a waiting task's Events (FailedCreate, the autoscaler's scale-up word)."""
 
 log = logging.getLogger("tesk.kubernetes.controller")
+
+STORED_REREAD = 30.0
+"""Seconds a watched task's stored copy serves the ticks before it is read from the store again."""
 
 
 class Controller:
@@ -55,6 +58,8 @@ class Controller:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._watching: set[str] = set()
+        self._stored: dict[str, tuple[StoredTask, float]] = {}
+        """Watched tasks as last read from the store, and when (time.monotonic())."""
         self._reaping: dict[str, tuple[float, bool, set[str]]] = {}
         self._read_events: dict[str, tuple[float, dict[str, list[Obj]]]] = {}
         """Events last read per not-yet-running task: (when, by object name)."""
@@ -130,10 +135,12 @@ class Controller:
 
     async def _run(self) -> None:
         while True:
+            ticked: set[str] = set()
             try:
                 async with asyncio.timeout(self.tick_seconds):
                     await self._wake.wait()
             except TimeoutError:
+                ticked = self._watching - self._dirty
                 self._dirty |= self._watching
             self._wake.clear()
             if not self.leading:
@@ -144,7 +151,7 @@ class Controller:
                 dirty |= await self._orphans()
             for task_id in sorted(dirty):
                 try:
-                    await self.reconcile(task_id)
+                    await self.reconcile(task_id, from_tick=task_id in ticked)
                 except Exception:  # one broken task must not stop the others
                     log.exception("task %s: reconciling it with the cluster failed", task_id,
                                   extra={"task_id": task_id})
@@ -156,10 +163,17 @@ class Controller:
 
     # -- one task -----------------------------------------------------------------------------------
 
-    async def reconcile(self, task_id: str) -> None:
+    async def reconcile(self, task_id: str, from_tick: bool = False) -> None:
+        """Bring one task's stored state in line with the cluster.
+
+        `from_tick`: no event brought us here, only a grace time that may have run out; the stored
+        copy of the last look is used if it is recent, so waiting (QUEUED) tasks cost no store read
+        per tick. Changes to the store that come with no cluster event (a cancel whose label patch
+        failed on another replica) are seen within `STORED_REREAD` seconds.
+        """
         if task_id in self._reaping:
             await asyncio.to_thread(self._reap, task_id)
-        stored = await self.store.get(task_id)
+        stored = await self._stored_task(task_id, from_tick)
         if stored is None or stored.state.is_terminal:
             if task_id not in self._reaping:
                 self._watching.discard(task_id)
@@ -208,6 +222,8 @@ class Controller:
             self._watching.add(task_id)  # a grace time may run out with no event: look again each tick
         else:
             self._watching.discard(task_id)  # the taskmaster's pods and result drive it from here
+        if task_id not in self._watching:
+            self._stored.pop(task_id, None)
         await self._write(stored.state, task_id, verdict, stored.task.logs)
 
     def _events_age(self, task_id: str) -> float:
@@ -231,6 +247,17 @@ class Controller:
                             extra={"task_id": task_id})
         self._read_events[task_id] = (time.monotonic(), found)
         return found
+
+    async def _stored_task(self, task_id: str, from_tick: bool) -> StoredTask | None:
+        copy = self._stored.get(task_id)
+        if from_tick and copy is not None and time.monotonic() - copy[1] < STORED_REREAD:
+            return copy[0]
+        stored = await self.store.get(task_id)
+        if stored is not None and not stored.state.is_terminal:
+            self._stored[task_id] = (stored, time.monotonic())
+        else:
+            self._stored.pop(task_id, None)
+        return stored
 
     async def _result_is_final(self, task_id: str) -> bool:
         """Has the taskmaster published a terminal result? Asked of the API server when the cache
@@ -313,6 +340,7 @@ class Controller:
         logs = merge_logs(old_logs, verdict)
         if state == current and (logs is None or logs == old_logs):
             return
+        self._stored.pop(task_id, None)  # read it afresh next time
         updated = await self.store.update(task_id, state=state if state != current else None, logs=logs)
         if updated is not None and state != current:
             log.info("task %s: %s -> %s%s", task_id, current.value, state.value,
