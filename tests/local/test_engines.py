@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from pydantic import ValidationError
 
 from tesk.backends.local.engines import select_engine
 from tesk.backends.local.engines.docker import DockerEngine
+from tesk.backends.local.engines.podman import PodmanEngine
 from tesk.backends.local.engines.process import ProcessEngine
 from tesk.backends.local.settings import LocalSettings
 
@@ -46,3 +51,25 @@ def test_a_misspelt_setting_is_refused_with_the_choices(monkeypatch: pytest.Monk
     monkeypatch.setenv("TESK_LOCAL_MAX_TASKS", "-1")
     with pytest.raises(ValidationError, match="max_tasks"):
         LocalSettings()
+
+
+def _fake_client(label: str) -> subprocess.Popen[bytes]:
+    """A process whose command line is that of a `podman run` client labelled `label` (argv[0] podman)."""
+    return subprocess.Popen(
+        ["bash", "-c", f'exec -a podman {sys.executable} -c "import time; time.sleep(60)" run --label {label}']
+    )
+
+
+async def test_removing_a_previous_runs_containers_first_stops_its_clients_still_creating_them() -> None:
+    # After kill -9 of the server its `podman run` clients live on and can create a container after the
+    # start-up sweep has listed them; the sweep kills them first (and only those of its own label).
+    leftover, other = _fake_client("tesk.instance=gone-run"), _fake_client("tesk.instance=someone-else")
+    try:
+        time.sleep(0.3)
+        await PodmanEngine(LocalSettings()).remove_labelled("tesk.instance", "gone-run")
+        assert leftover.wait(timeout=5) == -signal.SIGKILL
+        assert other.poll() is None, "a client of another label must be left alone"
+    finally:
+        for proc in (leftover, other):
+            proc.kill()
+            proc.wait()

@@ -9,8 +9,11 @@ never ends up in an executor's stderr.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
@@ -167,6 +170,9 @@ class CliEngine:
         note(f"pulled image {image} in {seconds:.1f} s")
 
     async def remove_labelled(self, label: str, value: str) -> list[str]:
+        # A killed server's `podman run` clients outlive it and may still be creating their containers:
+        # stop them first, or a container made after the listing below would keep the name a re-run needs.
+        await asyncio.to_thread(_kill_clients, self.command, f"{label}={value}")
         code, output = await run_quietly(
             self.command, "ps", "--all", "--filter", f"label={label}={value}", "--format", "{{.Names}}"
         )
@@ -176,3 +182,35 @@ class CliEngine:
         if names:
             await run_quietly(self.command, *self.force_remove_args(names), timeout=60)
         return names
+
+
+def _kill_clients(command: str, label: str) -> None:
+    """SIGKILL every `<engine> run` client on this host whose arguments carry `label`, and wait (up to
+    10 s) until they are gone; only clients a previous run left match, since a live server never
+    removes the containers it is still starting."""
+    engine = os.path.basename(command).encode()
+    pids: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if os.path.basename(argv[0]) == engine and b"run" in argv and label.encode() in argv:
+            pids.append(int(entry.name))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """Running or sleeping; a zombie (killed, not yet reaped by whoever adopted it) counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
