@@ -115,8 +115,10 @@ def open_beneath(
                                            "never on the host")
                     raise NotFoundError(f"{original} does not exist in the task area")
                 if not last or want_folder:
+                    # 0o777 less the umask, as mkdir -p: `tesk filer` sets umask 002 so that executors
+                    # sharing only the pod's group (fsGroup) can write in the folders it makes.
                     with contextlib.suppress(FileExistsError):  # made meanwhile: the open below checks it
-                        os.mkdir(part, 0o755, dir_fd=stack[-1])
+                        os.mkdir(part, 0o777, dir_fd=stack[-1])
             elif not (stat.S_ISDIR(info.st_mode) or (last and not want_folder and stat.S_ISREG(info.st_mode))):
                 what = "not a folder" if not last or want_folder else _kind(info.st_mode)
                 raise RefusedError(f"{original}: {here} is {what} in the task area; it was not opened")
