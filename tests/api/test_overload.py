@@ -31,6 +31,15 @@ def all_ids(api: Api) -> list[str]:
     return [t["id"] for t in api.tes.get("/tasks", params={"page_size": 2047}).json()["tasks"]]
 
 
+def posts_at_once(api: Api, key: str, count: int) -> list[httpx.Response]:
+    """`count` creates sent concurrently, each carrying Idempotency-Key `key`."""
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(
+            lambda _: httpx.post(f"{api.url}/ga4gh/tes/v1/tasks", json=task_body(),
+                                 headers={"Idempotency-Key": key}, timeout=30),
+            range(count)))
+
+
 def test_sqlite_locked_by_another_connection_is_503_with_retry_after(quick: Api, tmp_path: Path) -> None:
     other = sqlite3.connect(tmp_path / "tesk.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # holds SQLite's write lock, as another process writing would
@@ -58,11 +67,7 @@ def test_a_retried_post_with_the_same_idempotency_key_makes_one_task(api: Api) -
     first = api.tes.post("/tasks", json=task_body(), headers={"Idempotency-Key": "same"})
     assert first.status_code == 200
     # Ten retries at once (a client that lost the answer, several times over): one task.
-    with ThreadPoolExecutor(10) as pool:
-        answers = list(pool.map(
-            lambda _: httpx.post(f"{api.url}/ga4gh/tes/v1/tasks", json=task_body(),
-                                 headers={"Idempotency-Key": "same"}, timeout=30),
-            range(10)))
+    answers = posts_at_once(api, "same", 10)
     assert {a.status_code for a in answers} == {200}
     assert {a.json()["id"] for a in answers} == {first.json()["id"]}
     other = api.tes.post("/tasks", json=task_body(), headers={"Idempotency-Key": "different"})
@@ -72,11 +77,7 @@ def test_a_retried_post_with_the_same_idempotency_key_makes_one_task(api: Api) -
 
 
 def test_concurrent_first_attempts_with_one_key_make_one_task(api: Api) -> None:
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(
-            lambda _: httpx.post(f"{api.url}/ga4gh/tes/v1/tasks", json=task_body(),
-                                 headers={"Idempotency-Key": "race"}, timeout=30),
-            range(8)))
+    answers = posts_at_once(api, "race", 8)
     assert {a.status_code for a in answers} == {200}
     assert len({a.json()["id"] for a in answers}) == 1
     assert all_ids(api) == [answers[0].json()["id"]]
