@@ -5,11 +5,17 @@ With `TESK_TEST_KUBECONFIG` set, the same tests run against that cluster instead
 there, and the service account `tesk-taskmaster` must hold the taskmaster Role from deploy/;
 `scripts/test-real-cluster` prepares that namespace and runs these tests, docs/real-clusters.md).
 Tests that need the stand-in's fault injection or its PVC folders are skipped on a real cluster.
+
+On the stand-in, taskmaster and filer pods run the tesk image built from deploy/Dockerfile
+(`.ci/setup.d/25-tesk-image.sh`) as real podman containers, as the image's uid 10001 with the
+service-account files and the PVC mounted. Every pod gets the host network: that is how they reach the
+stand-in's API server, which listens on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +62,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     from devcluster import DevCluster
     from devcluster.cluster import fast_config
 
+    if subprocess.run(["podman", "image", "exists", IMAGE], check=False).returncode != 0:
+        pytest.fail(f"image {IMAGE} is missing: build it with .ci/setup.d/25-tesk-image.sh")
     tmp = tmp_path_factory.mktemp("k8s")
-    with DevCluster(fast_config(state_dir=tmp / "devcluster", host_images=(IMAGE,))) as dev:
+    with DevCluster(fast_config(state_dir=tmp / "devcluster", network="host")) as dev:
         observer = dev.write_kubeconfig(tmp / "tests.kubeconfig", user="tests")
         path = dev.write_kubeconfig(tmp / "kubeconfig")
         yield Cluster(path, "default", dev, observer)

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.kubernetes.conftest import IMAGE, REAL_KUBECONFIG, TERMINAL, Cluster
+from tests.kubernetes.conftest import IMAGE, REAL_KUBECONFIG, TERMINAL, Api, Cluster
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.containers]
 PODMAN = shutil.which("podman")
@@ -103,3 +103,17 @@ def test_tesk_serve_from_the_image_runs_a_task_on_the_cluster(served: httpx.Clie
         time.sleep(0.5)
     assert task["state"] == "COMPLETE", task
     assert task["logs"][0]["logs"][0]["stdout"] == "from-the-image\n"
+
+
+def test_taskmaster_pods_run_the_image_as_real_containers_as_uid_10001(image: str, api: Api,
+                                                                      cluster: Cluster) -> None:
+    task_id = api.submit({"executors": [{"image": "alpine", "command": ["sleep", "4"]}]})
+    api.wait(task_id, {"RUNNING"})
+    pods, _ = cluster.kube().list("Pod", f"tesk.io/task-id={task_id},tesk.io/role=taskmaster")
+    taskmaster = pods[0]["metadata"]["name"]
+    found = podman("ps", "--filter", f"label=io.kubernetes.pod.name={taskmaster}", "--format", "{{.ID}} {{.Image}}")
+    container, running_image = found.stdout.split()
+    assert running_image == f"localhost/{image}"
+    who = podman("exec", container, "id", "-u")
+    assert who.stdout.strip() == "10001", who.stderr
+    assert api.wait(task_id)["state"] == "COMPLETE"
