@@ -429,3 +429,28 @@ def test_host_image_pod_reaches_the_api_with_in_cluster_config(tmp_path: Any) ->
         log = core.read_namespaced_pod_log("taskmaster", NS)
         assert log == "default ['taskmaster']\n", log
         assert cluster.faults.count(verb="list", resource="pods", client="system:serviceaccount:default:default") == 1
+
+
+def test_pod_log_stream_is_ignored_unless_the_split_streams_gate_is_on(k8s: Clients, tmp_path: Path) -> None:
+    """As on 1.29-1.31 (no `stream` field) and 1.32+ with PodLogsQuerySplitStreams off: `stream` is dropped and
+    the combined log comes back; only with the gate on does it select one stream."""
+    from devcluster.cluster import fast_config
+
+    script = "echo to-out; sleep 0.2; echo to-err >&2"
+    k8s.batch.create_namespaced_job(NS, job("both", script, backoffLimit=0))
+    finished(k8s, "both")
+    name = pods_of(k8s, "both")[0].metadata.name
+    combined = "to-out\nto-err\n"
+    assert k8s.core.read_namespaced_pod_log(name, NS) == combined
+    assert k8s.core.read_namespaced_pod_log(name, NS, stream="Stdout") == combined
+    assert k8s.core.read_namespaced_pod_log(name, NS, stream="Stderr") == combined
+    with DevCluster(fast_config(state_dir=tmp_path / "gated", pod_logs_query_split_streams=True)) as gated:
+        api = kubernetes.config.new_client_from_config(str(gated.write_kubeconfig(tmp_path / "gated.kubeconfig")))
+        clients = Clients(api, kubernetes.client.CoreV1Api(api), kubernetes.client.BatchV1Api(api))
+        clients.batch.create_namespaced_job(NS, job("both", script, backoffLimit=0))
+        finished(clients, "both")
+        name = pods_of(clients, "both")[0].metadata.name
+        assert clients.core.read_namespaced_pod_log(name, NS, stream="Stdout") == "to-out\n"
+        assert clients.core.read_namespaced_pod_log(name, NS, stream="Stderr") == "to-err\n"
+        assert clients.core.read_namespaced_pod_log(name, NS, stream="All") == combined
+        api.close()

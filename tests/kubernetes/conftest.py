@@ -80,7 +80,9 @@ class Api:
                                   "TESK_API_TASKMASTER_IMAGE_VERSION": IMAGE.rpartition(":")[2],
                                   "TESK_API_TASKMASTER_FILER_IMAGE_NAME": IMAGE.rpartition(":")[0],
                                   "TESK_API_TASKMASTER_FILER_IMAGE_VERSION": IMAGE.rpartition(":")[2],
-                                  "split_log_streams": cluster.devcluster is not None,
+                                  # The combined-log path, as every managed cluster serves pod logs (the
+                                  # stand-in's PodLogsQuerySplitStreams gate is off, as by default in 1.32+).
+                                  "split_log_streams": False,
                                   "unschedulable_grace_seconds": 3, "image_pull_grace_seconds": 3,
                                   "failed_create_grace_seconds": 3,
                                   "cancel_grace_seconds": 20, "lease_seconds": 3}

@@ -131,6 +131,7 @@ class ApiServer:
         evict: Callable[[str, str, dict[str, Any]], dict[str, Any]],
         bookmark_interval: float = 5.0,
         max_watch_seconds: float = 1800.0,
+        split_log_streams: bool = False,
     ) -> None:
         self.store = store
         self.faults = faults
@@ -139,6 +140,7 @@ class ApiServer:
         self.evict = evict
         self.bookmark_interval = bookmark_interval
         self.max_watch_seconds = max_watch_seconds
+        self.split_log_streams = split_log_streams
         self.address = "127.0.0.1:0"
         self.app = Starlette(routes=[Route("/{path:path}", self.handle,
                                            methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
@@ -233,14 +235,27 @@ class ApiServer:
                 return JSONResponse(discovery.table(rtype, listing["items"], listing["metadata"]))
             return JSONResponse(listing)
         if verb == "get":
-            if target.subresource == "log":
-                return await self._log(request, namespace, target.name)
-            obj = self.store.get(rtype, namespace, target.name)
-            if "as=Table" in request.headers.get("accept", ""):
-                return JSONResponse(discovery.table(rtype, [obj], {"resourceVersion": obj["metadata"][
-                    "resourceVersion"]}))
-            return JSONResponse(obj)
+            return await self._get(request, target, namespace)
         body = await self._body(request)
+        if verb in ("create", "update", "patch"):
+            return self._write(request, target, verb, namespace, body, dry_run)
+        return self._delete(request, target, verb, namespace, body, dry_run)
+
+    async def _get(self, request: Request, target: Target, namespace: str) -> Response:
+        """GET of one object (as a Table for kubectl) or of a pod's log."""
+        rtype = target.rtype
+        if target.subresource == "log":
+            return await self._log(request, namespace, target.name)
+        obj = self.store.get(rtype, namespace, target.name)
+        if "as=Table" in request.headers.get("accept", ""):
+            return JSONResponse(discovery.table(rtype, [obj], {"resourceVersion": obj["metadata"][
+                "resourceVersion"]}))
+        return JSONResponse(obj)
+
+    def _write(self, request: Request, target: Target, verb: str, namespace: str, body: Any,
+               dry_run: bool) -> Response:
+        """create (or a pod eviction), update and patch."""
+        rtype = target.rtype
         if verb == "create":
             if target.subresource == "eviction":
                 self.store.get(rtype, namespace, target.name)
@@ -251,16 +266,21 @@ class ApiServer:
         if verb == "update":
             return JSONResponse(self.store.update(rtype, namespace, target.name, body, target.subresource or None,
                                                   dry_run))
-        if verb == "patch":
-            current = self.store.get(rtype, namespace, target.name)
-            try:
-                patched = apply_patch(current, request.headers.get("content-type", ""), body)
-            except PatchError as exc:
-                raise errors.ApiError(422, "Invalid", str(exc)) from exc
-            if "resourceVersion" not in (patched.get("metadata") or {}):
-                patched.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
-            return JSONResponse(self.store.update(rtype, namespace, target.name, patched, target.subresource or None,
-                                                  dry_run))
+        current = self.store.get(rtype, namespace, target.name)
+        try:
+            patched = apply_patch(current, request.headers.get("content-type", ""), body)
+        except PatchError as exc:
+            raise errors.ApiError(422, "Invalid", str(exc)) from exc
+        if "resourceVersion" not in (patched.get("metadata") or {}):
+            patched.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
+        return JSONResponse(self.store.update(rtype, namespace, target.name, patched, target.subresource or None,
+                                              dry_run))
+
+    def _delete(self, request: Request, target: Target, verb: str, namespace: str, body: Any,
+                dry_run: bool) -> Response:
+        """delete of one object, or deletecollection, with the DeleteOptions of the query or the body."""
+        query = request.query_params
+        rtype = target.rtype
         options = body if isinstance(body, dict) else {}
         propagation = query.get("propagationPolicy") or options.get("propagationPolicy")
         if propagation is None and (options.get("orphanDependents") or _flag(query.get("orphanDependents"))):
@@ -316,36 +336,8 @@ class ApiServer:
             timeout = min(timeout, fault.drop_after)
         bookmarks = _flag(query.get("allowWatchBookmarks"))
         queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
-
-        def wanted(obj: dict[str, Any]) -> bool:
-            if namespace and obj["metadata"].get("namespace") != namespace:
-                return False
-            return matches_labels(labels, obj["metadata"].get("labels")) and all(f.matches(obj) for f in fields)
-
-        as_table = "as=Table" in request.headers.get("accept", "")
-        first_table = [True]
-
-        def encode(kind: str, obj: dict[str, Any]) -> bytes:
-            if as_table and kind in ("ADDED", "MODIFIED", "DELETED"):
-                # kubectl get -w: each event carries a one-row Table; the columns come with the first one.
-                obj = discovery.table(rtype, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")})
-                if not first_table[0]:
-                    obj["columnDefinitions"] = []
-                first_table[0] = False
-            return (json.dumps({"type": kind, "object": obj}, separators=(",", ":")) + "\n").encode()
-
-        def translate(event: WatchEvent) -> bytes | None:
-            now_in = wanted(event.object)
-            was_in = event.old is not None and wanted(event.old)
-            if event.type == "MODIFIED":
-                if now_in and was_in:
-                    return encode("MODIFIED", event.object)
-                if now_in:
-                    return encode("ADDED", event.object)
-                if was_in:
-                    return encode("DELETED", event.object)
-                return None
-            return encode(event.type, event.object) if now_in else None
+        view = _WatchView(rtype, namespace, labels, fields, "as=Table" in request.headers.get("accept", ""))
+        wanted, encode, translate = view.wanted, view.encode, view.translate
 
         unsubscribe = self.store.subscribe(lambda e: queue.put_nowait(e) if e.plural == rtype.plural else None)
         generation = self.faults.watch_generation
@@ -403,12 +395,13 @@ class ApiServer:
 
     # -- logs ---------------------------------------------------------------------------------------
 
-    async def _log(self, request: Request, namespace: str, name: str) -> Response:
-        query = request.query_params
-        pod = self.store.get(BY_PATH[("", "v1", "pods")], namespace, name)
+    @staticmethod
+    def _log_container(pod: dict[str, Any], container: str, previous: bool) -> str:
+        """The container whose log is asked for, refused as kube-apiserver refuses it: unnamed in a pod of
+        several, unknown, still waiting to start, or with no previous instance."""
+        name = pod["metadata"]["name"]
         containers = [c["name"] for c in pod["spec"].get("containers") or []]
         init_containers = [c["name"] for c in pod["spec"].get("initContainers") or []]
-        container = query.get("container") or ""
         if not container:
             if len(containers) != 1:
                 raise errors.bad_request(
@@ -417,7 +410,6 @@ class ApiServer:
             container = containers[0]
         if container not in containers + init_containers:
             raise errors.bad_request(f"container {container} is not valid for pod {name}")
-        previous = _flag(query.get("previous"))
         statuses = (pod.get("status") or {}).get("containerStatuses", []) + (pod.get("status") or {}).get(
             "initContainerStatuses", [])
         state = next((s for s in statuses if s.get("name") == container), None)
@@ -428,13 +420,23 @@ class ApiServer:
             raise errors.bad_request(f'container "{container}" in pod "{name}" is waiting to start: {reason}')
         if previous and not state.get("lastState"):
             raise errors.bad_request(f'previous terminated container "{container}" in pod "{name}" not found')
+        return container
+
+    async def _log(self, request: Request, namespace: str, name: str) -> Response:
+        query = request.query_params
+        pod = self.store.get(BY_PATH[("", "v1", "pods")], namespace, name)
+        previous = _flag(query.get("previous"))
+        container = self._log_container(pod, query.get("container") or "", previous)
         tail = int(query["tailLines"]) if query.get("tailLines") else None
         limit = int(query["limitBytes"]) if query.get("limitBytes") else None
         if limit is not None and limit <= 0:
             raise errors.invalid("", "PodLogOptions", name, [("limitBytes", "Invalid value: must be greater than 0")])
         since = int(query["sinceSeconds"]) if query.get("sinceSeconds") else None
         stamps = _flag(query.get("timestamps"))
-        stream_filter = {"Stdout": "stdout", "Stderr": "stderr"}.get(query.get("stream") or "All")
+        # Without the PodLogsQuerySplitStreams gate (1.29-1.31 know no `stream`; 1.32+ has it off by default)
+        # the parameter is dropped and the combined log is served.
+        stream_filter = {"Stdout": "stdout", "Stderr": "stderr"}.get(
+            (query.get("stream") if self.split_log_streams else None) or "All")
         follow = _flag(query.get("follow"))
 
         def select(records: list[tuple[str, str, bytes]]) -> list[bytes]:
@@ -484,6 +486,44 @@ class ApiServer:
                         return
 
         return StreamingResponse(stream(), media_type="text/plain")
+
+
+class _WatchView:
+    """What one watch shows: the objects its namespace and selectors match, encoded as watch events (one-row
+    Tables for `kubectl get -w`), with a change that moves an object in or out of the selection sent as
+    ADDED or DELETED, as kube-apiserver's watch cache does."""
+
+    def __init__(self, rtype: ResourceType, namespace: str, labels: list[Requirement],
+                 fields: list[FieldRequirement], as_table: bool) -> None:
+        self.rtype, self.namespace, self.labels, self.fields, self.as_table = rtype, namespace, labels, fields, as_table
+        self._first_table = True
+
+    def wanted(self, obj: dict[str, Any]) -> bool:
+        if self.namespace and obj["metadata"].get("namespace") != self.namespace:
+            return False
+        return matches_labels(self.labels, obj["metadata"].get("labels")) and all(f.matches(obj) for f in self.fields)
+
+    def encode(self, kind: str, obj: dict[str, Any]) -> bytes:
+        if self.as_table and kind in ("ADDED", "MODIFIED", "DELETED"):
+            # kubectl get -w: each event carries a one-row Table; the columns come with the first one.
+            obj = discovery.table(self.rtype, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")})
+            if not self._first_table:
+                obj["columnDefinitions"] = []
+            self._first_table = False
+        return (json.dumps({"type": kind, "object": obj}, separators=(",", ":")) + "\n").encode()
+
+    def translate(self, event: WatchEvent) -> bytes | None:
+        now_in = self.wanted(event.object)
+        was_in = event.old is not None and self.wanted(event.old)
+        if event.type == "MODIFIED":
+            if now_in and was_in:
+                return self.encode("MODIFIED", event.object)
+            if now_in:
+                return self.encode("ADDED", event.object)
+            if was_in:
+                return self.encode("DELETED", event.object)
+            return None
+        return self.encode(event.type, event.object) if now_in else None
 
 
 def timestamp_ago(seconds: int) -> str:

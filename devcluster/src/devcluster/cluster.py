@@ -59,6 +59,9 @@ class DevClusterConfig:
     downward_api_delay: float = 0.0  # how long the kubelet takes to refresh Downward API files
     history_size: int = 4096  # watch events kept; older resourceVersions answer 410 Gone
     bookmark_interval: float = 5.0
+    # Feature gate PodLogsQuerySplitStreams (alpha, off by default in 1.32+): only with it on does the pod log
+    # `stream` parameter (Stdout/Stderr) select one stream; off, the combined log is served.
+    pod_logs_query_split_streams: bool = False
     namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
 
 
@@ -219,7 +222,8 @@ class DevCluster:
         controllers = Controllers(self.store, events, backoff_base=config.job_backoff_base,
                                   on_pvc_bound=self.kubelet.pvc_bound, on_pvc_deleted=self.kubelet.pvc_deleted)
         api = ApiServer(self.store, self.faults, self.kubelet, self.tokens, evict=self.kubelet.evict,
-                        bookmark_interval=config.bookmark_interval)
+                        bookmark_interval=config.bookmark_interval,
+                        split_log_streams=config.pod_logs_query_split_streams)
         api.address = f"127.0.0.1:{self.port}"
         servers = [
             uvicorn.Server(uvicorn.Config(api.app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)),

@@ -252,15 +252,36 @@ class Controllers(StoreLoop):
                            "lastProbeTime": moment, "lastTransitionTime": moment})
 
     def _job(self, job: dict[str, Any]) -> None:
-        meta, spec = job["metadata"], job["spec"]
+        """One Job controller sync: count finished pods, decide the outcome, keep the pods wanted, write status."""
         if condition(job, "Complete") or condition(job, "Failed"):
             return
-        name, namespace = meta["name"], meta["namespace"]
         status = dict(job.get("status") or {})
-        pods = self._pods_of(job)
-        policy = spec.get("podReplacementPolicy", "TerminatingOrFailed")
+        failed_now = self._count_finished_pods(job, status)
+        live = self._pods_of(job)
+        active = [p for p in live if not p["metadata"].get("deletionTimestamp")
+                  and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+        terminating = [p for p in live if p["metadata"].get("deletionTimestamp")
+                       and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+        self._judge(job, status, failed_now)
+        active, terminating = self._manage_pods(job, status, active, terminating)
+        status["active"] = len(active)
+        status["ready"] = sum(1 for p in active if condition(p, "Ready"))
+        status["terminating"] = len(terminating)
+        status.setdefault("uncountedTerminatedPods", {})
+        if not terminating:
+            self._finish(job, status)
+        for key in ("succeeded", "failed"):
+            if not status.get(key):
+                status.pop(key, None)
+        self._write_status(job, status)
+
+    def _count_finished_pods(self, job: dict[str, Any], status: dict[str, Any]) -> list[tuple[dict[str, Any], str, str]]:
+        """Count the Job's pods that finished since the last pass (dropping their tracking finalizer) and
+        return the failed ones with their podFailurePolicy action and message."""
+        meta = job["metadata"]
+        policy = job["spec"].get("podReplacementPolicy", "TerminatingOrFailed")
         failed_now: list[tuple[dict[str, Any], str, str]] = []
-        for pod in pods:
+        for pod in self._pods_of(job):
             finalizers = pod["metadata"].get("finalizers") or []
             if JOB_TRACKING_FINALIZER not in finalizers:
                 continue
@@ -277,31 +298,39 @@ class Controllers(StoreLoop):
                     status["failed"] = status.get("failed", 0) + 1
             else:
                 continue
-            self.store.remove_finalizer("pods", namespace, pod["metadata"]["name"], JOB_TRACKING_FINALIZER)
+            self.store.remove_finalizer("pods", meta["namespace"], pod["metadata"]["name"], JOB_TRACKING_FINALIZER)
         if any(action != "Ignore" for _, action, _ in failed_now):
             self._last_failure[meta["uid"]] = asyncio.get_running_loop().time()
-        live = [p for p in self._pods_of(job)]
-        active = [p for p in live if not p["metadata"].get("deletionTimestamp")
-                  and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
-        terminating = [p for p in live if p["metadata"].get("deletionTimestamp")
-                       and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+        return failed_now
+
+    def _judge(self, job: dict[str, Any], status: dict[str, Any],
+               failed_now: list[tuple[dict[str, Any], str, str]]) -> None:
+        """Set the interim FailureTarget (policy, back-off limit, deadline) or SuccessCriteriaMet condition."""
+        spec = job["spec"]
+        if condition(job, "FailureTarget") or condition(job, "SuccessCriteriaMet"):
+            return
         failure: tuple[str, str] | None = None
-        if not condition(job, "FailureTarget") and not condition(job, "SuccessCriteriaMet"):
-            fail_job = next(((m) for _, a, m in failed_now if a == "FailJob"), None)
-            if fail_job:
-                failure = ("PodFailurePolicy", fail_job)
-            elif status.get("failed", 0) > spec.get("backoffLimit", 6):
-                failure = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
-            elif spec.get("activeDeadlineSeconds") and status.get("startTime") and not spec.get("suspend"):
-                started = parse_time(status["startTime"])
-                if now() - started >= timedelta(seconds=spec["activeDeadlineSeconds"]):
-                    failure = ("DeadlineExceeded", "Job was active longer than specified deadline")
-            if failure:
-                self._set_condition(status, "FailureTarget", "True", *failure)
-                self.events.record(job, "Warning", failure[0], failure[1], "job-controller")
-            elif status.get("succeeded", 0) >= _count(spec, "completions"):
-                self._set_condition(status, "SuccessCriteriaMet", "True", "CompletionsReached",
-                                    "Reached expected number of succeeded pods")
+        fail_job = next((m for _, a, m in failed_now if a == "FailJob"), None)
+        if fail_job:
+            failure = ("PodFailurePolicy", fail_job)
+        elif status.get("failed", 0) > spec.get("backoffLimit", 6):
+            failure = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+        elif spec.get("activeDeadlineSeconds") and status.get("startTime") and not spec.get("suspend"):
+            started = parse_time(status["startTime"])
+            if now() - started >= timedelta(seconds=spec["activeDeadlineSeconds"]):
+                failure = ("DeadlineExceeded", "Job was active longer than specified deadline")
+        if failure:
+            self._set_condition(status, "FailureTarget", "True", *failure)
+            self.events.record(job, "Warning", failure[0], failure[1], "job-controller")
+        elif status.get("succeeded", 0) >= _count(spec, "completions"):
+            self._set_condition(status, "SuccessCriteriaMet", "True", "CompletionsReached",
+                                "Reached expected number of succeeded pods")
+
+    def _manage_pods(self, job: dict[str, Any], status: dict[str, Any], active: list[dict[str, Any]],
+                     terminating: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Delete the active pods of a finishing, suspended or deleted Job, else create the pods still wanted;
+        return the active and terminating pods after that."""
+        meta, spec = job["metadata"], job["spec"]
         finishing = condition({"status": status}, "FailureTarget") or condition({"status": status},
                                                                                  "SuccessCriteriaMet")
         if finishing or spec.get("suspend") or meta.get("deletionTimestamp"):
@@ -309,46 +338,45 @@ class Controllers(StoreLoop):
                 self._set_condition(status, "Suspended", "True", "JobSuspended", "Job suspended")
             if not meta.get("deletionTimestamp") or finishing:
                 for pod in active:
-                    self.store.delete(BY_PLURAL["pods"], namespace, pod["metadata"]["name"])
+                    self.store.delete(BY_PLURAL["pods"], meta["namespace"], pod["metadata"]["name"])
                     if not finishing:
                         self._suspended_pods.add(pod["metadata"]["uid"])
                         self.events.record(job, "Normal", "SuccessfulDelete",
                                            f"Deleted pod: {pod['metadata']['name']}", "job-controller")
-                terminating += active
-                active = []
-        else:
-            suspended = next((c for c in status.get("conditions") or [] if c["type"] == "Suspended"), None)
-            if suspended and suspended["status"] == "True":
-                self._set_condition(status, "Suspended", "False", "JobResumed", "Job resumed")
-                status["startTime"] = timestamp()
-            status.setdefault("startTime", timestamp())
-            wanted = min(_count(spec, "parallelism"), _count(spec, "completions") - status.get("succeeded", 0))
-            blocked = policy == "Failed" and terminating
-            if len(active) < wanted and not blocked and self._backoff_over(job, status):
-                for _ in range(wanted - len(active)):
-                    active.append(self._create_pod(job))
-        status["active"] = len(active)
-        status["ready"] = sum(1 for p in active if condition(p, "Ready"))
-        status["terminating"] = len(terminating)
-        status.setdefault("uncountedTerminatedPods", {})
-        if not terminating:
-            target = condition({"status": status}, "FailureTarget")
-            if target:
-                self._set_condition(status, "Failed", "True", target["reason"], target["message"])
-            elif condition({"status": status}, "SuccessCriteriaMet"):
-                self._set_condition(status, "Complete", "True", "CompletionsReached",
-                                    "Reached expected number of succeeded pods")
-                status["completionTime"] = timestamp()
-                self.events.record(job, "Normal", "Completed", "Job completed", "job-controller")
-        for key in ("succeeded", "failed"):
-            if not status.get(key):
-                status.pop(key, None)
-        if status != (job.get("status") or {}):
-            current = self.store.find("jobs", namespace, name)
-            if current is None or current["metadata"]["uid"] != meta["uid"]:
-                return
-            current["status"] = status
-            self.store.update(BY_PLURAL["jobs"], namespace, name, current, "status")
+                return [], terminating + active
+            return active, terminating
+        suspended = next((c for c in status.get("conditions") or [] if c["type"] == "Suspended"), None)
+        if suspended and suspended["status"] == "True":
+            self._set_condition(status, "Suspended", "False", "JobResumed", "Job resumed")
+            status["startTime"] = timestamp()
+        status.setdefault("startTime", timestamp())
+        wanted = min(_count(spec, "parallelism"), _count(spec, "completions") - status.get("succeeded", 0))
+        blocked = spec.get("podReplacementPolicy", "TerminatingOrFailed") == "Failed" and terminating
+        if len(active) < wanted and not blocked and self._backoff_over(job, status):
+            active = active + [self._create_pod(job) for _ in range(wanted - len(active))]
+        return active, terminating
+
+    def _finish(self, job: dict[str, Any], status: dict[str, Any]) -> None:
+        """Once no pod is terminating, turn the interim condition into the final Failed or Complete."""
+        target = condition({"status": status}, "FailureTarget")
+        if target:
+            self._set_condition(status, "Failed", "True", target["reason"], target["message"])
+        elif condition({"status": status}, "SuccessCriteriaMet"):
+            self._set_condition(status, "Complete", "True", "CompletionsReached",
+                                "Reached expected number of succeeded pods")
+            status["completionTime"] = timestamp()
+            self.events.record(job, "Normal", "Completed", "Job completed", "job-controller")
+
+    def _write_status(self, job: dict[str, Any], status: dict[str, Any]) -> None:
+        """Write a changed status to the same Job (not a new one of the same name)."""
+        meta = job["metadata"]
+        if status == (job.get("status") or {}):
+            return
+        current = self.store.find("jobs", meta["namespace"], meta["name"])
+        if current is None or current["metadata"]["uid"] != meta["uid"]:
+            return
+        current["status"] = status
+        self.store.update(BY_PLURAL["jobs"], meta["namespace"], meta["name"], current, "status")
 
     def _backoff_over(self, job: dict[str, Any], status: dict[str, Any]) -> bool:
         failures = status.get("failed", 0)
@@ -393,6 +421,8 @@ class Controllers(StoreLoop):
     # -- garbage collector ----------------------------------------------------------------------
 
     def _garbage_collect(self) -> None:
+        """One garbage-collector pass: collect dependents whose owners are gone or deleting in the foreground,
+        then finish the owners waiting on an orphan or foreground finalizer."""
         everything = [(plural, obj) for plural in BY_PLURAL if plural != "events" for obj in self.store.scan(plural)]
         live = {obj["metadata"]["uid"]: obj for _, obj in everything}
         dependents: dict[str, list[tuple[str, dict[str, Any]]]] = {}
@@ -401,51 +431,66 @@ class Controllers(StoreLoop):
                 dependents.setdefault(ref["uid"], []).append((plural, obj))
         for plural, obj in everything:
             meta = obj["metadata"]
-            refs = meta.get("ownerReferences") or []
-            if not refs or meta.get("deletionTimestamp"):
-                continue
-            owners = [live.get(r["uid"]) for r in refs]
-            if all(o is None for o in owners):
-                self.store.delete(BY_PLURAL[plural], meta.get("namespace", ""), meta["name"], propagation="Background")
-                continue
-            foreground = any(o is not None and FOREGROUND_FINALIZER in (o["metadata"].get("finalizers") or [])
-                             and o["metadata"].get("deletionTimestamp") for o in owners)
-            if foreground and all(o is None or o["metadata"].get("deletionTimestamp") for o in owners):
-                self.store.delete(BY_PLURAL[plural], meta.get("namespace", ""), meta["name"], propagation="Foreground")
-                continue
-            if any(o is None for o in owners):
-                current = self.store.find(plural, meta.get("namespace", ""), meta["name"])
-                if current is not None:
-                    current["metadata"]["ownerReferences"] = [
-                        r for r, o in zip(refs, owners, strict=True) if o is not None]
-                    self.store.update(BY_PLURAL[plural], meta.get("namespace", ""), meta["name"], current)
+            if meta.get("ownerReferences") and not meta.get("deletionTimestamp"):
+                self._collect_dependent(plural, obj, live)
         for plural, obj in everything:
             meta = obj["metadata"]
             if not meta.get("deletionTimestamp"):
                 continue
             finalizers = meta.get("finalizers") or []
             if ORPHAN_FINALIZER in finalizers:
-                for dep_plural, dep in dependents.get(meta["uid"], []):
-                    current = self.store.find(dep_plural, dep["metadata"].get("namespace", ""), dep["metadata"]["name"])
-                    if current is None:
-                        continue
-                    current["metadata"]["ownerReferences"] = [
-                        r for r in current["metadata"].get("ownerReferences") or [] if r["uid"] != meta["uid"]]
-                    if not current["metadata"]["ownerReferences"]:
-                        del current["metadata"]["ownerReferences"]
-                    self.store.update(BY_PLURAL[dep_plural], current["metadata"].get("namespace", ""),
-                                      current["metadata"]["name"], current)
-                self.store.remove_finalizer(plural, meta.get("namespace", ""), meta["name"], ORPHAN_FINALIZER)
+                self._orphan_dependents(plural, obj, dependents.get(meta["uid"], []))
             elif FOREGROUND_FINALIZER in finalizers:
-                blocking = [
-                    d for _, d in dependents.get(meta["uid"], [])
-                    if any(r["uid"] == meta["uid"] and r.get("blockOwnerDeletion")
-                           for r in d["metadata"].get("ownerReferences") or [])
-                    and self.store.find(_, d["metadata"].get("namespace", ""), d["metadata"]["name"]) is not None
-                ]
-                if not blocking:
-                    self.store.remove_finalizer(plural, meta.get("namespace", ""), meta["name"],
-                                                FOREGROUND_FINALIZER)
+                self._finish_foreground_deletion(plural, obj, dependents.get(meta["uid"], []))
+
+    def _collect_dependent(self, plural: str, obj: dict[str, Any], live: dict[str, dict[str, Any]]) -> None:
+        """Delete a dependent all of whose owners are gone (or deleting in the foreground); drop the references
+        to owners that are gone when others remain."""
+        meta = obj["metadata"]
+        namespace = meta.get("namespace", "")
+        refs = meta["ownerReferences"]
+        owners = [live.get(r["uid"]) for r in refs]
+        if all(o is None for o in owners):
+            self.store.delete(BY_PLURAL[plural], namespace, meta["name"], propagation="Background")
+            return
+        foreground = any(o is not None and FOREGROUND_FINALIZER in (o["metadata"].get("finalizers") or [])
+                         and o["metadata"].get("deletionTimestamp") for o in owners)
+        if foreground and all(o is None or o["metadata"].get("deletionTimestamp") for o in owners):
+            self.store.delete(BY_PLURAL[plural], namespace, meta["name"], propagation="Foreground")
+            return
+        if any(o is None for o in owners):
+            current = self.store.find(plural, namespace, meta["name"])
+            if current is not None:
+                current["metadata"]["ownerReferences"] = [r for r, o in zip(refs, owners, strict=True) if o is not None]
+                self.store.update(BY_PLURAL[plural], namespace, meta["name"], current)
+
+    def _orphan_dependents(self, plural: str, owner: dict[str, Any], dependents: list[tuple[str, dict[str, Any]]]) -> None:
+        """Remove the owner's reference from every dependent, then the owner's orphan finalizer."""
+        meta = owner["metadata"]
+        for dep_plural, dep in dependents:
+            current = self.store.find(dep_plural, dep["metadata"].get("namespace", ""), dep["metadata"]["name"])
+            if current is None:
+                continue
+            current["metadata"]["ownerReferences"] = [
+                r for r in current["metadata"].get("ownerReferences") or [] if r["uid"] != meta["uid"]]
+            if not current["metadata"]["ownerReferences"]:
+                del current["metadata"]["ownerReferences"]
+            self.store.update(BY_PLURAL[dep_plural], current["metadata"].get("namespace", ""),
+                              current["metadata"]["name"], current)
+        self.store.remove_finalizer(plural, meta.get("namespace", ""), meta["name"], ORPHAN_FINALIZER)
+
+    def _finish_foreground_deletion(self, plural: str, owner: dict[str, Any],
+                                    dependents: list[tuple[str, dict[str, Any]]]) -> None:
+        """Remove the foreground finalizer once no dependent with `blockOwnerDeletion` remains."""
+        meta = owner["metadata"]
+        blocking = [
+            d for dep_plural, d in dependents
+            if any(r["uid"] == meta["uid"] and r.get("blockOwnerDeletion")
+                   for r in d["metadata"].get("ownerReferences") or [])
+            and self.store.find(dep_plural, d["metadata"].get("namespace", ""), d["metadata"]["name"]) is not None
+        ]
+        if not blocking:
+            self.store.remove_finalizer(plural, meta.get("namespace", ""), meta["name"], FOREGROUND_FINALIZER)
 
     # -- TTL after finished, PVCs, namespaces, events -----------------------------------------------
 

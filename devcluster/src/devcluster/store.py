@@ -255,6 +255,24 @@ class Store:
         current = self._objects[rtype.plural].get(key)
         if current is None:
             raise errors.not_found(rtype.group, rtype.plural, name)
+        self._check_preconditions(rtype, name, current, obj)
+        if subresource == "status":
+            new = copy.deepcopy(current)
+            new["status"] = copy.deepcopy(obj.get("status") or {})
+        else:
+            new = self._replacement(rtype, name, current, obj)
+        if dry_run:
+            return new
+        new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        if new == current:
+            return copy.deepcopy(current)  # a no-op write keeps the resourceVersion, as on a cluster
+        self._commit(rtype, key, current, new)
+        return copy.deepcopy(new)
+
+    @staticmethod
+    def _check_preconditions(rtype: ResourceType, name: str, current: dict[str, Any], obj: Any) -> None:
+        """Refuse a body that is not an object, names another object, or carries a stale resourceVersion or
+        another uid."""
         if not isinstance(obj, dict) or not isinstance(obj.get("metadata", {}), dict):
             raise errors.bad_request("the request body must be a JSON object with an object `metadata`")
         metadata = obj.get("metadata") or {}
@@ -270,37 +288,38 @@ class Store:
         if metadata.get("uid") and metadata["uid"] != current["metadata"]["uid"]:
             raise errors.conflict(rtype.group, rtype.plural, name, "Precondition failed: UID in precondition: "
                                   f"{metadata['uid']}, UID in object meta: {current['metadata']['uid']}")
-        new = copy.deepcopy(current) if subresource == "status" else copy.deepcopy(obj)
-        if subresource == "status":
-            new["status"] = copy.deepcopy(obj.get("status") or {})
-        else:
-            new.setdefault("metadata", {})
-            for immutable in ("uid", "creationTimestamp", "namespace", "name", "deletionTimestamp",
-                              "deletionGracePeriodSeconds", "generation"):
-                if immutable in current["metadata"]:
-                    new["metadata"][immutable] = current["metadata"][immutable]
-                else:
-                    new["metadata"].pop(immutable, None)
-            new["apiVersion"], new["kind"] = rtype.api_version, rtype.kind
-            if "status" in current and rtype.subresources and "status" in rtype.subresources:
-                new["status"] = copy.deepcopy(current["status"])
-            if rtype.plural == "secrets":
-                DEFAULTERS["secrets"](new)
-            validate(rtype, new)
-            validate_update(rtype, current, new)
-            if new.get("spec") != current.get("spec") and "generation" in current["metadata"]:
-                new["metadata"]["generation"] = current["metadata"]["generation"] + 1
-            if current["metadata"].get("deletionTimestamp"):
-                added = set(new["metadata"].get("finalizers") or []) - set(current["metadata"].get("finalizers") or [])
-                if added:
-                    raise errors.invalid(rtype.group, rtype.kind, name, [(
-                        "metadata.finalizers",
-                        "Forbidden: no new finalizers can be added if the object is being deleted")])
-        if dry_run:
-            return new
-        new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        if new == current:
-            return copy.deepcopy(current)  # a no-op write keeps the resourceVersion, as on a cluster
+
+    @staticmethod
+    def _replacement(rtype: ResourceType, name: str, current: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:
+        """The main resource as a PUT makes it: the server-owned metadata and the status kept, validated,
+        the generation bumped on a spec change, no finalizer added once deletion started."""
+        new = copy.deepcopy(obj)
+        new.setdefault("metadata", {})
+        for immutable in ("uid", "creationTimestamp", "namespace", "name", "deletionTimestamp",
+                          "deletionGracePeriodSeconds", "generation"):
+            if immutable in current["metadata"]:
+                new["metadata"][immutable] = current["metadata"][immutable]
+            else:
+                new["metadata"].pop(immutable, None)
+        new["apiVersion"], new["kind"] = rtype.api_version, rtype.kind
+        if "status" in current and rtype.subresources and "status" in rtype.subresources:
+            new["status"] = copy.deepcopy(current["status"])
+        if rtype.plural == "secrets":
+            DEFAULTERS["secrets"](new)
+        validate(rtype, new)
+        validate_update(rtype, current, new)
+        if new.get("spec") != current.get("spec") and "generation" in current["metadata"]:
+            new["metadata"]["generation"] = current["metadata"]["generation"] + 1
+        if current["metadata"].get("deletionTimestamp"):
+            added = set(new["metadata"].get("finalizers") or []) - set(current["metadata"].get("finalizers") or [])
+            if added:
+                raise errors.invalid(rtype.group, rtype.kind, name, [(
+                    "metadata.finalizers",
+                    "Forbidden: no new finalizers can be added if the object is being deleted")])
+        return new
+
+    def _commit(self, rtype: ResourceType, key: tuple[str, str], current: dict[str, Any], new: dict[str, Any]) -> None:
+        """Store the new version; an object being deleted whose last finalizer went is removed instead."""
         self._bump(new)
         self._objects[rtype.plural][key] = new
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers") and not (
@@ -310,7 +329,6 @@ class Store:
             self._record(rtype.plural, "DELETED", new, current)
         else:
             self._record(rtype.plural, "MODIFIED", new, current)
-        return copy.deepcopy(new)
 
     def delete(
         self,
