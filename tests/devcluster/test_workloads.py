@@ -251,6 +251,23 @@ def test_pod_requesting_more_than_the_node_has_is_unschedulable(k8s: Clients) ->
     assert huge.spec.node_name is None
 
 
+def test_a_job_pod_deleted_before_any_node_took_it_goes_away_and_counts_as_failed(k8s: Clients) -> None:
+    """The pod garbage collector's part: with `podReplacementPolicy: Failed` (the default under a
+    podFailurePolicy) an unscheduled pod being deleted keeps the Job's tracking finalizer until it is
+    marked Failed; it must then go, and the Job must count it."""
+    policy = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]}
+    k8s.batch.create_namespaced_job(NS, job("stuck", "true", backoffLimit=0, podFailurePolicy=policy,
+                                            podReplacementPolicy="Failed",
+                                            pod={"nodeSelector": {"no-such": "node"}}))
+    pod = wait_for(lambda: next(iter(k8s.core.list_namespaced_pod(NS, label_selector="job-name=stuck").items),
+                                None), timeout=10, what="the Job's pod")
+    assert pod.metadata.finalizers == ["batch.kubernetes.io/job-tracking"]
+    k8s.core.delete_namespaced_pod(pod.metadata.name, NS)
+    wait_for(lambda: not [p for p in k8s.core.list_namespaced_pod(NS, label_selector="job-name=stuck").items
+                          if p.metadata.uid == pod.metadata.uid], timeout=10, what="the deleted pod to go")
+    assert wait_for(lambda: job_status(k8s, "stuck").failed, timeout=10, what="the Job to count the pod") == 1
+
+
 def test_downward_api_labels_follow_label_changes_inside_the_container(k8s: Clients) -> None:
     pod: Any = {"metadata": {"name": "watcher", "labels": {"task": "t1"}}, "spec": {
         "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,

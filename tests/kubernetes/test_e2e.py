@@ -308,6 +308,19 @@ def test_taskmaster_that_cannot_start_ends_the_task_with_the_reason(api_factory:
     _no_pods_left(cluster, task_id, role=None)
 
 
+def test_unschedulable_taskmaster_ends_the_task_after_its_grace(api_factory: Any, cluster: Cluster) -> None:
+    """The API itself reads the Events of a taskmaster pod that no node fits (the taskmaster is not there
+    to judge), and ends the task with the scheduler's reason once the unschedulable grace has passed."""
+    cluster.require_standin()  # a real cluster might have a node with that much cpu, or an autoscaler
+    api = api_factory(taskmaster_cpu="4096")
+    task_id = api.submit({"executors": [{"image": "alpine", "command": ["true"]}]})
+    task = api.wait(task_id, timeout=60)
+    assert task["state"] == "SYSTEM_ERROR"
+    said = " ".join(task["logs"][0]["system_logs"])
+    assert "could not be scheduled" in said and "Insufficient cpu" in said, said
+    _no_pods_left(cluster, task_id, role=None)
+
+
 def test_cancel_between_executors_leaves_no_pod(api: Api, cluster: Cluster) -> None:
     task_id = api.submit({"executors": [{"image": "alpine", "command": ["echo", "first"]},
                                         {"image": "alpine", "command": ["sleep", "60"]}]})

@@ -184,8 +184,8 @@ class Controllers(StoreLoop):
 
     def reconcile(self) -> None:
         """One pass of every controller; one failing does not keep the others from running."""
-        for step in (self._namespaces, self._pvcs, self._garbage_collect, self._jobs, self._release_orphaned_pods,
-                     self._ttl, self._expire_events):
+        for step in (self._namespaces, self._pvcs, self._garbage_collect, self._collect_unscheduled_terminating,
+                     self._jobs, self._release_orphaned_pods, self._ttl, self._expire_events):
             try:
                 step()
             except ApiError as exc:  # an object changed under the pass (a race): the next pass sees it settled
@@ -406,6 +406,20 @@ class Controllers(StoreLoop):
         self.events.record(job, "Normal", "SuccessfulCreate", f"Created pod: {created['metadata']['name']}",
                            "job-controller")
         return created
+
+    def _collect_unscheduled_terminating(self) -> None:
+        """The pod garbage collector's `gcUnscheduledTerminating` (pkg/controller/podgc): a pod being deleted
+        that no node ever took has no kubelet to finish it, so it is marked Failed (which lets the Job
+        controller count it and drop its tracking finalizer) and force-deleted."""
+        for pod in self.store.scan("pods"):
+            meta = pod["metadata"]
+            if not meta.get("deletionTimestamp") or (pod.get("spec") or {}).get("nodeName"):
+                continue
+            if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+                failed = copy.deepcopy(pod)
+                failed.setdefault("status", {})["phase"] = "Failed"
+                self.store.update(BY_PLURAL["pods"], meta["namespace"], meta["name"], failed, subresource="status")
+            self.store.delete(BY_PLURAL["pods"], meta["namespace"], meta["name"], grace_period=0)
 
     def _release_orphaned_pods(self) -> None:
         """Drop the job-tracking finalizer of pods whose Job is gone (or that were orphaned)."""
