@@ -195,8 +195,10 @@ def test_cancel_while_pending_and_while_running_wins_and_leaves_no_pod(api: Api,
     pending = api.submit({"executors": [{"image": "alpine", "command": ["sleep", "60"]}]})
     assert api.http.post(f"/tasks/{pending}:cancel").status_code == 200
     api.wait(running, {"RUNNING"})
-    if cluster.devcluster is not None:  # the API's label patch fails: the controller labels it later
+    if cluster.devcluster is not None:  # the API's label patch fails: the controller labels it later,
         cluster.devcluster.inject(verb="patch", resource="jobs", status=403, times=1, client="admin")
+        # and its first label patch of the taskmaster pod meets a conflict: it re-reads the pod and retries
+        cluster.devcluster.inject(verb="patch", resource="pods", status=409, times=1, client="admin")
     assert api.http.post(f"/tasks/{running}:cancel").status_code == 200
     for task_id in (pending, running):
         task = api.wait(task_id, timeout=30)
