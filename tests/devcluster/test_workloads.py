@@ -259,13 +259,35 @@ def test_a_job_pod_deleted_before_any_node_took_it_goes_away_and_counts_as_faile
     k8s.batch.create_namespaced_job(NS, job("stuck", "true", backoffLimit=0, podFailurePolicy=policy,
                                             podReplacementPolicy="Failed",
                                             pod={"nodeSelector": {"no-such": "node"}}))
-    pod = wait_for(lambda: next(iter(k8s.core.list_namespaced_pod(NS, label_selector="job-name=stuck").items),
+    pod: Any = wait_for(lambda: next(iter(k8s.core.list_namespaced_pod(NS, label_selector="job-name=stuck").items),
                                 None), timeout=10, what="the Job's pod")
     assert pod.metadata.finalizers == ["batch.kubernetes.io/job-tracking"]
     k8s.core.delete_namespaced_pod(pod.metadata.name, NS)
     wait_for(lambda: not [p for p in k8s.core.list_namespaced_pod(NS, label_selector="job-name=stuck").items
                           if p.metadata.uid == pod.metadata.uid], timeout=10, what="the deleted pod to go")
     assert wait_for(lambda: job_status(k8s, "stuck").failed, timeout=10, what="the Job to count the pod") == 1
+
+
+def test_the_pod_garbage_collector_waits_for_its_period(tmp_path: Path) -> None:
+    """It runs every gcCheckPeriod (20 s), so an unscheduled pod being deleted stays Terminating until the
+    next pass, not one controller tick: tesk's waits must allow for that."""
+    from devcluster.cluster import fast_config
+
+    with DevCluster(fast_config(state_dir=tmp_path / "state", pod_gc_period=60)) as slow:
+        api = kubernetes.config.new_client_from_config(str(slow.write_kubeconfig(tmp_path / "kubeconfig")))
+        k8s = Clients(api, kubernetes.client.CoreV1Api(api), kubernetes.client.BatchV1Api(api))
+        k8s.batch.create_namespaced_job(NS, job("stuck", "true", backoffLimit=0, podReplacementPolicy="Failed",
+                                                podFailurePolicy={"rules": [{"action": "FailJob", "onExitCodes": {
+                                                    "operator": "In", "values": [42]}}]},
+                                                pod={"nodeSelector": {"no-such": "node"}}))
+        pod: Any = wait_for(lambda: next(iter(k8s.core.list_namespaced_pod(NS, label_selector="job-name=stuck").items),
+                                    None), timeout=10, what="the Job's pod")
+        k8s.core.delete_namespaced_pod(pod.metadata.name, NS)
+        time.sleep(3)  # many controller passes, no collector pass (the next one is a minute after the start)
+        left: Any = k8s.core.read_namespaced_pod(pod.metadata.name, NS)
+        assert left.metadata.deletion_timestamp is not None and left.status.phase == "Pending"
+        assert job_status(k8s, "stuck").failed is None
+        api.close()
 
 
 def test_downward_api_labels_follow_label_changes_inside_the_container(k8s: Clients) -> None:

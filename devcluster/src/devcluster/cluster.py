@@ -59,6 +59,7 @@ class DevClusterConfig:
     downward_api_delay: float = 0.0  # how long the kubelet takes to refresh Downward API files
     history_size: int = 4096  # watch events kept; older resourceVersions answer 410 Gone
     bookmark_interval: float = 5.0
+    pod_gc_period: float = 20.0  # the pod garbage collector's period (kube-controller-manager's gcCheckPeriod)
     # Feature gate PodLogsQuerySplitStreams (alpha, off by default in 1.32+): only with it on does the pod log
     # `stream` parameter (Stdout/Stderr) select one stream; off, the combined log is served.
     pod_logs_query_split_streams: bool = False
@@ -69,7 +70,7 @@ def fast_config(**overrides: object) -> DevClusterConfig:
     """A configuration for tests and benchmarks: Kubernetes semantics with back-offs measured in fractions
     of seconds (Job retries 0.2 s, image pulls 0.5 s, restarts 0.5 s), so failure paths run in seconds."""
     values: dict[str, object] = {"job_backoff_base": 0.2, "image_backoff_base": 0.5, "restart_backoff_base": 0.5,
-                                 "bookmark_interval": 1.0}
+                                 "bookmark_interval": 1.0, "pod_gc_period": 1.0}
     values.update(overrides)
     return DevClusterConfig(**values)  # type: ignore[arg-type]
 
@@ -220,6 +221,7 @@ class DevCluster:
         self.kubelet = Kubelet(self.store, events, kubelet_config, self.podman, HostRuntime(config.host_entrypoint),
                                self.tokens)
         controllers = Controllers(self.store, events, backoff_base=config.job_backoff_base,
+                                  pod_gc_period=config.pod_gc_period,
                                   on_pvc_bound=self.kubelet.pvc_bound, on_pvc_deleted=self.kubelet.pvc_deleted)
         api = ApiServer(self.store, self.faults, self.kubelet, self.tokens, evict=self.kubelet.evict,
                         bookmark_interval=config.bookmark_interval,

@@ -147,6 +147,7 @@ class Controllers(StoreLoop):
         backoff_base: float = 10.0,
         backoff_max: float = 360.0,
         resync: float = 0.5,
+        pod_gc_period: float = 20.0,
         on_pvc_bound: Callable[[dict[str, Any]], None] | None = None,
         on_pvc_deleted: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
@@ -155,12 +156,14 @@ class Controllers(StoreLoop):
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.resync = resync
+        self.pod_gc_period = pod_gc_period
         self.on_pvc_bound = on_pvc_bound
         self.on_pvc_deleted = on_pvc_deleted
         self._init_loop()
         self._last_failure: dict[str, float] = {}
         self._suspended_pods: set[str] = set()  # pods deleted because their Job was suspended
         self._next_event_expiry = now()
+        self._next_pod_gc = now()
 
     def start(self) -> None:
         """Subscribe to changes and start the control loop."""
@@ -410,11 +413,17 @@ class Controllers(StoreLoop):
     def _collect_unscheduled_terminating(self) -> None:
         """The pod garbage collector's `gcUnscheduledTerminating` (pkg/controller/podgc): a pod being deleted
         that no node ever took has no kubelet to finish it, so it is marked Failed (which lets the Job
-        controller count it and drop its tracking finalizer) and force-deleted."""
+        controller count it and drop its tracking finalizer) and force-deleted.
+        Like the real collector it acts every `pod_gc_period` seconds (gcCheckPeriod, 20 s), not at once."""
+        if now() < self._next_pod_gc:
+            return
+        self._next_pod_gc = now() + timedelta(seconds=self.pod_gc_period)
         for pod in self.store.scan("pods"):
             meta = pod["metadata"]
             if not meta.get("deletionTimestamp") or (pod.get("spec") or {}).get("nodeName"):
                 continue
+            if meta.get("deletionGracePeriodSeconds") == 0 and (pod.get("status") or {}).get("phase") == "Failed":
+                continue  # collected already: the store ends the delete once the finalizers are gone
             if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
                 failed = copy.deepcopy(pod)
                 failed.setdefault("status", {})["phase"] = "Failed"
