@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the repo root in place of bench/, whose devcluster.py
+# would shadow the devcluster package
 
 from tesk.backends.kubernetes.kube import Kube, load_api_client
 from devcluster import DevCluster

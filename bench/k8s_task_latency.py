@@ -11,7 +11,7 @@ answered COMPLETE.
 
 Target (issue 12): tesk <= 2.5x the bare Job.
 
-Run: .venv/bin/python bench/k8s_task_latency.py [--runs 5]   (needs podman and bubblewrap)
+Run: .venv/bin/python bench/k8s_task_latency.py [--runs 5]   (needs podman and the tesk image of .ci/setup.d/25-tesk-image.sh)
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import Any, cast
 
 import kubernetes
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the repo root in place of bench/, whose devcluster.py
+# would shadow the devcluster package
 
 from bench.devcluster import job_seconds
 from devcluster import DevCluster
@@ -72,7 +73,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tesk-bench-latency-"))
-    with DevCluster(fast_config(state_dir=tmp / "devcluster", host_images=(IMAGE,))) as dev:
+    # As the end-to-end fixture runs it: taskmaster pods are containers of the real image, on the host network.
+    with DevCluster(fast_config(state_dir=tmp / "devcluster", network="host")) as dev:
         kubeconfig = dev.write_kubeconfig(tmp / "kubeconfig")
         batch = kubernetes.client.BatchV1Api(kubernetes.config.new_client_from_config(str(kubeconfig)))
         api = Api(Cluster(kubeconfig, "default", dev), tmp / "tesk.db", split_log_streams=False)

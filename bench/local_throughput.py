@@ -17,7 +17,8 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the repo root in place of bench/, whose devcluster.py
+# would shadow the devcluster package
 from tests.local.server import Server
 
 IMAGE = "localhost/busybox:latest"

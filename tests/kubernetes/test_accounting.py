@@ -1,56 +1,38 @@
-"""Kubernetes requests are counted by verb and resource where the client sends them."""
+"""Kubernetes requests are counted by verb and resource where `Kube` sends them, answers and failures alike."""
 
 from __future__ import annotations
 
-from typing import Any
+import threading
 
 import pytest
-from kubernetes import client, watch
 
-from tesk.backends.kubernetes.accounting import count_requests, request_kind
-from tesk.backends.kubernetes.kube import load_api_client
+from tesk.backends.kubernetes.kube import Kube, NotFound, load_api_client
 from tests.kubernetes.conftest import Cluster
 
-BASE = "https://k8s.example:6443"
 
-
-@pytest.mark.parametrize(
-    ("method", "path", "expected"),
-    [
-        ("POST", "/apis/batch/v1/namespaces/tes/jobs", ("create", "jobs")),
-        ("GET", "/apis/batch/v1/namespaces/tes/jobs?labelSelector=a%3Db", ("list", "jobs")),
-        ("GET", "/apis/batch/v1/namespaces/tes/jobs?watch=true&resourceVersion=5", ("watch", "jobs")),
-        ("GET", "/api/v1/namespaces/tes/pods/p1", ("get", "pods")),
-        ("GET", "/api/v1/namespaces/tes/pods/p1/log?container=main", ("get", "pods/log")),
-        ("PATCH", "/apis/batch/v1/namespaces/tes/jobs/j1", ("patch", "jobs")),
-        ("PUT", "/apis/coordination.k8s.io/v1/namespaces/tes/leases/l1", ("update", "leases")),
-        ("DELETE", "/api/v1/namespaces/tes/configmaps/c1", ("delete", "configmaps")),
-        ("DELETE", "/api/v1/namespaces/tes/pods?labelSelector=x", ("deletecollection", "pods")),
-    ],
-)
-def test_request_kind(method: str, path: str, expected: tuple[str, str]) -> None:
-    assert request_kind(method, BASE + path) == expected
-
-
-def test_every_request_of_the_client_is_observed(cluster: Cluster) -> None:
+def test_every_request_is_observed_with_its_verb_resource_and_status(cluster: Cluster) -> None:
     seen: list[tuple[str, str, int]] = []
-    api_client = load_api_client(cluster.kubeconfig)
-    count_requests(api_client, lambda verb, resource, code: seen.append((verb, resource, code)))
-    core = client.CoreV1Api(api_client)
-    body: Any = {"metadata": {"name": "accounting-probe"}, "data": {"a": "1"}}  # the client accepts a dict
-    core.create_namespaced_config_map(cluster.namespace, body)
-    core.read_namespaced_config_map("accounting-probe", cluster.namespace)
-    core.list_namespaced_config_map(cluster.namespace, label_selector="nothing=here")
-    for _ in watch.Watch().stream(core.list_namespaced_config_map, cluster.namespace, timeout_seconds=1):
-        break
-    core.delete_namespaced_config_map("accounting-probe", cluster.namespace)
-    with pytest.raises(client.ApiException):
-        core.read_namespaced_config_map("accounting-probe", cluster.namespace)
+    kube = Kube(load_api_client(cluster.kubeconfig), cluster.namespace,
+                observe=lambda verb, resource, code: seen.append((verb, resource, code)))
+    kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "accounting-probe"}, "data": {"a": "1"}})
+    assert kube.get("ConfigMap", "accounting-probe") is not None
+    kube.patch("ConfigMap", "accounting-probe", {"data": {"a": "2"}})
+    kube.list("ConfigMap", "nothing=here")
+    stop = threading.Event()
+    assert {kind for kind, _ in kube.watch("ConfigMap", "nothing=here", None, 1, stop)} <= {"BOOKMARK"}
+    assert kube.delete("ConfigMap", "accounting-probe")
+    assert kube.get("ConfigMap", "accounting-probe") is None
+    kube.delete_collection("Pod", "nothing=here")
+    with pytest.raises(NotFound, match="accounting-probe"):
+        kube.read_log("accounting-probe", "main", 1024)
     assert seen == [
         ("create", "configmaps", 201),
         ("get", "configmaps", 200),
+        ("patch", "configmaps", 200),
         ("list", "configmaps", 200),
         ("watch", "configmaps", 200),
         ("delete", "configmaps", 200),
         ("get", "configmaps", 404),
+        ("deletecollection", "pods", 200),
+        ("get", "pods/log", 404),
     ]

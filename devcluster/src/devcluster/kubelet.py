@@ -670,7 +670,9 @@ class PodWorker:
     # -- volumes --------------------------------------------------------------------------------
 
     async def _setup_volumes(self) -> bool:
-        delay = 1.0
+        """Retries as the kubelet's operation executor does (pkg/util/goroutinemap/exponentialbackoff):
+        0.5 s after the first failure, doubling up to about two minutes."""
+        delay = 0.5
         reported = ""
         while True:
             try:
@@ -686,7 +688,7 @@ class PodWorker:
                     self.kubelet.events.record(self.pod, "Warning", "FailedMount", message, "kubelet")
             if not await self._sleep(delay):
                 return False
-            delay = min(delay * 2, 10.0)
+            delay = min(delay * 2, 122.0)
 
     def _lookup(self, plural: str, name: str, optional: bool, volume: str) -> dict[str, Any] | None:
         found = self.kubelet.store.find(plural, self.namespace, name)

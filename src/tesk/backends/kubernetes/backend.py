@@ -15,7 +15,6 @@ import logging
 from tesk.backends import BackendError
 from tesk.backends.kubernetes import labels as lb
 from tesk.backends.kubernetes import manifests
-from tesk.backends.kubernetes.accounting import count_requests
 from tesk.backends.kubernetes.cancel import label_cancel
 from tesk.backends.kubernetes.controller import Controller
 from tesk.backends.kubernetes.kube import Kube, KubeError, Obj, load_api_client
@@ -42,9 +41,8 @@ class KubernetesBackend:
         self.settings = k8s or KubernetesSettings()
         self.store = store
         if kube is None:
-            api_client = load_api_client(self.settings.kubeconfig, self.settings.context)
-            count_requests(api_client, count_kubernetes_request)
-            kube = Kube(api_client, self.settings.namespace)
+            kube = Kube(load_api_client(self.settings.kubeconfig, self.settings.context), self.settings.namespace,
+                        observe=count_kubernetes_request)
         self.kube = kube
         self._probe: asyncio.Task[None] | None = None
         self.controller = Controller(self.settings, self.kube, store, elect=elect,

@@ -20,16 +20,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import urllib3
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 from urllib3.connection import HTTPConnection
 
 log = logging.getLogger("tesk.kubernetes")
 
 Obj = dict[str, Any]
+Objects = list[Obj]  # (named: inside `Kube`, `list` is its method)
 
 
 class KubeError(Exception):
@@ -54,16 +55,16 @@ class KubeError(Exception):
         return _BY_STATUS.get(status, KubeError)(status, message, reason)
 
     @staticmethod
-    def from_api(exc: ApiException, what: str) -> KubeError:
-        message = exc.reason or ""
-        reason = ""
+    def from_response(status: int, body: bytes, what: str) -> KubeError:
+        """From an error answer: the API server's Status message and reason when the body is one."""
+        message, reason = body.decode("utf-8", errors="replace")[:500], ""
         try:
-            body = json.loads(exc.body or "{}")
-            message = body.get("message") or message
-            reason = body.get("reason") or ""
-        except (ValueError, TypeError):
+            status_body = json.loads(body or b"{}")
+            message = status_body.get("message") or message
+            reason = status_body.get("reason") or ""
+        except (ValueError, TypeError, AttributeError):
             pass
-        return KubeError.of(int(exc.status or 0), f"{what}: {message} (HTTP {exc.status})", reason)
+        return KubeError.of(status, f"{what}: {message} (HTTP {status})", reason)
 
 
 class NotFound(KubeError):
@@ -96,19 +97,29 @@ _BY_STATUS: dict[int, type[KubeError]] = {0: Unreachable, 403: Forbidden, 404: N
 
 @dataclass(frozen=True)
 class Kind:
-    api: str
+    group_version: str  # "v1" for the core group
     plural: str
-    method: str
+
+    def path(self, namespace: str, name: str = "", subresource: str = "") -> str:
+        """The REST path of the collection, or of one object (and its subresource)."""
+        base = "/api/v1" if self.group_version == "v1" else f"/apis/{self.group_version}"
+        path = f"{base}/namespaces/{quote(namespace, safe='')}/{self.plural}"
+        if name:
+            path += f"/{quote(name, safe='')}"
+        return f"{path}/{subresource}" if subresource else path
 
 
 KINDS: dict[str, Kind] = {
-    "Job": Kind("batch", "jobs", "namespaced_job"),
-    "Pod": Kind("core", "pods", "namespaced_pod"),
-    "ConfigMap": Kind("core", "configmaps", "namespaced_config_map"),
-    "PersistentVolumeClaim": Kind("core", "persistentvolumeclaims", "namespaced_persistent_volume_claim"),
-    "Lease": Kind("coordination", "leases", "namespaced_lease"),
-    "Event": Kind("core", "events", "namespaced_event"),
+    "Job": Kind("batch/v1", "jobs"),
+    "Pod": Kind("v1", "pods"),
+    "ConfigMap": Kind("v1", "configmaps"),
+    "PersistentVolumeClaim": Kind("v1", "persistentvolumeclaims"),
+    "Lease": Kind("coordination.k8s.io/v1", "leases"),
+    "Event": Kind("v1", "events"),
 }
+
+Observe = Callable[[str, str, int], None]
+"""observe(verb, resource, HTTP status), called once per request sent (0: no answer)."""
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REQUEST_TIMEOUT = (10.0, 60.0)
@@ -144,36 +155,69 @@ def keep_alive(api_client: client.ApiClient, idle: int = 30, interval: int = 15,
 
 
 class Kube:
-    """Namespaced CRUD, list, watch and pod logs for the kinds a task uses."""
+    """Namespaced CRUD, list, watch and pod logs for the kinds a task uses.
+
+    Requests go out through the client's connection pool (its TLS, proxy, client certificates and
+    keepalive) with the client's credentials, but not through its generated API classes: importing
+    those costs about a second, which every taskmaster pod would pay before its first request.
+    """
 
     def __init__(self, api_client: client.ApiClient, namespace: str, attempts: int = 5,
-                 request_timeout: tuple[float, float] = REQUEST_TIMEOUT) -> None:
+                 request_timeout: tuple[float, float] = REQUEST_TIMEOUT, observe: Observe | None = None) -> None:
         self.api_client = api_client
         self.namespace = namespace
         self.attempts = attempts
         self.request_timeout = request_timeout
         """(connect, read) seconds for every request; a watch reads for its own timeout plus `read`."""
-        self._apis: dict[str, Any] = {"batch": client.BatchV1Api(api_client), "core": client.CoreV1Api(api_client),
-                      "coordination": client.CoordinationV1Api(api_client)}
+        self.observe = observe
 
-    def _method(self, kind: str, verb: str) -> Callable[..., Any]:
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        """Accept, content type and the credentials the client's configuration holds (a token read
+        through its refresh hook, so rotated service-account and exec-plugin tokens are used)."""
+        headers = {"Accept": "application/json", "User-Agent": str(self.api_client.user_agent)}
+        if content_type:
+            headers["Content-Type"] = content_type
+        for setting in self.api_client.configuration.auth_settings().values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[str(setting["key"])] = str(setting["value"])
+        return headers
+
+    def _send(self, verb: str, resource: str, method: str, path: str, query: dict[str, Any] | None = None,
+              body: Obj | None = None, content_type: str = "application/json",
+              timeout: tuple[float, float] | None = None) -> Any:
+        """One HTTP request; the urllib3 response, unread (a watch streams it)."""
+        url = self.api_client.configuration.host + path
+        params = {k: ("true" if v is True else v) for k, v in (query or {}).items() if v is not None}
+        if params:
+            url += "?" + urlencode(params)
+        connect, read = timeout or self.request_timeout
+        status = 0
+        try:
+            response = self.api_client.rest_client.pool_manager.request(
+                method, url, body=None if body is None else json.dumps(body).encode(),
+                headers=self._headers(content_type if body is not None else None), preload_content=False,
+                timeout=urllib3.Timeout(connect=connect, read=read), retries=False)
+            status = int(response.status)
+            return response
+        finally:
+            if self.observe is not None:
+                self.observe(verb, resource, status)
+
+    def _call(self, what: str, verb: str, method: str, kind: str, name: str = "", subresource: str = "",
+              query: dict[str, Any] | None = None, body: Obj | None = None,
+              content_type: str = "application/json") -> bytes:
+        """A request with retries of transient failures; the answer's body, or a KubeError."""
         spec = KINDS[kind]
-        return getattr(self._apis[spec.api], f"{verb}_{spec.method}")  # type: ignore[no-any-return]
-
-    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        resource = f"{spec.plural}/{subresource}" if subresource else spec.plural
+        path = spec.path(self.namespace, name, subresource)
         delay = 0.2
         for attempt in range(1, self.attempts + 1):
             try:
-                return fn(*args, _preload_content=False, _request_timeout=self.request_timeout, **kwargs)
-            except ApiException as exc:
-                if exc.status in RETRY_STATUSES and attempt < self.attempts:
-                    retry_after = (exc.headers or {}).get("Retry-After") if exc.headers else None
-                    pause = float(retry_after) if retry_after and retry_after.isdigit() else delay
-                    log.warning("%s: HTTP %s, retrying in %.1fs", what, exc.status, pause)
-                    time.sleep(pause * (0.8 + 0.4 * random.random()))
-                    delay = min(delay * 2, 5.0)
-                    continue
-                raise KubeError.from_api(exc, what) from None
+                response = self._send(verb, resource, method, path, query, body, content_type)
+                try:
+                    data = bytes(response.data)
+                finally:
+                    response.release_conn()
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 if attempt < self.attempts:
                     log.warning("%s: %s, retrying in %.1fs", what, exc, delay)
@@ -181,74 +225,67 @@ class Kube:
                     delay = min(delay * 2, 5.0)
                     continue
                 raise Unreachable(0, f"{what}: the Kubernetes API server could not be reached ({exc})") from None
+            if response.status < 400:
+                return data
+            if response.status in RETRY_STATUSES and attempt < self.attempts:
+                retry_after = response.headers.get("Retry-After") or ""
+                pause = float(retry_after) if retry_after.isdigit() else delay
+                log.warning("%s: HTTP %s, retrying in %.1fs", what, response.status, pause)
+                time.sleep(pause * (0.8 + 0.4 * random.random()))
+                delay = min(delay * 2, 5.0)
+                continue
+            raise KubeError.from_response(int(response.status), data, what)
         raise AssertionError("unreachable")
-
-    @staticmethod
-    def _json(response: Any) -> Obj:
-        data = response.data
-        return json.loads(data) if data else {}
 
     def create(self, body: Obj) -> Obj:
         kind = body["kind"]
         what = f"create {kind} {body['metadata'].get('name')}"
-        return self._json(self._call(what, self._method(kind, "create"), self.namespace, body))
+        return _json(self._call(what, "create", "POST", kind, body=body))
 
     def get(self, kind: str, name: str) -> Obj | None:
         """The object, or None when it does not exist."""
         try:
-            return self._json(self._call(f"get {kind} {name}", self._method(kind, "read"), name, self.namespace))
+            return _json(self._call(f"get {kind} {name}", "get", "GET", kind, name))
         except NotFound:
             return None
 
     def patch(self, kind: str, name: str, patch: Obj) -> Obj:
         """JSON merge patch; a `metadata.resourceVersion` in it makes it conditional (409 when stale)."""
-        fn = self._method(kind, "patch")
-        return self._json(self._call(f"patch {kind} {name}", fn, name, self.namespace, patch,
-                                     _content_type="application/merge-patch+json"))
+        return _json(self._call(f"patch {kind} {name}", "patch", "PATCH", kind, name, body=patch,
+                                content_type="application/merge-patch+json"))
 
     def replace(self, kind: str, name: str, body: Obj) -> Obj:
-        return self._json(self._call(f"replace {kind} {name}", self._method(kind, "replace"), name,
-                                     self.namespace, body))
+        return _json(self._call(f"replace {kind} {name}", "update", "PUT", kind, name, body=body))
 
     def delete(self, kind: str, name: str, propagation: str = "Background",
                grace_seconds: int | None = None) -> bool:
         """Delete; False when it was already gone (NotFound is success: someone else won the race)."""
-        body = {"propagationPolicy": propagation}
-        if grace_seconds is not None:
-            body["gracePeriodSeconds"] = grace_seconds  # type: ignore[assignment]
         try:
-            self._call(f"delete {kind} {name}", self._method(kind, "delete"), name, self.namespace, body=body)
+            self._call(f"delete {kind} {name}", "delete", "DELETE", kind, name,
+                       body=_delete_options(propagation, grace_seconds))
         except NotFound:
             return False
         return True
 
     def delete_collection(self, kind: str, label_selector: str, propagation: str = "Background",
                           grace_seconds: int | None = None) -> None:
-        fn = self._method(kind, "delete_collection")
-        body: dict[str, Any] = {"propagationPolicy": propagation}
-        if grace_seconds is not None:
-            body["gracePeriodSeconds"] = grace_seconds
-        self._call(f"delete {KINDS[kind].plural} {label_selector}", fn, self.namespace,
-                   label_selector=label_selector, body=body)
+        self._call(f"delete {KINDS[kind].plural} {label_selector}", "deletecollection", "DELETE", kind,
+                   query={"labelSelector": label_selector}, body=_delete_options(propagation, grace_seconds))
 
     def list(self, kind: str, label_selector: str, page: int = 500,
-             transform: Callable[[Obj], Obj] | None = None, field_selector: str = "") -> tuple[list[Obj], str]:
+             transform: Callable[[Obj], Obj] | None = None, field_selector: str = "") -> tuple[Objects, str]:
         """Every object matching the selector, and the list's resourceVersion to watch from.
 
         Read in pages of `page` objects (`limit`/`continue`); `transform` (say, a trim) is applied
         to each page as it arrives, so whole untrimmed lists are never held.
         """
-        items: list[Obj] = []
+        items: Objects = []
         token: str | None = None
-        fn = self._method(kind, "list")
         while True:
-            kwargs: dict[str, Any] = {"label_selector": label_selector, "limit": page}
-            if field_selector:
-                kwargs["field_selector"] = field_selector
-            if token:
-                kwargs["_continue"] = token
-            body = self._json(self._call(f"list {KINDS[kind].plural} {label_selector}", fn, self.namespace,
-                                         **kwargs))
+            query = {"labelSelector": label_selector or None, "fieldSelector": field_selector or None,
+                     "limit": page, "continue": token}
+            body = _json(self._call(f"list {KINDS[kind].plural} {label_selector}", "list", "GET", kind,
+                                    query=query))
             page_items = body.pop("items", None) or []
             items.extend(map(transform, page_items) if transform else page_items)
             del page_items
@@ -257,7 +294,7 @@ class Kube:
             if not token:
                 return items, str(meta.get("resourceVersion") or "")
 
-    def events_of(self, kind: str, name: str) -> list[Obj]:
+    def events_of(self, kind: str, name: str) -> Objects:
         """The Events about one object (why a Job has no pod, what an autoscaler said of a pod)."""
         return self.list("Event", "", field_selector=f"involvedObject.kind={kind},involvedObject.name={name}")[0]
 
@@ -269,16 +306,21 @@ class Kube:
         instead of a list plus a watch). Raises `Gone` on 410, whether the server answers the request
         with it or sends it as an ERROR event in the stream.
         """
-        kwargs: dict[str, Any] = {"label_selector": label_selector, "watch": True,
-                                  "timeout_seconds": timeout_seconds, "allow_watch_bookmarks": True}
-        if resource_version:
-            kwargs["resource_version"] = resource_version
+        spec = KINDS[kind]
+        query = {"labelSelector": label_selector, "watch": True, "timeoutSeconds": timeout_seconds,
+                 "allowWatchBookmarks": True, "resourceVersion": resource_version or None}
+        connect, read = self.request_timeout
+        what = f"watch {spec.plural}"
         try:
-            connect, read = self.request_timeout
-            response = self._method(kind, "list")(self.namespace, _preload_content=False,
-                                                  _request_timeout=(connect, timeout_seconds + read), **kwargs)
-        except ApiException as exc:
-            raise KubeError.from_api(exc, f"watch {KINDS[kind].plural}") from None
+            response = self._send("watch", spec.plural, "GET", spec.path(self.namespace), query,
+                                  timeout=(connect, timeout_seconds + read))
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise Unreachable(0, f"{what}: the Kubernetes API server could not be reached ({exc})") from None
+        if response.status >= 400:
+            try:
+                raise KubeError.from_response(int(response.status), bytes(response.data), what)
+            finally:
+                response.release_conn()
         if on_response is not None:
             on_response(response)
         try:
@@ -303,12 +345,21 @@ class Kube:
         The server caps bytes from the *start* of what it sends, so we ask for the last lines (or,
         for one stream, where tailLines is not allowed, a bounded read) and keep the end ourselves.
         """
-        kwargs: dict[str, Any] = {"container": container, "limit_bytes": 4 * limit_bytes}
+        query: dict[str, Any] = {"container": container, "limitBytes": 4 * limit_bytes}
         if stream:
-            kwargs["stream"] = stream
+            query["stream"] = stream
         else:
-            kwargs["tail_lines"] = 1000
-        response = self._call(f"read log of pod {pod}", self._apis["core"].read_namespaced_pod_log, pod,
-                              self.namespace, **kwargs)
-        data = bytes(response.data)[-limit_bytes:]
-        return data.decode("utf-8", errors="replace")
+            query["tailLines"] = 1000
+        data = self._call(f"read log of pod {pod}", "get", "GET", "Pod", pod, "log", query=query)
+        return data[-limit_bytes:].decode("utf-8", errors="replace")
+
+
+def _json(data: bytes) -> Obj:
+    return json.loads(data) if data else {}
+
+
+def _delete_options(propagation: str, grace_seconds: int | None) -> Obj:
+    options: Obj = {"propagationPolicy": propagation}
+    if grace_seconds is not None:
+        options["gracePeriodSeconds"] = grace_seconds
+    return options

@@ -324,8 +324,11 @@ def taskmaster_job(settings: KubernetesSettings, task: Task, user: str, group: s
                 "containers": [container],
                 "volumes": [
                     # The API creates the ConfigMap just after the Job (it needs the Job's uid as its
-                    # owner); the kubelet holds the pod in ContainerCreating until the ConfigMap exists.
-                    {"name": "spec", "configMap": {"name": lb.child_name(task_id, Role.SPEC)}},
+                    # owner). A required volume would hold the pod in ContainerCreating, retrying the
+                    # mount with the kubelet's back-off (0.5 s, 1 s, ...), whenever the pod reaches its
+                    # node first; optional, it mounts at once, and the taskmaster reads the spec through
+                    # the API when the file is not there yet.
+                    {"name": "spec", "configMap": {"name": lb.child_name(task_id, Role.SPEC), "optional": True}},
                     {"name": "podinfo", "downwardAPI": {"items": [
                         {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
                         {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}]}},

@@ -19,6 +19,7 @@ the task ends CANCELED.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import time
@@ -385,10 +386,7 @@ async def run_taskmaster(kube: Kube, settings: KubernetesSettings, task_id: str,
             if done is not None and done[0].is_terminal:
                 log.info("task %s already ended %s in an earlier taskmaster pod", task_id, done[0].value)
                 return None
-        try:
-            task = manifests.decode_spec(spec.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise SystemExit(f"tesk taskmaster: cannot read the task spec {spec}: {exc}") from None
+        task = await _read_spec(kube, task_id, spec)
         log.info("task %s: %d executor(s), running", task_id, len(task.executors))
         reporter = ResultReporter(kube, task_id, owner)
         runner: TaskRunner | None = None
@@ -428,6 +426,21 @@ async def run_taskmaster(kube: Kube, settings: KubernetesSettings, task_id: str,
             poller.cancel()
     finally:
         watch.stop()
+
+
+async def _read_spec(kube: Kube, task_id: str, spec: Path) -> Task:
+    """The task spec from its file, or from the spec ConfigMap when the (optional) volume was mounted
+    before the API had created it."""
+    try:
+        if spec.exists():
+            return manifests.decode_spec(spec.read_bytes())
+        cm = await asyncio.to_thread(kube.get, "ConfigMap", lb.child_name(task_id, Role.SPEC))
+        data = ((cm or {}).get("binaryData") or {}).get(spec.name)
+        if data is None:
+            raise OSError(f"neither {spec} nor the spec ConfigMap {lb.child_name(task_id, Role.SPEC)} holds it")
+        return manifests.decode_spec(base64.b64decode(data))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"tesk taskmaster: cannot read the task spec of task {task_id}: {exc}") from None
 
 
 def _owner_from_pod(pod: Obj | None) -> manifests.Owner | None:
