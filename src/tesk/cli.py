@@ -32,6 +32,11 @@ def _register() -> None:
     app.command(name="filer")(filer)
     if sys.argv[1:2] == ["filer"]:
         return  # a filer Job: the client and server modules would only cost start time and memory
+    from tesk.backends.slurm.worker import worker
+
+    app.command(name="worker")(worker)
+    if sys.argv[1:2] == ["worker"]:
+        return  # a Slurm job: the same
     from tesk.client.commands import run, task_app
 
     app.add_typer(task_app, name="task")

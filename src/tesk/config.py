@@ -39,7 +39,7 @@ class Settings(BaseSettings):
 
     host: str = Field("0.0.0.0", description="Address to listen on.")
     port: int = Field(8080, description="Port to listen on.")
-    backend: str = Field("local", description="Where tasks run: `local` (this host) or `kubernetes`.")
+    backend: str = Field("local", description="Where tasks run: `local` (this host), `kubernetes` or `slurm` (batch jobs on an HPC cluster).")
     data_dir: Path = Field(default_factory=default_data_dir, description="Folder for the SQLite store and task areas.")
     database_url: str | None = Field(
         None,
@@ -118,6 +118,7 @@ SUBSYSTEM_SETTINGS = (
     "tesk.auth.settings:AuthSettings",
     "tesk.backends.local.settings:LocalSettings",
     "tesk.backends.kubernetes.settings:KubernetesSettings",
+    "tesk.backends.slurm.settings:SlurmSettings",
     "tesk.api.callbacks:CallbackSettings",
 )
 

@@ -47,6 +47,7 @@ class Backend(Protocol):
 BACKENDS: dict[str, str] = {
     "local": "tesk.backends.local:LocalBackend",
     "kubernetes": "tesk.backends.kubernetes:KubernetesBackend",
+    "slurm": "tesk.backends.slurm:SlurmBackend",
 }
 
 

@@ -1,0 +1,237 @@
+"""The Slurm backend's API side: sbatch on submit, scancel on cancel, and a loop that reconciles.
+
+Every `poll_seconds` the loop reads squeue (one call for all tasks) and each active task's worker
+report, and moves the task in the store: progress while the job runs, the final state when the job
+has ended (the report's, unless the job's end says otherwise: TIMEOUT, OUT_OF_MEMORY, NODE_FAIL,
+PREEMPTED... see `states.py`). A job that ended without a final report, or that the controller no
+longer knows, ends its task as SYSTEM_ERROR with the job's output tail, so nothing stays QUEUED or
+RUNNING forever. A restarted API finds its tasks' jobs by name (`tesk-<task id>`) and the job id in
+the task folder, so running jobs are adopted, not run again; a task stored but never submitted
+(the API stopped in between) is submitted at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import shlex
+from datetime import UTC, datetime
+
+from tesk.backends import BackendError
+from tesk.backends.slurm import commands
+from tesk.backends.slurm.commands import Job, SlurmError, job_name
+from tesk.backends.slurm.folder import JobFolder, Report
+from tesk.backends.slurm.settings import SlurmSettings
+from tesk.backends.slurm.states import ending
+from tesk.config import Settings
+from tesk.models import ACTIVE_STATES, State, Task, TaskLog
+from tesk.store import StoredTask, TaskStore
+
+log = logging.getLogger(__name__)
+
+PARAMETERS: dict[str, str] = {
+    "partition": "--partition",
+    "account": "--account",
+    "qos": "--qos",
+    "constraint": "--constraint",
+    "gres": "--gres",
+    "time": "--time",
+}
+"""Supported backend_parameters and the sbatch option each sets."""
+
+
+def sbatch_options(task: Task, slurm: SlurmSettings) -> list[str]:
+    """The task's resources and backend_parameters as sbatch options (site defaults first)."""
+    options: list[str] = []
+    if slurm.partition:
+        options.append(f"--partition={slurm.partition}")
+    if slurm.account:
+        options.append(f"--account={slurm.account}")
+    resources = task.resources
+    if resources is not None:
+        if resources.cpu_cores:
+            options.append(f"--cpus-per-task={math.ceil(resources.cpu_cores)}")
+        if resources.ram_gb:
+            options.append(f"--mem={math.ceil(resources.ram_gb * 1024)}M")
+        if resources.disk_gb:
+            options.append(f"--tmp={math.ceil(resources.disk_gb * 1024)}M")
+        for key, value in (resources.backend_parameters or {}).items():
+            option = PARAMETERS.get(key.lower())
+            if option is not None:
+                options.append(f"{option}={value}")  # later options win in sbatch: the task's over the site's
+    return options + shlex.split(slurm.sbatch_options)
+
+
+def _with_note(logs: list[TaskLog], line: str) -> list[TaskLog]:
+    """`logs` with `line` added to the last run's system log (or to a new entry when none ran)."""
+    now = datetime.now(UTC)
+    if logs and logs[-1].start_time is not None:
+        last = logs[-1].model_copy(deep=True)
+        last.end_time = last.end_time or now
+        last.system_logs = [*(last.system_logs or []), line]
+        return [*logs[:-1], last]
+    notes = logs[-1].system_logs or [] if logs else []
+    return [*logs[:-1], TaskLog(start_time=now, end_time=now, logs=[], outputs=[], system_logs=[*notes, line])]
+
+
+class SlurmBackend:
+    name = "slurm"
+    backend_parameters: frozenset[str] = frozenset(PARAMETERS)
+    replica_id: str | None = None
+
+    def __init__(self, settings: Settings, store: TaskStore, slurm: SlurmSettings | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.slurm = slurm or SlurmSettings()
+        self.shared_dir = (self.slurm.shared_dir or settings.data_dir / "slurm").resolve()
+        self._loop: asyncio.Task[None] | None = None
+        self._cancels: dict[str, str] = {}
+        """Task id -> who cancelled it, for the tasks whose job was sent scancel by this server."""
+
+    def folder(self, task_id: str) -> JobFolder:
+        return JobFolder(self.shared_dir / task_id)
+
+    # -- Backend protocol -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.shared_dir.mkdir(parents=True, exist_ok=True)
+        for task_id in await self.store.ids_in_states([State.QUEUED]):
+            stored = await self.store.get(task_id)
+            if stored is not None and self.folder(task_id).job_id() is None:
+                log.info("task %s: stored but never submitted (the server stopped in between); submitting it",
+                         task_id, extra={"task_id": task_id})
+                await self.submit(stored)
+        self._loop = asyncio.create_task(self._reconcile_loop(), name="tesk-slurm-reconcile")
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+
+    async def submit(self, stored: StoredTask) -> None:
+        folder = self.folder(stored.id)
+        task = stored.task
+        try:
+            await asyncio.to_thread(self._write_job, folder, task)
+            environ = dict(os.environ)
+            exported = self.slurm.exported(environ)
+            options = [
+                f"--job-name={job_name(stored.id)}",
+                f"--comment=tesk task {stored.id}",
+                f"--output={folder.output}",
+                f"--chdir={folder.root}",
+                f"--export={','.join(exported) if exported else 'NONE'}",
+                *sbatch_options(task, self.slurm),
+            ]
+            job_id = await commands.sbatch(options, str(folder.script), environ)
+        except (SlurmError, OSError) as exc:
+            reason = f"the task could not be submitted to Slurm: {exc}"
+            log.warning("task %s: %s", stored.id, reason, extra={"task_id": stored.id})
+            await self.store.update(stored.id, state=State.SYSTEM_ERROR, logs=_with_note(list(task.logs or []), reason),
+                                    only_from=ACTIVE_STATES)
+            await asyncio.to_thread(folder.remove)
+            return
+        await asyncio.to_thread(folder.write_job_id, job_id)
+        log.info("task %s: submitted as Slurm job %s", stored.id, job_id, extra={"task_id": stored.id})
+
+    async def cancel(self, stored: StoredTask, by: str) -> None:
+        job_id = self.folder(stored.id).job_id()
+        if job_id is None:
+            await self.store.update(stored.id, state=State.CANCELED,
+                                    logs=_with_note(list(stored.task.logs or []), f"canceled by {by} before it was submitted"),
+                                    only_from=frozenset({State.CANCELING}))
+            return
+        try:
+            await commands.scancel(job_id)
+        except SlurmError as exc:
+            raise BackendError(f"task {stored.id}: scancel of Slurm job {job_id} failed: {exc}", 503) from exc
+        self._cancels[stored.id] = by
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _write_job(self, folder: JobFolder, task: Task) -> None:
+        folder.write_task(task)
+        command = [*shlex.split(self.slurm.worker_command), "worker", str(folder.root)]
+        folder.script.write_text(f"#!/bin/sh\nexec {shlex.join(command)}\n")
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except Exception as exc:  # noqa: BLE001 - Slurm or the store may be away for a while; keep trying
+                log.warning("slurm backend: could not reconcile the tasks with Slurm: %s", exc)
+            await asyncio.sleep(self.slurm.poll_seconds)
+
+    async def reconcile(self) -> None:
+        """One round: every active task against its job and its worker's report."""
+        task_ids = await self.store.ids_in_states([*ACTIVE_STATES, State.CANCELING])
+        if not task_ids:
+            return
+        jobs = await commands.jobs()
+        for task_id in task_ids:
+            await self._reconcile_task(task_id, jobs.get(task_id))
+
+    async def _reconcile_task(self, task_id: str, job: Job | None) -> None:
+        stored = await self.store.get(task_id)
+        if stored is None or not (stored.state in ACTIVE_STATES or stored.state is State.CANCELING):
+            return
+        folder = self.folder(task_id)
+        job_id = await asyncio.to_thread(folder.job_id)
+        if job_id is None:
+            return  # being submitted now, or submitted at the next start
+        if job is not None and job.job_id != job_id:
+            job = None
+        report = await asyncio.to_thread(folder.read_report)
+        earlier = await asyncio.to_thread(self._earlier_logs, folder)
+        if job is not None and job.active:
+            if stored.state is State.CANCELING and task_id not in self._cancels:
+                await self.cancel(stored, "a user (through another server)")
+            elif report is not None and stored.state is not State.CANCELING:
+                await self._progress(stored, report, earlier)
+            return
+        await self._finish(stored, folder, job_id, job, report, earlier)
+
+    @staticmethod
+    def _earlier_logs(folder: JobFolder) -> list[TaskLog]:
+        """The logs the task had when it was submitted, without the notes entry the worker takes over."""
+        try:
+            logs = list(folder.read_task().logs or [])
+        except FileNotFoundError:
+            return []
+        return logs[:-1] if logs and logs[-1].start_time is None else logs
+
+    async def _progress(self, stored: StoredTask, report: Report, earlier: list[TaskLog]) -> None:
+        logs = [*earlier, report.log]
+        state = State.RUNNING if report.final else report.state  # final only once the job has ended
+        if stored.state is state and (stored.task.logs or []) == logs:
+            return
+        await self.store.update(stored.id, state=state, logs=logs, only_from=ACTIVE_STATES)
+
+    async def _finish(self, stored: StoredTask, folder: JobFolder, job_id: str, job: Job | None,
+                      report: Report | None, earlier: list[TaskLog]) -> None:
+        where = f"Slurm job {job_id}"
+        logs = [*earlier, report.log] if report is not None else list(stored.task.logs or [])
+        imposed = ending(job.state if job else None)
+        if stored.state is State.CANCELING and (report is None or not report.final or imposed is not None):
+            by = self._cancels.pop(stored.id, "a user")
+            state, line = State.CANCELED, f"canceled by {by}; {where} was cancelled"
+        elif imposed is not None:
+            state, line = imposed[0], f"{where} {imposed[1]}"
+        elif report is not None and report.final:
+            state, line = report.state, None
+        else:
+            seen = f"ended {job.state}" if job else "is no longer known to Slurm"
+            tail = await asyncio.to_thread(folder.output_tail)
+            state = State.SYSTEM_ERROR
+            line = f"{where} {seen} without a final report from its worker; its output: {tail or '(none)'}"
+        if line is not None:
+            logs = _with_note(logs, line)
+        allowed = frozenset({State.CANCELING}) if state is State.CANCELED else ACTIVE_STATES | {State.CANCELING}
+        if await self.store.update(stored.id, state=state, logs=logs, only_from=allowed) is not None:
+            log.info("task %s: %s ended; the task is %s", stored.id, where, state.value, extra={"task_id": stored.id})
+            self._cancels.pop(stored.id, None)
+            await asyncio.to_thread(folder.remove)

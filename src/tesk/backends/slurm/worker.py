@@ -1,0 +1,72 @@
+"""`tesk worker`: runs one task inside its Slurm job, on the allocated node.
+
+The shared `TaskRunner` with the local runtime (filer in-process, executors through the configured
+engine) in the task's folder on the shared file system; progress and the final state go to
+`report.json` there (see `tesk.backends.slurm.folder`). SIGTERM (scancel, the time limit, preemption:
+Slurm sends it before SIGKILL) stops the running executor's container at once and ends the run; the
+API then decides the task's state from the store (a cancel) and the job's final state (TIMEOUT, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tesk.backends.slurm.folder import JobFolder, Report
+from tesk.models import State, TaskLog
+
+STOPPED_BY_SLURM = "Slurm stopped the job (scancel, its time limit or preemption)"
+
+
+class FileReporter:
+    """The worker's `Reporter`: every report replaces `report.json` whole."""
+
+    def __init__(self, folder: JobFolder) -> None:
+        self.folder = folder
+
+    async def update(self, state: State, log: TaskLog) -> bool:
+        await asyncio.to_thread(self.folder.write_report, Report(state, log.model_copy(deep=True), final=False))
+        return True
+
+    async def finish(self, state: State, log: TaskLog) -> None:
+        await asyncio.to_thread(self.folder.write_report, Report(state, log.model_copy(deep=True), final=True))
+
+
+async def work(folder: JobFolder) -> State:
+    """Run the task of `folder` once and report its end."""
+    from tesk.backends.local.engines import select_engine
+    from tesk.backends.local.runtime import LocalRuntime
+    from tesk.backends.local.settings import LocalSettings
+    from tesk.filer import FilerSettings
+    from tesk.runner import TaskRunner
+
+    task = folder.read_task()
+    earlier = list(task.logs or [])
+    notes = earlier.pop().system_logs or [] if earlier and earlier[-1].start_time is None else []
+    reporter = FileReporter(folder)
+    local = LocalSettings()
+    try:
+        engine = await select_engine(local)
+    except RuntimeError as exc:
+        await reporter.finish(State.SYSTEM_ERROR, TaskLog(logs=[], outputs=[], system_logs=[
+            *notes, f"no container engine on node: {exc}"]))
+        return State.SYSTEM_ERROR
+    runtime = LocalRuntime(folder.work, engine, local, FilerSettings(), "slurm")
+    runner = TaskRunner(task, runtime, reporter, notes)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, runner.abort, State.SYSTEM_ERROR, STOPPED_BY_SLURM)
+    return await runner.run()
+
+
+def worker(
+    folder: Annotated[Path, typer.Argument(help="The task's folder on the shared file system.")],
+) -> None:
+    """Run one task in its Slurm job (the command of the batch script the Slurm backend submits)."""
+    from tesk.logs import configure_logging
+
+    configure_logging("info")
+    state = asyncio.run(work(JobFolder(folder)))
+    print(f"tesk worker: task ended {state.value}")

@@ -1,0 +1,138 @@
+"""The Slurm backend end to end on a real Slurm: each task is a batch job running `tesk worker`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tesk.backends.slurm.backend import sbatch_options
+from tesk.backends.slurm.settings import SlurmSettings
+from tesk.models import State, Task
+from tests.slurm.conftest import IMAGE, MakeHarness, containers, job_states
+
+pytestmark = pytest.mark.slurm
+
+
+async def test_a_task_with_inputs_outputs_and_two_executors_completes(make_harness: MakeHarness,
+                                                                     tmp_path: Path) -> None:
+    harness = await make_harness()
+    out = tmp_path / "files" / "result.txt"
+    task_id = await harness.submit({
+        "inputs": [{"path": "/data/in.txt", "content": "from the input\n"}],
+        "outputs": [{"path": "/out/result.txt", "url": f"file://{out}"}],
+        "executors": [
+            {"image": IMAGE, "command": ["sh", "-c", "tr a-z A-Z < /data/in.txt > /out/result.txt; echo first"]},
+            {"image": IMAGE, "command": ["sh", "-c", "cat /out/result.txt; echo oops >&2"]},
+        ],
+    })
+    stored = await harness.wait(task_id, timeout=60)
+    assert stored.state is State.COMPLETE, stored.task.logs
+    run = (stored.task.logs or [])[-1]
+    assert [e.stdout for e in run.logs] == ["first\n", "FROM THE INPUT\n"]
+    assert [e.stderr for e in run.logs] == ["", "oops\n"]
+    assert [o.path for o in run.outputs] == ["/out/result.txt"]
+    assert out.read_text() == "FROM THE INPUT\n"
+    assert job_states(task_id) == ["COMPLETED"]
+    assert not harness.backend.folder(task_id).root.exists()
+    assert containers(task_id) == []
+
+
+@pytest.mark.parametrize("ignore_error", [False, True])
+async def test_an_executor_failure(make_harness: MakeHarness, ignore_error: bool) -> None:
+    harness = await make_harness()
+    task_id = await harness.submit({"executors": [
+        {"image": IMAGE, "command": ["sh", "-c", "exit 3"], "ignore_error": ignore_error},
+        {"image": IMAGE, "command": ["echo", "second"]},
+    ]})
+    stored = await harness.wait(task_id, timeout=60)
+    run = (stored.task.logs or [])[-1]
+    if ignore_error:
+        assert stored.state is State.COMPLETE
+        assert [e.exit_code for e in run.logs] == [3, 0]
+    else:
+        assert stored.state is State.EXECUTOR_ERROR
+        assert [e.exit_code for e in run.logs] == [3]
+        assert any("exited with code 3" in line for line in run.system_logs or [])
+
+
+async def test_cancel_while_running_stops_the_container_and_the_job(make_harness: MakeHarness) -> None:
+    harness = await make_harness()
+    task_id = await harness.submit({"executors": [{"image": IMAGE, "command": ["sleep", "300"]}]})
+    await harness.wait_for(task_id, {State.RUNNING})
+    for _ in range(100):  # RUNNING is reported just before the container starts
+        if containers(task_id):
+            break
+        await asyncio.sleep(0.1)
+    await harness.cancel(task_id)
+    stored = await harness.wait(task_id, timeout=40)
+    assert stored.state is State.CANCELED
+    assert "canceled by tester" in " ".join((stored.task.logs or [])[-1].system_logs or [])
+    assert containers(task_id) == []
+    assert job_states(task_id) == ["CANCELLED"]
+
+
+async def test_cancel_while_pending(make_harness: MakeHarness) -> None:
+    harness = await make_harness(sbatch_options="--begin=now+1hour")
+    task_id = await harness.submit({"executors": [{"image": IMAGE, "command": ["echo", "never"]}]})
+    await asyncio.sleep(0.5)
+    assert job_states(task_id) == ["PENDING"]
+    assert (await harness.get(task_id)).state is State.QUEUED
+    await harness.cancel(task_id)
+    stored = await harness.wait(task_id, timeout=60)
+    assert stored.state is State.CANCELED
+    assert job_states(task_id) == ["CANCELLED"]
+
+
+async def test_an_unknown_partition_is_a_system_error_that_says_so(make_harness: MakeHarness) -> None:
+    harness = await make_harness()
+    task_id = await harness.submit({
+        "executors": [{"image": IMAGE, "command": ["true"]}],
+        "resources": {"backend_parameters": {"partition": "nosuchpartition"}},
+    })
+    stored = await harness.wait(task_id, timeout=10)
+    assert stored.state is State.SYSTEM_ERROR
+    line = " ".join((stored.task.logs or [])[-1].system_logs or [])
+    assert "could not be submitted to Slurm" in line and "invalid partition" in line.lower()
+    assert job_states(task_id) == []
+
+
+async def test_a_worker_that_cannot_start_ends_the_task_with_the_job_output(make_harness: MakeHarness) -> None:
+    harness = await make_harness(worker_command="/nonexistent/tesk")
+    task_id = await harness.submit({"executors": [{"image": IMAGE, "command": ["true"]}]})
+    stored = await harness.wait(task_id, timeout=60)
+    assert stored.state is State.SYSTEM_ERROR
+    line = " ".join((stored.task.logs or [])[-1].system_logs or [])
+    assert "ended FAILED without a final report" in line and "/nonexistent/tesk" in line
+
+
+async def test_a_restarted_api_adopts_the_running_job_and_reads_the_report_written_meanwhile(
+        make_harness: MakeHarness) -> None:
+    """The API is down while the job runs and ends: the new server runs nothing again and takes the
+    worker's final report, which waited in the shared folder."""
+    first = await make_harness()
+    task_id = await first.submit({"executors": [{"image": IMAGE, "command": ["sh", "-c", "sleep 3; echo done"]}]})
+    await first.wait_for(task_id, {State.RUNNING})
+    await first.backend.stop()
+    for _ in range(300):
+        if job_states(task_id) == ["COMPLETED"]:
+            break
+        await asyncio.sleep(0.1)
+    assert (await first.get(task_id)).state is State.RUNNING
+    second = await make_harness()
+    stored = await second.wait(task_id)
+    assert stored.state is State.COMPLETE
+    assert [e.stdout for e in (stored.task.logs or [])[-1].logs] == ["done\n"]
+    assert job_states(task_id) == ["COMPLETED"]  # one job: not submitted again
+
+
+def test_resources_and_backend_parameters_become_sbatch_options() -> None:
+    task = Task.model_validate({
+        "executors": [{"image": IMAGE, "command": ["true"]}],
+        "resources": {"cpu_cores": 2, "ram_gb": 1.5, "disk_gb": 3,
+                      "backend_parameters": {"Partition": "long", "qos": "low", "time": "1:00:00", "gres": "gpu:1"}},
+    })
+    options = sbatch_options(task, SlurmSettings(partition="short", account="lab", sbatch_options="--nice=5"))
+    assert options == ["--partition=short", "--account=lab", "--cpus-per-task=2", "--mem=1536M", "--tmp=3072M",
+                       "--partition=long", "--qos=low", "--time=1:00:00", "--gres=gpu:1", "--nice=5"]
