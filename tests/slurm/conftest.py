@@ -57,9 +57,8 @@ MakeHarness = Callable[..., Awaitable[Harness]]
 
 
 @pytest.fixture
-async def make_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MakeHarness]:
-    """`await make_harness(**TESK_SLURM_* settings)`: a backend on the store and shared folder of this
-    test (a second call is the same API restarted); everything stops at teardown."""
+def slurm_ready(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Slurm controller answers, and jobs get podman without network and a file:// root to write to."""
     problem = slurm_problem()
     if problem is not None:
         if os.environ.get("CI"):
@@ -70,6 +69,12 @@ async def make_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Async
     monkeypatch.setenv("TESK_LOCAL_PULL", "never")
     monkeypatch.setenv("TESK_FILE_ROOTS", str(tmp_path / "files"))
     (tmp_path / "files").mkdir()
+
+
+@pytest.fixture
+async def make_harness(tmp_path: Path, slurm_ready: None) -> AsyncIterator[MakeHarness]:
+    """`await make_harness(**TESK_SLURM_* settings)`: a backend on the store and shared folder of this
+    test (a second call is the same API restarted); everything stops at teardown."""
     settings = Settings(data_dir=tmp_path / "server")
     store = SqlTaskStore(settings.effective_database_url)
     await store.open()

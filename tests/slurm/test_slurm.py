@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,56 @@ def test_resources_and_backend_parameters_become_sbatch_options() -> None:
     options = sbatch_options(task, SlurmSettings(partition="short", account="lab", sbatch_options="--nice=5"))
     assert options == ["--partition=short", "--account=lab", "--cpus-per-task=2", "--mem=1536M", "--tmp=3072M",
                        "--partition=long", "--qos=low", "--time=1:00:00", "--gres=gpu:1", "--nice=5"]
+
+
+async def test_a_requeued_job_runs_the_task_again_to_a_true_end(make_harness: MakeHarness) -> None:
+    harness = await make_harness()
+    task_id = await harness.submit({"executors": [{"image": IMAGE, "command": ["sh", "-c", "sleep 3; echo done"]}]})
+    await harness.wait_for(task_id, {State.RUNNING})
+    job_id = harness.backend.folder(task_id).job_id()
+    assert job_id is not None
+    for _ in range(100):
+        if containers(task_id):
+            break
+        await asyncio.sleep(0.1)
+    subprocess.run(["scontrol", "requeue", job_id], check=True)
+    await harness.wait_for(task_id, {State.QUEUED}, timeout=30)
+    assert containers(task_id) == []  # the worker stopped it when Slurm signalled the requeue
+    for _ in range(100):
+        if job_states(task_id) == ["PENDING"]:
+            break
+        await asyncio.sleep(0.1)
+    # Slurm holds a requeued job back for two minutes (BeginTime); let it start again now.
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
+    stored = await harness.wait(task_id, timeout=60)
+    assert stored.state is State.COMPLETE, stored.task.logs
+    assert [e.stdout for e in (stored.task.logs or [])[-1].logs] == ["done\n"]
+    assert job_states(task_id) == ["COMPLETED"]
+    assert containers(task_id) == []
+
+
+async def test_a_task_over_its_time_limit_ends_with_the_timeout_reason(make_harness: MakeHarness) -> None:
+    """`time` is Slurm's (minutes at least; the controller checks limits about every 30 s): ~70 s."""
+    harness = await make_harness()
+    task_id = await harness.submit({"executors": [{"image": IMAGE, "command": ["sleep", "600"]}],
+                                    "resources": {"backend_parameters": {"time": "1"}}})
+    stored = await harness.wait(task_id, timeout=180)
+    assert stored.state is State.EXECUTOR_ERROR
+    assert "reached its time limit (TIMEOUT)" in " ".join((stored.task.logs or [])[-1].system_logs or [])
+    assert job_states(task_id) == ["TIMEOUT"]
+    assert containers(task_id) == []
+
+
+async def test_a_task_over_its_memory_is_an_executor_error(make_harness: MakeHarness) -> None:
+    """ram_gb is both the job's --mem and the container's memory limit. This machine's Slurm has no
+    cgroup plugin, so it schedules memory but cannot enforce it (no OUT_OF_MEMORY job state here): the
+    container engine's limit is what kills the executor, exit code 137."""
+    harness = await make_harness()
+    task_id = await harness.submit({
+        "executors": [{"image": IMAGE, "command": ["dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"]}],
+        "resources": {"ram_gb": 0.0625},
+    })
+    stored = await harness.wait(task_id)
+    assert stored.state is State.EXECUTOR_ERROR
+    assert [e.exit_code for e in (stored.task.logs or [])[-1].logs] == [137]
+    assert job_states(task_id) == ["COMPLETED"]

@@ -206,7 +206,9 @@ class SlurmBackend:
 
     async def _progress(self, stored: StoredTask, report: Report, earlier: list[TaskLog]) -> None:
         logs = [*earlier, report.log]
-        state = State.RUNNING if report.final else report.state  # final only once the job has ended
+        # A final report of a job that is still active is its previous run's: Slurm requeued the job
+        # (scontrol requeue, a node lost), which runs the worker again from the start.
+        state = State.QUEUED if report.final else report.state
         if stored.state is state and (stored.task.logs or []) == logs:
             return
         await self.store.update(stored.id, state=state, logs=logs, only_from=ACTIVE_STATES)
