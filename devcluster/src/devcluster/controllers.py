@@ -162,6 +162,7 @@ class Controllers(StoreLoop):
         self._init_loop()
         self._last_failure: dict[str, float] = {}
         self._suspended_pods: set[str] = set()  # pods deleted because their Job was suspended
+        self._pods_by_owner: dict[str, list[tuple[str, str]]] = {}  # controller uid -> pod keys, per pass
         self._next_event_expiry = now()
         self._next_pod_gc = now()
 
@@ -198,6 +199,14 @@ class Controllers(StoreLoop):
 
     def _jobs(self) -> None:
         running: set[str] = set()
+        # Pods by their controller's uid, once a pass (as the real controller's informer index): finding a
+        # Job's pods by scanning every pod for every Job made a pass cost jobs x pods.
+        self._pods_by_owner = {}
+        for pod in self.store.scan("pods"):
+            owner = (controller_of(pod) or {}).get("uid")
+            if owner:
+                self._pods_by_owner.setdefault(owner, []).append(
+                    (pod["metadata"]["namespace"], pod["metadata"]["name"]))
         for job in self.store.scan("jobs"):
             if not (condition(job, "Complete") or condition(job, "Failed")):
                 running.add(job["metadata"]["uid"])
@@ -210,9 +219,11 @@ class Controllers(StoreLoop):
     # -- Job controller -------------------------------------------------------------------------
 
     def _pods_of(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+        """The Job's pods as they are now (a pod this pass made for another Job is no concern of this one;
+        this Job's own new pods are made after its last read)."""
         uid = job["metadata"]["uid"]
-        return [p for p in self.store.scan("pods", job["metadata"]["namespace"])
-                if (controller_of(p) or {}).get("uid") == uid]
+        found = (self.store.peek("pods", ns, name) for ns, name in self._pods_by_owner.get(uid, ()))
+        return [p for p in found if p is not None and (controller_of(p) or {}).get("uid") == uid]
 
     def _policy_action(self, job: dict[str, Any], pod: dict[str, Any]) -> tuple[str, str]:
         """The podFailurePolicy action for a failed pod ("Count" when no rule matches) and its message."""

@@ -125,6 +125,10 @@ class Store:
             if namespace is None or key[0] == namespace:
                 yield copy.deepcopy(self._objects[plural][key])
 
+    def peek(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One live object itself (no copy) or None, for controllers' read-only passes (as `scan`)."""
+        return self._objects[plural].get((namespace, name))
+
     def scan(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """The live objects themselves (no copies, unsorted), for controllers' read-only passes.
 
