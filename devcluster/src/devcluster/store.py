@@ -175,6 +175,8 @@ class Store:
                 continue
             if limit and len(items) >= limit:
                 remaining += 1
+                if labels or fields:  # more exist; how many is not known (nor said) under a selector
+                    break
                 continue
             items.append(copy.deepcopy(obj))
             last_key = key
@@ -182,7 +184,9 @@ class Store:
         if remaining and last_key is not None:
             token = json.dumps({"rv": self.revision, "start": list(last_key)})
             metadata["continue"] = base64.urlsafe_b64encode(token.encode()).decode()
-            metadata["remainingItemCount"] = remaining
+            if not (labels or fields):
+                # As kube-apiserver: with a label or field selector the number left is unknown, so unset.
+                metadata["remainingItemCount"] = remaining
         return {"kind": rtype.list_kind, "apiVersion": rtype.api_version, "metadata": metadata, "items": items}
 
     # -- writes -------------------------------------------------------------------------------------
