@@ -25,8 +25,9 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the repo root in pl
 # would shadow the devcluster package
 
 from tesk.api.app import create_app
+from tesk.api.metrics import MetricsMiddleware
 from tesk.config import Settings
-from tesk.metrics import STORE_OPERATIONS, MetricsMiddleware
+from tesk.telemetry import STORE_OPERATIONS
 
 TASK = {"name": "bench", "executors": [{"image": "alpine", "command": ["true"]}]}
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tesk.api.app import TES_PREFIXES, create_app
-from tesk.auth.fastapi import add_security
+from tesk.api.app import create_app
+from tesk.auth.fastapi import swagger_oauth
 from tesk.auth.settings import AuthSettings
 from tesk.config import Settings
 from tesk.store.sql import SqlTaskStore
@@ -123,8 +123,8 @@ def test_the_token_from_swagger_uis_authorize_button_reaches_the_dashboard(tmp_p
     """Log in where users already do (the API page), then open the dashboard: no second sign-in."""
     settings = Settings(data_dir=tmp_path)
     store = SqlTaskStore(settings.effective_database_url)
-    app = create_app(settings, store=store, backend=RecordingBackend(store), access=HeaderAccess())
-    add_security(app, AuthSettings(profile="auth", issuer="https://issuer.invalid"), protected_prefixes=TES_PREFIXES)
+    oauth = swagger_oauth(AuthSettings(profile="auth", issuer="https://issuer.invalid"))
+    app = create_app(settings, store=store, backend=RecordingBackend(store), access=HeaderAccess(), oauth=oauth)
     with serving(app) as server, client(server.url + "/ga4gh/tes/v1") as tes:
         mine = tes.post("/tasks", json=task_body(), headers={"Authorization": "Bearer carol"}).json()["id"]
         tes.post("/tasks", json=task_body(), headers={"Authorization": "Bearer dave"})

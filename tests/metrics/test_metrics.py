@@ -9,7 +9,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tesk.metrics import count_kubernetes_request, count_staged_bytes
+from tesk.telemetry import count_kubernetes_request, count_staged_bytes
 from tests.api.conftest import Api, create, make_api
 from tests.conftest import client
 from tests.events.conftest import IMAGE, local_server, sse_events

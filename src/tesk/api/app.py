@@ -23,17 +23,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import tesk
 from tesk.api.access import Access
 from tesk.api.fastlane import TaskReadFastLane, TesApp
-from tesk.api.openapi import build_openapi
-from tesk.api.routes import (
-    KeyLocks,
-    create_task,
-    error_response,
-    internal_error_response,
-    json_response,
-    router,
-    validation_message,
-)
-from tesk.auth.fastapi import AuthAccess, add_security, build_access
+from tesk.api.responses import error_response, internal_error_response, json_response
+from tesk.api.routes import KeyLocks, create_task, router, validation_message
+from tesk.auth.fastapi import AuthAccess, SwaggerOAuth, build_access, swagger_oauth
 from tesk.backends import Backend, load_backend
 from tesk.config import Settings
 from tesk.errors import ApiError
@@ -136,8 +128,12 @@ def create_app(
     store: TaskStore | None = None,
     backend: Backend | None = None,
     access: Access | None = None,
+    oauth: SwaggerOAuth | None = None,
 ) -> FastAPI:
-    """The application. Tests pass their own store/backend; `tesk serve` builds them from settings."""
+    """The application. Tests pass their own store/backend; `tesk serve` builds them from settings.
+
+    `oauth` (Swagger UI's Authorize button and the OpenAPI security schemes) is derived from the auth
+    settings of an `AuthAccess`; pass it to declare security with another access object."""
     settings = settings or Settings()
     store = store or SqlTaskStore(settings.effective_database_url, busy_seconds=settings.store_busy_seconds)
     backend = backend or load_backend(settings.backend, settings, store)
@@ -161,8 +157,12 @@ def create_app(
             await access.aclose()
 
     fast_lane = TaskReadFastLane(TES_PREFIXES, store, access)
+    if oauth is None and isinstance(access, AuthAccess):
+        oauth = swagger_oauth(access.settings)
     app = TesApp(
         fast_lane=fast_lane,
+        tes_prefixes=TES_PREFIXES,
+        oauth=oauth,
         title="tesk: GA4GH Task Execution Service",
         version=tesk.__version__,
         description="TES 1.1 API (also under `/v1` for Funnel-style clients). Errors: "
@@ -197,14 +197,11 @@ def create_app(
             f"{prefix}/tasks/{{id:task_id}}", fast_lane.endpoint, methods=["GET"], include_in_schema=False
         )
         app.include_router(router, prefix=prefix, include_in_schema=prefix == TES_PREFIXES[0], tags=["TES"])
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    if isinstance(access, AuthAccess):
-        add_security(app, access.settings, protected_prefixes=TES_PREFIXES)
     # Nextflow asks for {endpoint}/service-info at the root.
     app.add_api_route("/service-info", service_info_alias, methods=["GET"], include_in_schema=False)
 
     _add_health(app)
-    _add_swagger(app)
+    _add_swagger(app, oauth.init_oauth if oauth is not None and oauth.init_oauth else None)
     _add_error_handlers(app)
     _add_users_tools(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
@@ -216,19 +213,13 @@ def _add_users_tools(app: FastAPI) -> None:
     dashboard)."""
     from tesk.api.callbacks import install_callbacks
     from tesk.api.events import install_events
+    from tesk.api.metrics import install_metrics
     from tesk.dashboard import install_dashboard
-    from tesk.metrics import install_metrics
 
     hub = install_events(app)
     install_callbacks(app, hub)
     install_metrics(app)
     install_dashboard(app)
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    if app.openapi_schema is None:
-        app.openapi_schema = build_openapi(app, TES_PREFIXES[0])
-    return app.openapi_schema
 
 
 def _add_health(app: FastAPI) -> None:
@@ -254,7 +245,7 @@ OpenAPI 3.1 document FastAPI emits; swagger-ui-bundle's 4.x showed only "Unable 
 definition"."""
 
 
-def _add_swagger(app: FastAPI) -> None:
+def _add_swagger(app: FastAPI, init_oauth: dict[str, Any] | None) -> None:
     @app.get("/swagger-ui/oauth2-redirect.html", include_in_schema=False)
     async def oauth2_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
@@ -270,7 +261,7 @@ def _add_swagger(app: FastAPI) -> None:
             swagger_css_url="/swagger-ui/swagger-ui.css",
             swagger_favicon_url="/swagger-ui/favicon.png",
             oauth2_redirect_url="/swagger-ui/oauth2-redirect.html",
-            init_oauth=getattr(request.app.state, "swagger_init_oauth", None),
+            init_oauth=init_oauth,
             # Kept in localStorage so the dashboard (same origin) can use the token too.
             swagger_ui_parameters={"persistAuthorization": True},
         )

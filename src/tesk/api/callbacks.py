@@ -30,10 +30,10 @@ import tesk
 from tesk.config import comma_list
 from tesk.errors import BadRequest
 from tesk.logs import task_context
-from tesk.metrics import CALLBACK_DELIVERIES
+from tesk.telemetry import CALLBACK_DELIVERIES
 
 if TYPE_CHECKING:
-    from tesk.api.events import EventHub, Listener, TaskEvent
+    from tesk.api.hub import EventHub, Listener, TaskEvent
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ import logging
 import re
 import time
 from json.encoder import encode_basestring
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
@@ -25,11 +26,15 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from tesk.api.access import Access
-from tesk.api.routes import error_response, internal_error_response, json_bytes, parse_view, visible_task
+from tesk.api.deps import visible_task
+from tesk.api.openapi import build_openapi
+from tesk.api.responses import error_response, internal_error_response, json_bytes
+from tesk.api.routes import parse_view
+from tesk.auth.fastapi import SwaggerOAuth
 from tesk.errors import ApiError
-from tesk.metrics import observe_api_request
 from tesk.models import View, render_task
 from tesk.store import TaskStore
+from tesk.telemetry import observe_api_request
 
 log = logging.getLogger("tesk.api")
 
@@ -116,11 +121,26 @@ class TaskReadFastLane:
 
 
 class TesApp(FastAPI):
-    """FastAPI, except that GetTask skips the middleware stack (see the module docstring)."""
+    """FastAPI, except that GetTask skips the middleware stack (see the module docstring) and the
+    OpenAPI document is `tesk.api.openapi`'s, built once, with the security schemes when given."""
 
-    def __init__(self, *, fast_lane: TaskReadFastLane, **kwargs: object) -> None:
+    def __init__(
+        self,
+        *,
+        fast_lane: TaskReadFastLane,
+        tes_prefixes: tuple[str, ...],
+        oauth: SwaggerOAuth | None = None,
+        **kwargs: object,
+    ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.fast_lane = fast_lane
+        self.tes_prefixes = tes_prefixes
+        self.oauth = oauth
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = build_openapi(self, self.tes_prefixes, self.oauth)
+        return self.openapi_schema
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = self.fast_lane.match(scope)

@@ -4,8 +4,8 @@ FastAPI describes its routes from their signatures; here the document gains what
 the two operations served without a FastAPI route (CreateTask, GetTask), one schema per task view
 (a MINIMAL or BASIC task is not a valid `tesTask`: `executors` is required there), and every status
 code each operation really sends, with the error body. FastAPI's 422 is dropped: validation errors
-are answered 400 (see `tesk.api.app`). With authentication, `tesk.auth.fastapi.add_security` adds
-401, 403 and 503 to the protected operations.
+are answered 400 (see `tesk.api.app`). With authentication, the security schemes of
+`tesk.auth.fastapi.swagger_oauth` are declared and the protected operations gain 401, 403 and 503.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from tesk.auth.fastapi import SwaggerOAuth
 from tesk.models import CreateTaskResponse, Task
 
 SCHEMAS = "#/components/schemas/"
@@ -132,8 +133,37 @@ GET_TASK_OPENAPI: dict[str, Any] = {
 }
 
 
-def build_openapi(app: FastAPI, prefix: str) -> dict[str, Any]:
-    """The whole document of `app`, whose TES operations are published under `prefix`."""
+AUTH_RESPONSES = {
+    401: "No valid bearer token (the message says which check failed).",
+    403: "The caller's groups or ownership do not allow this (the message names what is missing).",
+    503: "The identity provider could not be reached to check the token, or too many checks are waiting "
+    "for it; retry later.",
+}
+
+
+def add_security(schema: dict[str, Any], oauth: SwaggerOAuth, protected_prefixes: tuple[str, ...]) -> None:
+    """Declare the security schemes, so Swagger UI offers its Authorize button.
+
+    Operations under `protected_prefixes` (except service-info) are marked as needing a token, so
+    Swagger UI sends the one the Authorize button obtained.
+    """
+    requirement: list[dict[str, list[str]]] = [{name: []} for name in oauth.security_schemes]
+    schema.setdefault("components", {})["securitySchemes"] = oauth.security_schemes
+    for path, operations in schema.get("paths", {}).items():
+        if path.startswith(protected_prefixes) and not path.endswith("/service-info"):
+            for operation in operations.values():
+                operation["security"] = requirement
+                responses = operation.setdefault("responses", {})
+                for status, description in AUTH_RESPONSES.items():
+                    responses.setdefault(str(status), error_response(status, description))
+
+
+def build_openapi(
+    app: FastAPI, prefixes: tuple[str, ...], oauth: SwaggerOAuth | None = None
+) -> dict[str, Any]:
+    """The whole document of `app`, whose TES operations are published under `prefixes[0]` (the other
+    prefixes serve the same operations and stay out of the document); with `oauth`, its security."""
+    prefix = prefixes[0]
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     paths = schema["paths"]
     paths.setdefault(f"{prefix}/tasks/{{id}}", {})["get"] = deepcopy(GET_TASK_OPENAPI)
@@ -156,4 +186,6 @@ def build_openapi(app: FastAPI, prefix: str) -> dict[str, Any]:
             responses.pop("422", None)
             for status in OPERATION_ERRORS.get(operation.get("operationId", ""), ()):
                 responses.setdefault(str(status), error_response(status))
+    if oauth is not None:
+        add_security(schema, oauth, prefixes)
     return schema

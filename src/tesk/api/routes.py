@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -19,10 +18,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from tesk.api.access import Access, Caller
+from tesk.api.access import Caller
 from tesk.api.callbacks import check_callback
-from tesk.backends import Backend, BackendError
-from tesk.errors import ApiError, BadRequest, ServiceUnavailable, task_not_found
+from tesk.api.deps import access_of, backend_of, store_of, visible_task
+from tesk.api.responses import json_response
+from tesk.backends import BackendError
+from tesk.errors import ApiError, BadRequest, ServiceUnavailable
 from tesk.models import (
     ACTIVE_STATES,
     CLIENT_REQUEST,
@@ -34,52 +35,11 @@ from tesk.models import (
     View,
     render_task,
 )
-from tesk.store import MAX_PAGE_SIZE, InvalidPageToken, StoredTask, TaskQuery, TaskStore, new_task_id
+from tesk.store import MAX_PAGE_SIZE, InvalidPageToken, StoredTask, TaskQuery, new_task_id
 
 log = logging.getLogger("tesk.api")
 
 router = APIRouter()
-
-
-def json_bytes(body: Any) -> bytes:
-    """Compact UTF-8 JSON, the encoding of every answer of this API."""
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def json_response(body: Any, status_code: int = 200) -> Response:
-    return Response(json_bytes(body), status_code=status_code, media_type="application/json")
-
-
-def error_response(exc: ApiError) -> Response:
-    """The JSON error body of an ApiError, with the headers it carries (WWW-Authenticate, Retry-After)."""
-    response = json_response(exc.body(), exc.status_code)
-    response.headers.update(getattr(exc, "headers", None) or {})
-    return response
-
-
-def internal_error_response() -> Response:
-    """The 500 answer; the details go to the server log only."""
-    body = {"message": "Internal server error; the server log has the details.", "status_code": 500}
-    response = json_response(body, 500)
-    # After a 500, Starlette re-raises and uvicorn drops the connection: say so, or a client reusing
-    # it gets "connection reset" on its next request.
-    response.headers["connection"] = "close"
-    return response
-
-
-def _store(request: Request) -> TaskStore:
-    store: TaskStore = request.app.state.store
-    return store
-
-
-def _backend(request: Request) -> Backend:
-    backend: Backend = request.app.state.backend
-    return backend
-
-
-def _access(request: Request) -> Access:
-    access: Access = request.app.state.access
-    return access
 
 
 @router.get("/service-info", response_model=ServiceInfo, summary="GetServiceInfo", operation_id="GetServiceInfo")
@@ -105,7 +65,7 @@ async def list_tasks(
     view: Annotated[str, Query(description="MINIMAL (default), BASIC or FULL")] = "MINIMAL",
 ) -> Response:
     """List the tasks the caller may see, newest first, filtered and paged as TES 1.1 defines."""
-    caller = await _access(request).caller(request)
+    caller = await access_of(request).caller(request)
     parsed_view = parse_view(view)
     keys, values = tag_key or [], tag_value or []
     if len(values) > len(keys):
@@ -119,11 +79,11 @@ async def list_tasks(
         tags=tags,
         page_size=parse_page_size(page_size),
         page_token=page_token or None,
-        visibility=_access(request).visibility(caller),
+        visibility=access_of(request).visibility(caller),
         with_body=parsed_view is not View.MINIMAL,
     )
     try:
-        page = await _store(request).list(query)
+        page = await store_of(request).list(query)
     except InvalidPageToken as exc:
         raise BadRequest(str(exc)) from None
     if parsed_view is View.MINIMAL:
@@ -170,7 +130,7 @@ async def create_task(request: Request) -> Response:
     With an `Idempotency-Key` header (an extension), a retried request gets the task the first made.
     """
     task = parse_task(await request.body())
-    access = _access(request)
+    access = access_of(request)
     caller = await access.caller(request)
     key = request.headers.get(IDEMPOTENCY_KEY)
     if key is None:
@@ -179,7 +139,7 @@ async def create_task(request: Request) -> Response:
         raise BadRequest(
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters (a UUID is a good key)"
         )
-    store = _store(request)
+    store = store_of(request)
     async with request.app.state.idempotency_locks.hold(caller.user_id, key):
         made = await store.task_for_idempotency_key(caller.user_id, key)
         if made is not None:
@@ -189,18 +149,18 @@ async def create_task(request: Request) -> Response:
 
 
 async def _create(request: Request, task: Task, caller: Caller, key: str | None) -> Response:
-    access = _access(request)
+    access = access_of(request)
     team = access.team_for_create(caller, task.tags or {})
     settings = request.app.state.settings
     _check_content_sizes(task, settings.max_content_bytes)
-    backend = _backend(request)
+    backend = backend_of(request)
     warnings = check_backend_parameters(task, backend.backend_parameters)
     check_callback(task.tags, request.app.state.callbacks)
     task.id = new_task_id()
     task.state = State.QUEUED
     task.creation_time = datetime.now(UTC)
     task.logs = [TaskLog(system_logs=warnings)] if warnings else None
-    store = _store(request)
+    store = store_of(request)
     await store.create(task, caller.user_id, team, held_by=backend.replica_id, idempotency_key=key)
     stored = StoredTask(task.id, task.state, caller.user_id, team, None, task, held_by=backend.replica_id)
     try:
@@ -252,29 +212,14 @@ async def cancel_task(request: Request, id: str) -> Response:
 
     A task that already finished is left as it is and the answer is still `{}`.
     """
-    caller, stored = await visible_task(_store(request), _access(request), request, id)
+    caller, stored = await visible_task(store_of(request), access_of(request), request, id)
     if stored.state.is_terminal:
         return json_response({})
-    changed = await _store(request).update(id, state=State.CANCELING, only_from=ACTIVE_STATES)
+    changed = await store_of(request).update(id, state=State.CANCELING, only_from=ACTIVE_STATES)
     if changed is not None:
         log.info("task %s: cancel requested by %s", id, caller.user_id)
-        await _backend(request).cancel(changed, by=caller.user_id)
+        await backend_of(request).cancel(changed, by=caller.user_id)
     return json_response({})
-
-
-async def visible_task(store: TaskStore, access: Access, request: Request, task_id: str) -> tuple[Caller, StoredTask]:
-    """The caller and the task, if it exists (404) and the caller may see it (403 naming the missing
-    group, as TESK).
-
-    Task ids carry 80 random bits, so a 403 tells nobody anything they could have guessed.
-    """
-    caller = await access.caller(request)
-    # No task id holds a NUL, and PostgreSQL refuses to compare one (it answered 500).
-    stored = None if "\x00" in task_id else await store.get(task_id)
-    if stored is None:
-        raise task_not_found(task_id)
-    access.check_access(caller, task_id, stored.owner, stored.team)
-    return caller, stored
 
 
 def parse_view(value: str) -> View:

@@ -1,4 +1,4 @@
-"""`tesk.auth` inside the FastAPI app: the API's `Access` seam, the `/metrics` guard, Swagger UI's OAuth.
+"""`tesk.auth` inside the FastAPI app: the API's `Access` seam and what Swagger UI's OAuth button needs.
 
 `AuthAccess` is what `tesk.api` asks who is calling and what they may do. The errors it raises are
 `tesk.errors.ApiError`s (401 / 403 / 503), so the API's one handler renders them as
@@ -9,14 +9,13 @@ with PKCE (or the implicit flow when configured) against the provider named in t
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import Request
 
-from tesk.api.openapi import error_response
 from tesk.auth.policy import Policy, build_policy
 from tesk.auth.principal import ANONYMOUS, Principal
 from tesk.auth.settings import AuthSettings
@@ -27,12 +26,6 @@ log = logging.getLogger(__name__)
 
 OAUTH_SCHEME = "oidc"
 BEARER_SCHEME = "bearer"
-_AUTH_RESPONSES = {
-    401: "No valid bearer token (the message says which check failed).",
-    403: "The caller's groups or ownership do not allow this (the message names what is missing).",
-    503: "The identity provider could not be reached to check the token, or too many checks are waiting "
-    "for it; retry later.",
-}
 _BEARER_DEFINITION = {"type": "http", "scheme": "bearer", "description": "An access token from the provider."}
 
 
@@ -66,18 +59,6 @@ class AuthAccess:
 
     async def aclose(self) -> None:
         await self.authenticator.aclose()
-
-
-def metrics_dependency() -> Callable[[Request], Awaitable[None]]:
-    """A dependency for `/metrics`: open unless `TESK_METRICS_REQUIRE_AUTH` asks for a valid token."""
-
-    async def guard(request: Request) -> None:
-        access = request.app.state.access
-        settings = getattr(access, "settings", None)
-        if settings is not None and settings.metrics_require_auth:
-            await access.caller(request)
-
-    return guard
 
 
 @dataclass(frozen=True)
@@ -132,38 +113,6 @@ def swagger_oauth(settings: AuthSettings, *, timeout: float | None = None) -> Sw
     if settings.swagger_client_secret:
         init["clientSecret"] = settings.swagger_client_secret.get_secret_value()
     return SwaggerOAuth(schemes, init)
-
-
-def add_security(app: FastAPI, settings: AuthSettings, *, protected_prefixes: tuple[str, ...]) -> None:
-    """With `auth`, declare the security schemes so Swagger UI offers its Authorize button.
-
-    Operations under `protected_prefixes` (except service-info) are marked as needing a token, so
-    Swagger UI sends the one the Authorize button obtained.
-    """
-    oauth = swagger_oauth(settings)
-    if oauth is None:
-        return
-    if oauth.init_oauth:
-        app.state.swagger_init_oauth = oauth.init_oauth
-    requirement: list[dict[str, list[str]]] = [{name: []} for name in oauth.security_schemes]
-    build_schema = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = build_schema()
-        schema.setdefault("components", {})["securitySchemes"] = oauth.security_schemes
-        for path, operations in schema.get("paths", {}).items():
-            if path.startswith(protected_prefixes) and not path.endswith("/service-info"):
-                for operation in operations.values():
-                    operation["security"] = requirement
-                    responses = operation.setdefault("responses", {})
-                    for status, description in _AUTH_RESPONSES.items():
-                        responses.setdefault(str(status), error_response(status, description))
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def build_access(settings: AuthSettings | None = None) -> AuthAccess:

@@ -14,7 +14,8 @@ from fastapi.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
-from tesk.api.routes import _access, _store, json_response
+from tesk.api.deps import access_of, store_of
+from tesk.api.responses import json_response
 from tesk.store import MAX_PAGE_SIZE, TaskQuery
 
 STATIC = Path(__file__).parent / "static"
@@ -31,10 +32,10 @@ router = APIRouter()
 @router.get("/dashboard/api/counts", include_in_schema=False)
 async def counts(request: Request) -> Response:
     """Tasks by state among those the caller may see; `complete` is false when counting stopped early."""
-    access = _access(request)
+    access = access_of(request)
     caller = await access.caller(request)
     visibility = access.visibility(caller)
-    store = _store(request)
+    store = store_of(request)
     if visibility.all:
         by_state = await store.count_by_state()
         return json_response({"counts": {s.value: n for s, n in by_state.items()}, "complete": True})

@@ -20,9 +20,9 @@ from tesk.backends.kubernetes.controller import Controller
 from tesk.backends.kubernetes.kube import Kube, KubeError, Obj, load_api_client
 from tesk.backends.kubernetes.settings import KubernetesSettings
 from tesk.config import Settings
-from tesk.metrics import count_kubernetes_request
 from tesk.models import State, Task, TaskLog
 from tesk.store import StoredTask, TaskStore
+from tesk.telemetry import count_kubernetes_request
 
 log = logging.getLogger("tesk.kubernetes")
 

@@ -16,9 +16,9 @@ from tesk.backends.local.engines.cli import tail_text
 from tesk.backends.local.folder import TaskFolder, is_under
 from tesk.backends.local.settings import LocalSettings
 from tesk.filer import FilerError, FilerSettings, Mount, TaskArea, stage_inputs, stage_outputs
-from tesk.metrics import count_staged_bytes
 from tesk.models import OutputFileLog, State, Task
 from tesk.runner import ExecutorOutcome, Note, TaskFailure, describe_executor
+from tesk.telemetry import count_staged_bytes
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
-from tesk.backends.local.engines import ContainerExit, ContainerSpec, run_quietly
+from tesk.backends.local.engines.base import ContainerExit, ContainerSpec, run_quietly
 from tesk.backends.local.settings import LocalSettings, PullPolicy
 from tesk.filer import Mount
 from tesk.runner import Note, TaskFailure

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tesk.backends.local.engines import run_quietly
+from tesk.backends.local.engines.base import run_quietly
 from tesk.backends.local.engines.cli import CliEngine
 
 _CANNOT_INVOKE = 126

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
-from tesk.backends.local.engines import LABEL_EXECUTOR, ContainerExit, ContainerSpec
+from tesk.backends.local.engines.base import LABEL_EXECUTOR, ContainerExit, ContainerSpec
 from tesk.backends.local.engines.cli import tail_text
 from tesk.backends.local.settings import LocalSettings
 from tesk.filer import Mount
