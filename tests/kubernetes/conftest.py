@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -154,3 +156,34 @@ def task_objects(cluster: Cluster, task_id: str) -> dict[str, list[str]]:
         if live:
             found[kind] = live
     return found
+
+
+class Files(BaseHTTPRequestHandler):
+    """GET serves, PUT stores: the inputs and outputs of a task, on 127.0.0.1."""
+
+    store: ClassVar[dict[str, bytes]] = {}
+
+    def do_GET(self) -> None:
+        body = self.store.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def do_PUT(self) -> None:
+        self.store[self.path] = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def files() -> Iterator[tuple[str, dict[str, bytes]]]:
+    Files.store = {"/in/numbers.txt": b"3\n1\n2\n"}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Files)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}", Files.store
+    server.shutdown()

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import yaml
@@ -15,37 +12,6 @@ import yaml
 from tests.kubernetes.conftest import TERMINAL, Api, Cluster, task_objects
 
 pytestmark = pytest.mark.kubernetes
-
-
-class Files(BaseHTTPRequestHandler):
-    """GET serves, PUT stores: the inputs and outputs of a task, on 127.0.0.1."""
-
-    store: ClassVar[dict[str, bytes]] = {}
-
-    def do_GET(self) -> None:
-        body = self.store.get(self.path)
-        self.send_response(200 if body is not None else 404)
-        self.send_header("Content-Length", str(len(body or b"")))
-        self.end_headers()
-        self.wfile.write(body or b"")
-
-    def do_PUT(self) -> None:
-        self.store[self.path] = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.send_response(201)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def files() -> Iterator[tuple[str, dict[str, bytes]]]:
-    Files.store = {"/in/numbers.txt": b"3\n1\n2\n"}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Files)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}", Files.store
-    server.shutdown()
 
 
 def test_multi_executor_task_with_inputs_and_outputs_completes(

@@ -264,3 +264,16 @@ def test_filers_keep_to_the_task_zones_like_executors() -> None:
     for direction in ("inputs", "outputs"):
         assert manifests.filer_job(settings(), task, direction, OWNER)["spec"]["template"]["spec"][
             "affinity"] == expected
+
+
+@pytest.mark.parametrize("zones", [["eu-west-1a"], None])
+def test_pinning_a_step_to_the_volumes_node_keeps_its_zone_and_validates(zones: list[str] | None) -> None:
+    task = make_task(resources={"zones": zones} if zones else None)
+    job = manifests.pin_to_node(manifests.executor_job(settings(), task, 0, OWNER), "node-7")
+    terms = job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    pin = {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-7"]}
+    zone = {"key": "topology.kubernetes.io/zone", "operator": "In", "values": zones}
+    assert terms == [{"matchExpressions": [zone, pin] if zones else [pin]}]
+    for version in VERSIONS:
+        kubernetes_validate.validate(job, version, strict=True)

@@ -26,7 +26,7 @@ def devcluster(
     """Run a development stand-in for a Kubernetes cluster (not a cluster): real Kubernetes HTTP on
     127.0.0.1, a Job controller, and a kubelet that runs pods with podman."""
     from devcluster.cluster import DevCluster, DevClusterConfig
-    from devcluster.kubelet import parse_quantity
+    from devcluster.nodes import parse_quantity
 
     if network not in ("none", "host"):
         raise typer.BadParameter(f"{network!r} is not a supported network; use none or host", param_hint="--network")

@@ -26,9 +26,11 @@ import yaml
 from devcluster.api import ApiServer
 from devcluster.controllers import Controllers, EventRecorder
 from devcluster.faults import Fault, Faults
-from devcluster.kubelet import Kubelet, KubeletConfig, NodeConfig
+from devcluster.kubelet import Kubelet, KubeletConfig
+from devcluster.nodes import NodeConfig, default_nodes
 from devcluster.resources import BY_PLURAL
 from devcluster.runtime import HostRuntime, PodmanRuntime
+from devcluster.storage import builtin_classes
 from devcluster.store import Store
 from devcluster.tls import write_certificates
 
@@ -51,8 +53,15 @@ class DevClusterConfig:
     host_images: tuple[str, ...] = ()  # images run as host processes in bubblewrap (e.g. the tesk image)
     host_entrypoint: list[str] = field(default_factory=default_entrypoint)
     network: str = "none"  # podman network of ordinary pods: none or host
-    node_cpu: float = 0.0  # allocatable cpu cores (0: this machine's)
-    node_memory: int = 0  # allocatable memory in bytes (0: this machine's)
+    node_cpu: float = 0.0  # allocatable cpu cores of each default node (0: this machine's)
+    node_memory: int = 0  # allocatable memory in bytes of each default node (0: this machine's)
+    node_count: int = 2  # the default profile's nodes, each in its own zone (1: the old single node)
+    nodes: tuple[NodeConfig, ...] = ()  # the nodes exactly (names, zones, labels, taints); overrides the above
+    # The built-in StorageClasses' volumeBindingMode: WaitForFirstConsumer as on GKE, EKS, AKS, kind and k3s;
+    # "Immediate" binds a claim at creation, with a PV that no node affinity ties anywhere.
+    storage_binding_mode: str = "WaitForFirstConsumer"
+    exclusive_attach: bool = True  # a ReadWriteOnce block volume is attached to one node at a time
+    volume_detach_delay: float = 10.0  # seconds from the last pod using a volume on a node to its detach
     job_backoff_base: float = 10.0  # Job controller retry back-off: base * 2^(failures-1), capped at 6 min
     image_backoff_base: float = 10.0  # ImagePullBackOff back-off base
     restart_backoff_base: float = 10.0  # CrashLoopBackOff back-off base
@@ -70,7 +79,7 @@ def fast_config(**overrides: object) -> DevClusterConfig:
     """A configuration for tests and benchmarks: Kubernetes semantics with back-offs measured in fractions
     of seconds (Job retries 0.2 s, image pulls 0.5 s, restarts 0.5 s), so failure paths run in seconds."""
     values: dict[str, object] = {"job_backoff_base": 0.2, "image_backoff_base": 0.5, "restart_backoff_base": 0.5,
-                                 "bookmark_interval": 1.0, "pod_gc_period": 1.0}
+                                 "bookmark_interval": 1.0, "pod_gc_period": 1.0, "volume_detach_delay": 1.0}
     values.update(overrides)
     return DevClusterConfig(**values)  # type: ignore[arg-type]
 
@@ -211,13 +220,16 @@ class DevCluster:
         events = EventRecorder(self.store)
         for name in config.namespaces:
             self.store.create(BY_PLURAL["namespaces"], "", {"metadata": {"name": name}})
-        node = NodeConfig(cpu=config.node_cpu or NodeConfig().cpu, memory=config.node_memory)
+        for storage_class in builtin_classes(config.storage_binding_mode):
+            self.store.create(BY_PLURAL["storageclasses"], "", storage_class)
+        nodes = config.nodes or default_nodes(config.node_count, config.node_cpu, config.node_memory)
         self.podman = PodmanRuntime(config.network, cluster_label=f"tesk-devcluster-{secrets.token_hex(4)}") \
             if shutil.which("podman") else None
         kubelet_config = KubeletConfig(
-            state_dir=self.state_dir, node=node, host_images=config.host_images, api_port=self.https_port,
+            state_dir=self.state_dir, nodes=nodes, host_images=config.host_images, api_port=self.https_port,
             ca_file=self.ca_file, image_backoff_base=config.image_backoff_base,
-            restart_backoff_base=config.restart_backoff_base, downward_api_delay=config.downward_api_delay)
+            restart_backoff_base=config.restart_backoff_base, downward_api_delay=config.downward_api_delay,
+            exclusive_attach=config.exclusive_attach, volume_detach_delay=config.volume_detach_delay)
         self.kubelet = Kubelet(self.store, events, kubelet_config, self.podman, HostRuntime(config.host_entrypoint),
                                self.tokens)
         controllers = Controllers(self.store, events, backoff_base=config.job_backoff_base,

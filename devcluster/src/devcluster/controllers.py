@@ -31,6 +31,7 @@ from datetime import timedelta
 from typing import Any
 
 from devcluster.errors import ApiError
+from devcluster import storage
 from devcluster.resources import BY_PLURAL
 from devcluster.store import (
     FOREGROUND_FINALIZER,
@@ -161,6 +162,7 @@ class Controllers(StoreLoop):
         self.on_pvc_deleted = on_pvc_deleted
         self._init_loop()
         self._last_failure: dict[str, float] = {}
+        self._claim_reports: set[tuple[str, str]] = set()  # (claim uid, event reason) already recorded
         self._suspended_pods: set[str] = set()  # pods deleted because their Job was suspended
         self._pods_by_owner: dict[str, list[tuple[str, str]]] = {}  # controller uid -> pod keys, per pass
         self._next_event_expiry = now()
@@ -555,19 +557,40 @@ class Controllers(StoreLoop):
                     self.store.remove_finalizer("persistentvolumeclaims", *key, PVC_PROTECTION_FINALIZER)
                 continue
             if (pvc.get("status") or {}).get("phase") == "Pending":
-                if self.on_pvc_bound:
-                    self.on_pvc_bound(pvc)
-                claim = self.store.find("persistentvolumeclaims", *key)
-                if claim is None:
-                    continue
-                claim["spec"]["volumeName"] = f"pvc-{meta['uid']}"
-                self.store.update(BY_PLURAL["persistentvolumeclaims"], *key, claim)
-                current = self.store.find("persistentvolumeclaims", *key)
-                if current is None:
-                    continue
-                current["status"] = {"phase": "Bound", "accessModes": pvc["spec"].get("accessModes"),
-                                     "capacity": {"storage": pvc["spec"]["resources"]["requests"]["storage"]}}
-                self.store.update(BY_PLURAL["persistentvolumeclaims"], *key, current, "status")
+                self._bind_claim(pvc)
+        storage.reclaim(self.store)
+
+    def _bind_claim(self, pvc: dict[str, Any]) -> None:
+        """The PV controller and provisioners for a Pending claim: bind an Immediate class's claim now, a
+        WaitForFirstConsumer one once the scheduler has chosen its node (or say that it waits)."""
+        storage_class = storage.claim_class(self.store, pvc)
+        selected = (pvc["metadata"].get("annotations") or {}).get(storage.SELECTED_NODE_ANNOTATION)
+        if not pvc["spec"].get("storageClassName"):
+            self._report_claim(pvc, "Normal", "FailedBinding",
+                               "no persistent volumes available for this claim and no storage class is set")
+        elif storage_class is None:
+            self._report_claim(pvc, "Warning", "ProvisioningFailed",
+                               f'storageclass.storage.k8s.io "{pvc["spec"]["storageClassName"]}" not found')
+        elif storage_class.get("volumeBindingMode") != "WaitForFirstConsumer":
+            self._provision(pvc, None)
+        elif selected:
+            node = self.store.find("nodes", "", selected)
+            if node is not None:
+                self._provision(pvc, node)
+        else:
+            self._report_claim(pvc, "Normal", "WaitForFirstConsumer", storage.WAITING_MESSAGE)
+
+    def _provision(self, pvc: dict[str, Any], node: dict[str, Any] | None) -> None:
+        if self.on_pvc_bound:
+            self.on_pvc_bound(pvc)
+        storage.provision(self.store, self.events, pvc, node)
+
+    def _report_claim(self, pvc: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        """One event per claim and reason, as the PV controller's recorder would aggregate them."""
+        key = (pvc["metadata"]["uid"], reason)
+        if key not in self._claim_reports:
+            self._claim_reports.add(key)
+            self.events.record(pvc, kind, reason, message, storage.PV_CONTROLLER)
 
     def _namespaces(self) -> None:
         for namespace in self.store.scan("namespaces"):

@@ -110,14 +110,26 @@ def default_job(job: dict[str, Any]) -> None:
 
 
 def default_pvc(pvc: dict[str, Any]) -> None:
-    """Defaults for a new PersistentVolumeClaim (Pending until the binder binds it)."""
+    """Defaults for a new PersistentVolumeClaim (Pending until the binder binds it); the class comes from the
+    DefaultStorageClass admission plugin (`Store.create`), not from defaulting."""
     spec = pvc.setdefault("spec", {})
     spec.setdefault("volumeMode", "Filesystem")
-    spec.setdefault("storageClassName", "standard")
     pvc["status"] = {"phase": "Pending"}
     finalizers = pvc["metadata"].setdefault("finalizers", [])
     if "kubernetes.io/pvc-protection" not in finalizers:
         finalizers.append("kubernetes.io/pvc-protection")
+
+
+def default_storage_class(storage_class: dict[str, Any]) -> None:
+    """Defaults for a new StorageClass."""
+    storage_class.setdefault("reclaimPolicy", "Delete")
+    storage_class.setdefault("volumeBindingMode", "Immediate")
+
+
+def default_persistent_volume(volume: dict[str, Any]) -> None:
+    """Defaults for a new PersistentVolume (Available until a claim is bound to it)."""
+    volume.setdefault("spec", {}).setdefault("persistentVolumeReclaimPolicy", "Retain")
+    volume["status"] = {"phase": "Available"}
 
 
 def default_namespace(namespace: dict[str, Any]) -> None:
@@ -140,6 +152,8 @@ DEFAULTERS = {
     "pods": default_pod,
     "jobs": default_job,
     "persistentvolumeclaims": default_pvc,
+    "storageclasses": default_storage_class,
+    "persistentvolumes": default_persistent_volume,
     "namespaces": default_namespace,
     "secrets": default_secret,
 }

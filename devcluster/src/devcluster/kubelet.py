@@ -28,33 +28,25 @@ import re
 import secrets
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from devcluster.attach import Attachments
 from devcluster.controllers import EventRecorder, StoreLoop
+from devcluster.nodes import NodeConfig, parse_quantity
 from devcluster.resources import BY_PLURAL
 from devcluster.runtime import ContainerResult, ContainerRun, Handle, HostRuntime, Mount, Runtime
+from devcluster.scheduler import Scheduler
 from devcluster.store import Store, WatchEvent, timestamp
 
 log = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
-_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60, "n": 1e-9, "u": 1e-6,
-           "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, None: 1}
 _IMAGE = re.compile(r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
                     r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@[A-Za-z0-9]+:[a-fA-F0-9]{32,})?$")
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][-._A-Za-z0-9]*)\)")
-
-
-def parse_quantity(value: Any) -> float:
-    """A Kubernetes resource quantity ("500m", "1.5Gi", "2") as a number of base units."""
-    match = _QUANTITY.match(str(value).strip())
-    if match is None:
-        raise ValueError(f"invalid resource quantity {value!r}")
-    return float(match.group(1)) * _SUFFIX[match.group(2)]
 
 
 def expand(text: str, env: dict[str, str]) -> str:
@@ -143,65 +135,6 @@ class VolumeError(Exception):
     """A volume cannot be set up yet (missing ConfigMap/Secret/PVC): the pod waits, FailedMount."""
 
 
-@dataclass
-class NodeConfig:
-    """The single node: its name, labels and allocatable resources."""
-
-    name: str = "devcluster"
-    cpu: float = float(os.cpu_count() or 1)
-    memory: int = 0  # bytes; 0 = the host's MemTotal
-    pods: int = 110
-    labels: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.memory:
-            try:
-                with open("/proc/meminfo") as meminfo:
-                    kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
-                self.memory = kib * 1024
-            except (OSError, StopIteration):
-                self.memory = 8 * 2**30
-
-    def node_object(self) -> dict[str, Any]:
-        """The `v1 Node` object served at /api/v1/nodes."""
-        capacity = {"cpu": f"{self.cpu:g}", "memory": f"{self.memory // 1024}Ki", "pods": str(self.pods),
-                    "ephemeral-storage": "100Gi"}
-        labels = {"kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-                  "node-role.kubernetes.io/control-plane": "", **self.labels}
-        moment = timestamp()
-        return {
-            "metadata": {"name": self.name, "labels": labels},
-            "spec": {},
-            "status": {
-                "capacity": capacity, "allocatable": capacity,
-                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                "message": "kubelet is posting ready status", "lastHeartbeatTime": moment,
-                                "lastTransitionTime": moment}],
-                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname",
-                                                                                 "address": self.name}],
-                "nodeInfo": {"kubeletVersion": "v1.32.0-tesk-devcluster", "containerRuntimeVersion": "podman://4",
-                             "operatingSystem": "linux", "architecture": "amd64"},
-            },
-        }
-
-
-def pod_requests(spec: dict[str, Any]) -> dict[str, float]:
-    """Effective requests: max(sum over containers, max over init containers) per resource."""
-    def requests(container: dict[str, Any]) -> dict[str, float]:
-        resources = container.get("resources") or {}
-        values = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
-        return {k: parse_quantity(v) for k, v in values.items() if k in ("cpu", "memory")}
-
-    total = {"cpu": 0.0, "memory": 0.0}
-    for container in spec.get("containers") or []:
-        for key, value in requests(container).items():
-            total[key] += value
-    for container in spec.get("initContainers") or []:
-        for key, value in requests(container).items():
-            total[key] = max(total[key], value)
-    return total
-
-
 class LogFile:
     """One container run's log in CRI format: `<RFC3339Nano> <stdout|stderr> <F|P> <content>` lines."""
 
@@ -256,7 +189,7 @@ class KubeletConfig:
     """Knobs of the node: where state lives, how the API is reached from pods, back-off timings."""
 
     state_dir: Path
-    node: NodeConfig
+    nodes: tuple[NodeConfig, ...]
     host_images: tuple[str, ...] = ()
     api_host: str = "127.0.0.1"
     api_port: int = 0  # the HTTPS port pods use (KUBERNETES_SERVICE_PORT)
@@ -265,10 +198,12 @@ class KubeletConfig:
     restart_backoff_base: float = 10.0
     backoff_max: float = 300.0
     downward_api_delay: float = 0.0
+    exclusive_attach: bool = True  # ReadWriteOnce block volumes on one node at a time (Multi-Attach)
+    volume_detach_delay: float = 10.0  # unmount and detach after the last pod using a volume on a node ended
 
 
 class Kubelet(StoreLoop):
-    """Scheduler + kubelet for the single node."""
+    """Scheduler, attach/detach controller and the kubelets of every node (all run pods on this host)."""
 
     resync = 1.0
 
@@ -281,14 +216,17 @@ class Kubelet(StoreLoop):
         self.host = host
         self.tokens = tokens
         self.workers: dict[str, PodWorker] = {}
+        self.nodes = {node.name: node for node in config.nodes}
+        self.scheduler = Scheduler(store, events, config.nodes, self.pvc_bound)
+        self.attachments = Attachments(store, events, config.volume_detach_delay, config.exclusive_attach)
         self._init_loop()
-        self._unschedulable: dict[str, str] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Register the node and start scheduling and running pods."""
-        self.store.create(BY_PLURAL["nodes"], "", self.config.node.node_object())
+        """Register the nodes and start scheduling and running pods."""
+        for node in self.config.nodes:
+            self.store.create(BY_PLURAL["nodes"], "", node.node_object())
         self._start_loop()
 
     async def stop(self) -> None:
@@ -298,7 +236,7 @@ class Kubelet(StoreLoop):
         await asyncio.gather(*(w.task for w in self.workers.values() if w.task), return_exceptions=True)
 
     def _changed(self, event: WatchEvent) -> None:
-        if event.plural in ("pods", "persistentvolumeclaims", "configmaps", "secrets"):
+        if event.plural in ("pods", "persistentvolumeclaims", "persistentvolumes", "configmaps", "secrets"):
             self._wake.set()
         if event.plural != "pods":
             return
@@ -321,90 +259,16 @@ class Kubelet(StoreLoop):
         while True:
             await self._next_pass()
             try:
-                self._schedule()
+                self.scheduler.schedule()
+                self.attachments.reconcile()
                 self._start_workers()
             except Exception:  # keep the node alive; the failure is logged for the developer
                 log.exception("devcluster kubelet pass failed")
 
-    # -- scheduler ------------------------------------------------------------------------------
-
-    def _schedule(self) -> None:
-        node = self.config.node
-        used = {"cpu": 0.0, "memory": 0.0}
-        bound = 0
-        pods = self.store.scan("pods")
-        pending = {p["metadata"]["uid"] for p in pods if not p["spec"].get("nodeName")}
-        self._unschedulable = {uid: m for uid, m in self._unschedulable.items() if uid in pending}
-        for pod in pods:
-            if pod["spec"].get("nodeName") and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
-                bound += 1
-                for key, value in pod_requests(pod["spec"]).items():
-                    used[key] += value
-        for pod in pods:
-            meta = pod["metadata"]
-            if pod["spec"].get("nodeName") or meta.get("deletionTimestamp"):
-                continue
-            problems = self._fit(pod, used, bound)
-            key = meta["uid"]
-            if not problems:
-                self.store.bind_pod(meta["namespace"], meta["name"], node.name)
-                self._set_scheduled(pod, "True", "", "")
-                for name, value in pod_requests(pod["spec"]).items():
-                    used[name] += value
-                bound += 1
-                self._unschedulable.pop(key, None)
-                self.events.record(pod, "Normal", "Scheduled",
-                                   f"Successfully assigned {meta['namespace']}/{meta['name']} to {node.name}",
-                                   "default-scheduler")
-                continue
-            message = f"0/1 nodes are available: {problems}."
-            if self._unschedulable.get(key) != message:
-                self._unschedulable[key] = message
-                self._set_scheduled(pod, "False", "Unschedulable", message)
-                self.events.record(pod, "Warning", "FailedScheduling", message, "default-scheduler")
-
-    def _fit(self, pod: dict[str, Any], used: dict[str, float], bound: int) -> str:
-        node = self.config.node
-        namespace = pod["metadata"]["namespace"]
-        for volume in pod["spec"].get("volumes") or []:
-            claim = volume.get("persistentVolumeClaim")
-            if claim and self.store.find("persistentvolumeclaims", namespace, claim["claimName"]) is None:
-                return f'persistentvolumeclaim "{claim["claimName"]}" not found'
-        labels = self.config.node.node_object()["metadata"]["labels"]
-        for key, value in (pod["spec"].get("nodeSelector") or {}).items():
-            if labels.get(key) != value:
-                return "1 node(s) didn't match Pod's node affinity/selector"
-        try:
-            requests = pod_requests(pod["spec"])
-        except ValueError as exc:
-            return f"1 {exc}"
-        short = [name for name, have in (("cpu", node.cpu), ("memory", node.memory))
-                 if requests[name] > have - used[name]]
-        if bound >= node.pods:
-            short.append("pods")
-        if short:
-            insufficient = ", ".join(f"1 Insufficient {name}" for name in short)
-            return f"{insufficient}. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod"
-        return ""
-
-    def _set_scheduled(self, pod: dict[str, Any], value: str, reason: str, message: str) -> None:
-        current = self.store.find("pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
-        if current is None:
-            return
-        status = current.setdefault("status", {})
-        conditions = [c for c in status.get("conditions") or [] if c["type"] != "PodScheduled"]
-        entry: dict[str, Any] = {"type": "PodScheduled", "status": value, "lastProbeTime": None,
-                                 "lastTransitionTime": timestamp()}
-        if reason:
-            entry.update(reason=reason, message=message)
-        status["conditions"] = [entry, *conditions]
-        self.store.update(BY_PLURAL["pods"], current["metadata"]["namespace"], current["metadata"]["name"], current,
-                          "status")
-
     def _start_workers(self) -> None:
         for pod in self.store.scan("pods"):
             uid = pod["metadata"]["uid"]
-            if uid in self.workers or pod["spec"].get("nodeName") != self.config.node.name:
+            if uid in self.workers or pod["spec"].get("nodeName") not in self.nodes:
                 continue
             if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 continue
@@ -506,6 +370,7 @@ class PodWorker:
         self.token = ""
         self.deadline_exceeded = False
         self.policy: str = pod["spec"].get("restartPolicy", "Always")
+        self.node = kubelet.nodes[pod["spec"]["nodeName"]]
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -635,8 +500,9 @@ class PodWorker:
         if self.deadline_exceeded and final:
             status.update(phase="Failed", reason="DeadlineExceeded",
                           message="Pod was active on the node longer than the specified deadline")
-        status["hostIP"] = status["podIP"] = "127.0.0.1"
-        status["hostIPs"] = status["podIPs"] = [{"ip": "127.0.0.1"}]
+        status["hostIP"] = self.node.address
+        status["hostIPs"] = [{"ip": self.node.address}]
+        status["podIP"], status["podIPs"] = self._pod_ip(), [{"ip": self._pod_ip()}]
         status.setdefault("startTime", timestamp())
         if self.init_statuses:
             status["initContainerStatuses"] = list(self.init_statuses.values())
@@ -669,9 +535,24 @@ class PodWorker:
 
     # -- volumes --------------------------------------------------------------------------------
 
+    def _pod_ip(self) -> str:
+        """A host-network pod has its node's address; the others have no network and say loopback."""
+        return self.node.address if self.pod["spec"].get("hostNetwork") else "127.0.0.1"
+
+    async def _wait_attached(self) -> bool:
+        """The kubelet mounts an attachable volume only once the attach/detach controller attached it here."""
+        while True:
+            current = self.kubelet.store.find("pods", self.namespace, self.name)
+            if current is None or self.kubelet.attachments.ready(current):
+                return True
+            if not await self._sleep(0.2):
+                return False
+
     async def _setup_volumes(self) -> bool:
         """Retries as the kubelet's operation executor does (pkg/util/goroutinemap/exponentialbackoff):
         0.5 s after the first failure, doubling up to about two minutes."""
+        if not await self._wait_attached():
+            return False
         delay = 0.5
         reported = ""
         while True:
@@ -720,10 +601,10 @@ class PodWorker:
     def _field(self, path: str) -> str:
         meta = self.pod["metadata"]
         simple = {"metadata.name": meta["name"], "metadata.namespace": meta["namespace"], "metadata.uid": meta["uid"],
-                  "spec.nodeName": self.kubelet.config.node.name,
+                  "spec.nodeName": self.node.name,
                   "spec.serviceAccountName": self.pod["spec"].get("serviceAccountName", "default"),
-                  "status.hostIP": "127.0.0.1", "status.podIP": "127.0.0.1", "status.hostIPs": "127.0.0.1",
-                  "status.podIPs": "127.0.0.1"}
+                  "status.hostIP": self.node.address, "status.podIP": self._pod_ip(),
+                  "status.hostIPs": self.node.address, "status.podIPs": self._pod_ip()}
         if path in simple:
             return simple[path]
         if path == "metadata.labels":
@@ -739,7 +620,7 @@ class PodWorker:
         containers = self.pod["spec"].get("containers", []) + self.pod["spec"].get("initContainers", [])
         container = next((c for c in containers if c["name"] == (ref.get("containerName") or container_name)), None)
         kind, _, resource = ref["resource"].partition(".")
-        node = self.kubelet.config.node
+        node = self.node
         value = ((container or {}).get("resources", {}).get(kind) or {}).get(resource)
         amount = parse_quantity(value) if value is not None else (node.cpu if resource == "cpu" else node.memory)
         divisor = parse_quantity(ref.get("divisor") or "1")

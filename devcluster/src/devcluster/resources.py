@@ -54,10 +54,14 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("secrets", "Secret", singular="secret"),
     ResourceType("persistentvolumeclaims", "PersistentVolumeClaim", short_names=("pvc",),
                  subresources=("status",), singular="persistentvolumeclaim"),
+    ResourceType("persistentvolumes", "PersistentVolume", namespaced=False, short_names=("pv",),
+                 subresources=("status",), singular="persistentvolume"),
     ResourceType("events", "Event", short_names=("ev",), singular="event"),
     ResourceType("serviceaccounts", "ServiceAccount", short_names=("sa",), singular="serviceaccount"),
     ResourceType("jobs", "Job", group="batch", subresources=("status",), categories=("all",), singular="job"),
     ResourceType("leases", "Lease", group="coordination.k8s.io", singular="lease"),
+    ResourceType("storageclasses", "StorageClass", group="storage.k8s.io", namespaced=False, short_names=("sc",),
+                 singular="storageclass"),
 )
 
 BY_PATH: dict[tuple[str, str, str], ResourceType] = {(r.group, r.version, r.plural): r for r in RESOURCES}
@@ -221,6 +225,12 @@ def validate(rtype: ResourceType, obj: dict[str, Any]) -> None:
             causes.append(("spec.accessModes", "Required value: at least 1 access mode is required"))
         if not ((spec.get("resources") or {}).get("requests") or {}).get("storage"):
             causes.append(("spec.resources[storage]", "Required value"))
+    elif rtype.plural == "storageclasses":
+        if not obj.get("provisioner"):
+            causes.append(("provisioner", "Required value"))
+        if obj.get("volumeBindingMode") not in ("Immediate", "WaitForFirstConsumer"):
+            causes.append(("volumeBindingMode", (f"Unsupported value: {obj.get('volumeBindingMode')!r}: supported "
+                                                 'values: "Immediate", "WaitForFirstConsumer"')))
     if causes:
         raise invalid(rtype.group, rtype.kind, name, causes)
 
@@ -257,6 +267,12 @@ def validate_update(rtype: ResourceType, old: dict[str, Any], new: dict[str, Any
             k: v for k, v in new_spec.items() if k != "resources"
         }:
             causes.append(("spec", "Forbidden: spec is immutable after creation except resources.requests"))
+    elif rtype.plural == "storageclasses":
+        for key in ("provisioner", "parameters", "reclaimPolicy"):
+            if old.get(key) != new.get(key):
+                causes.append((key, f"Forbidden: updates to {key} are forbidden."))
+        if old.get("volumeBindingMode") != new.get("volumeBindingMode"):
+            causes.append(("volumeBindingMode", "Invalid value: field is immutable"))
     elif rtype.plural in ("configmaps", "secrets") and old.get("immutable") and any(
             old.get(k) != new.get(k) for k in ("data", "binaryData", "immutable")):
         causes.append(("data", "Forbidden: field is immutable when `immutable` is set"))

@@ -26,6 +26,7 @@ from typing import Any
 from devcluster import errors
 from devcluster.defaults import DEFAULTERS
 from devcluster.resources import BY_PLURAL, ResourceType, validate, validate_update
+from devcluster.storage import default_class_name
 from devcluster.selectors import FieldRequirement, Requirement, matches_labels
 
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -235,6 +236,10 @@ class Store:
         defaulter = DEFAULTERS.get(rtype.plural)
         if defaulter is not None:
             defaulter(obj)
+        if rtype.plural == "persistentvolumeclaims" and obj["spec"].get("storageClassName") is None:
+            default_class = default_class_name(list(self._objects["storageclasses"].values()))
+            if default_class is not None:  # the DefaultStorageClass admission plugin
+                obj["spec"]["storageClassName"] = default_class
         validate(rtype, obj)
         if key in self._objects[rtype.plural]:
             raise errors.already_exists(rtype.group, rtype.plural, metadata["name"])

@@ -37,6 +37,9 @@ def trim(obj: Obj, keep_meta: Iterable[str] = KEEP_META) -> Obj:
     """Keep what state mapping and cancel need; drop managedFields, pod specs and the like."""
     meta = obj.get("metadata") or {}
     kept: Obj = {"kind": obj.get("kind"), "metadata": {k: meta[k] for k in keep_meta if k in meta}}
+    node = (obj.get("spec") or {}).get("nodeName")
+    if node:  # where a pod runs: the taskmaster keeps later steps on the node that holds the task's volume
+        kept["spec"] = {"nodeName": node}
     if "status" in obj:
         kept["status"] = obj["status"]
     if "data" in obj:

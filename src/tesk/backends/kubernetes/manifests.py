@@ -171,6 +171,23 @@ def _zone_affinity(task: Task) -> dict[str, Any] | None:
     return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
 
 
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+
+
+def pin_to_node(job: Manifest, node: str) -> Manifest:
+    """The Job with its pods required on `node` (R9): a ReadWriteOnce volume is attached to one node at a
+    time, so a step placed on another node would wait on Multi-Attach until the disk is detached (seconds
+    to minutes on clouds). Required node affinity, not `nodeName`, so the scheduler still checks taints and
+    resources; the node term is added to every term the pod has, so zone constraints stay."""
+    spec = job["spec"]["template"]["spec"]
+    required = spec.setdefault("affinity", {}).setdefault("nodeAffinity", {}).setdefault(
+        "requiredDuringSchedulingIgnoredDuringExecution", {"nodeSelectorTerms": [{}]})
+    pin = {"key": HOSTNAME_LABEL, "operator": "In", "values": [node]}
+    for term in required["nodeSelectorTerms"]:
+        term["matchExpressions"] = [*(term.get("matchExpressions") or []), pin]
+    return job
+
+
 # -- the spec ConfigMap and the taskmaster Job (built by the API) --------------------------------
 
 def _gzip_json(document: str) -> bytes:

@@ -99,6 +99,15 @@ class TaskPods:
                 if any(ref.get("name") == job for ref in p["metadata"].get("ownerReferences") or [])]
         return sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
 
+    def volume_node(self) -> str | None:
+        """The node the task's first scheduled step pod ran on (its volume is there), if any yet.
+
+        Read from the watched pods, so a restarted taskmaster finds it too."""
+        steps = [p for p in self.cache.all("Pod") if (p.get("spec") or {}).get("nodeName")
+                 and (p["metadata"].get("labels") or {}).get(lb.ROLE) != Role.TASKMASTER.value]
+        first = min(steps, key=lambda p: p["metadata"].get("creationTimestamp") or "", default=None)
+        return str(first["spec"]["nodeName"]) if first else None
+
     async def changes(self, timeout: float) -> None:
         """Return on the next change, or after `timeout` (grace times are checked on each wake-up)."""
         self.changed.clear()
@@ -140,6 +149,13 @@ class KubernetesRuntime:
         except KubeError as exc:
             raise TaskFailure(f"Kubernetes refused {body['kind']} {body['metadata']['name']}: {exc}") from None
 
+    def _placed(self, body: Obj) -> Obj:
+        """Pin a step to the node of the task's earlier steps while they share a one-node volume (R9)."""
+        if not self.has_volume or self.settings.access_mode == "ReadWriteMany":
+            return body
+        node = self.watch.volume_node()
+        return manifests.pin_to_node(body, node) if node else body
+
     async def prepare(self, task: Task, note: Note) -> None:
         if manifests.needs_volume(task):
             await self._create(manifests.data_pvc(self.settings, task, self.owner))
@@ -156,7 +172,7 @@ class KubernetesRuntime:
         return [OutputFileLog.model_validate(o) for o in result.get("outputs") or []]
 
     async def _filer(self, task: Task, direction: Literal["inputs", "outputs"], note: Note) -> dict[str, Any]:
-        body = manifests.filer_job(self.settings, task, direction, self.owner)
+        body = self._placed(manifests.filer_job(self.settings, task, direction, self.owner))
         name = body["metadata"]["name"]
         await self._create(body)
         pod, term = await self._wait(name, "filer", self.settings.backoff_limit("FILER"),
@@ -176,7 +192,7 @@ class KubernetesRuntime:
         return report
 
     async def run_executor(self, task: Task, index: int, note: Note) -> ExecutorOutcome:
-        body = manifests.executor_job(self.settings, task, index, self.owner)
+        body = self._placed(manifests.executor_job(self.settings, task, index, self.owner))
         name = body["metadata"]["name"]
         await self._create(body)
         what = describe_executor(task, index)
