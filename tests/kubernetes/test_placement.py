@@ -9,13 +9,15 @@ and waiting on Multi-Attach.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.kubernetes.conftest import IMAGE, REAL_KUBECONFIG, Cluster
+from tesk.backends.kubernetes.labels import Role
+from tests.kubernetes.conftest import IMAGE, REAL_KUBECONFIG, TERMINAL, Cluster
 
 pytestmark = [pytest.mark.kubernetes,
               pytest.mark.skipif(bool(REAL_KUBECONFIG), reason="needs the stand-in's two nodes in one zone")]
@@ -41,9 +43,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield Cluster(dev.write_kubeconfig(tmp / "kubeconfig"), "default", dev, observer)
 
 
-def step_pods(cluster: Cluster, task_id: str) -> list[dict[str, Any]]:
-    items, _ = cluster.kube().list("Pod", f"tesk.io/task-id={task_id},tesk.io/role!=taskmaster")
-    return sorted(items, key=lambda p: p["metadata"]["creationTimestamp"])
+def watch_steps(api: Any, cluster: Cluster, task_id: str, timeout: float = 60) -> dict[str, dict[str, Any]]:
+    """Every scheduled step pod of the task, by name, seen while it runs (until it ends or `timeout`).
+
+    Two executors, two filers and no Multi-Attach wait take a few seconds here; a step on the other
+    node waits for the previous node's 20 s detach each time.
+    """
+    seen: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    while api.get(task_id, view="MINIMAL")["state"] not in TERMINAL:
+        assert time.monotonic() < deadline, f"task {task_id} did not end in {timeout} s; steps: {sorted(seen)}"
+        items, _ = cluster.kube().list("Pod", f"tesk.io/task-id={task_id},tesk.io/role!=taskmaster")
+        seen.update({p["metadata"]["name"]: p for p in items if p["spec"].get("nodeName")})
+        time.sleep(0.2)
+    return seen
 
 
 def test_every_step_of_a_read_write_once_task_runs_on_the_volumes_node(
@@ -54,25 +67,24 @@ def test_every_step_of_a_read_write_once_task_runs_on_the_volumes_node(
     task_id = api.submit({
         "inputs": [{"url": f"http://{host}/in/numbers.txt", "path": "/data/in/numbers.txt"}],
         "outputs": [{"url": f"http://{host}/out/sorted.txt", "path": "/data/out/sorted.txt"}],
+        "volumes": ["/scratch"],
         "resources": {"zones": ["zone-a"]},
         "executors": [
-            {"image": "alpine", "command": ["sort", "/data/in/numbers.txt"], "stdout": "/data/sorted.txt"},
-            {"image": "alpine", "command": ["cp", "/data/sorted.txt", "/data/out/sorted.txt"]},
+            {"image": "alpine", "command": ["sort", "/data/in/numbers.txt"], "stdout": "/scratch/sorted.txt"},
+            {"image": "alpine", "command": ["cp", "/scratch/sorted.txt", "/data/out/sorted.txt"]},
         ],
     })
-    # Two executors, two filers and no Multi-Attach wait fit well within this; a step on the other node
-    # would wait for the 20 s detach each time.
-    task = api.wait(task_id, timeout=60)
-    assert task["state"] == "COMPLETE", task["logs"]
+    seen = watch_steps(api, cluster, task_id)  # the step pods go with their Jobs when the task ends
+    task = api.get(task_id)
+    assert task["state"] == "COMPLETE", json.dumps(task["logs"], indent=1)
     assert stored["/out/sorted.txt"] == b"1\n2\n3\n"
-    pods = step_pods(cluster, task_id)
+    pods = sorted(seen.values(), key=lambda p: p["metadata"]["creationTimestamp"])
     roles = [p["metadata"]["labels"]["tesk.io/role"] for p in pods]
-    assert roles == ["inputs", "executor", "executor", "outputs"]
+    assert roles == [Role.INPUTS, Role.EXECUTOR, Role.EXECUTOR, Role.OUTPUTS]
     assert len({p["spec"]["nodeName"] for p in pods}) == 1, [(r, p["spec"]["nodeName"]) for r, p in zip(roles, pods)]
     events, _ = cluster.kube().list("Event", "")
-    names = {p["metadata"]["name"] for p in pods}
-    assert not [e["message"] for e in events
-                if e["involvedObject"]["name"] in names and e["reason"] == "FailedAttachVolume"]
+    assert not [e["message"] for e in events if e["involvedObject"]["name"] in seen
+                and e["reason"] == "FailedAttachVolume"]
     for pod in pods:  # W3: filers keep to the task's zones as executors do
         terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         assert {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["zone-a"]} in \

@@ -1,10 +1,11 @@
 """The stand-in's kube-scheduler: one pass binds every pending pod that fits a node, or says why none fits.
 
 A pass runs PreFilter on the pod's claims, the filters of `scheduling` on each node, then the
-VolumeBinding filter (a bound claim's PV must allow the node). Among the nodes that pass, the least
-requested wins (requests of running pods, with kube-scheduler's non-zero defaults for pods that ask
-for nothing); ties, which kube-scheduler breaks at random, go round-robin, so two pods in a row land
-on different nodes whenever both fit: as strict as chance, and repeatable. A claim of a
+VolumeBinding filter (a bound claim's PV must allow the node). Among the nodes that pass, the choice
+goes round-robin: kube-scheduler scores nodes by what other workloads happen to request and breaks
+ties at random, so a client can count on nothing but the filters; taking turns means two pods in a
+row land on different nodes whenever both fit, which shows a client that assumed otherwise at once,
+and repeatably. A claim of a
 WaitForFirstConsumer class is provisioned and bound on the chosen node before the pod is bound, as
 the VolumeBinding plugin's PreBind waits for it.
 """
@@ -31,9 +32,6 @@ from devcluster.scheduling import (
 )
 from devcluster.store import Store, timestamp
 
-NON_ZERO_CPU = 0.1
-NON_ZERO_MEMORY = 200 * 2**20
-"""What kube-scheduler's scoring counts for a container without requests (pkg/scheduler/util)."""
 SCHEDULER = "default-scheduler"
 
 
@@ -44,16 +42,12 @@ class NodeUse:
     node: dict[str, Any]
     config: NodeConfig
     requested: dict[str, float] = field(default_factory=lambda: {"cpu": 0.0, "memory": 0.0})
-    scored: float = 0.0  # requested share of allocatable, as NodeResourcesFit's LeastAllocated scores it
     pods: int = 0
 
     def add(self, spec: dict[str, Any]) -> None:
-        requests = pod_requests(spec)
-        for key, value in requests.items():
+        for key, value in pod_requests(spec).items():
             self.requested[key] += value
         self.pods += 1
-        self.scored += (max(requests["cpu"], NON_ZERO_CPU) / self.config.cpu
-                        + max(requests["memory"], NON_ZERO_MEMORY) / self.config.memory) / 2
 
     def free(self) -> dict[str, float]:
         return {"cpu": self.config.cpu - self.requested["cpu"], "memory": self.config.memory - self.requested["memory"]}
@@ -102,9 +96,7 @@ class Scheduler:
         if not feasible:
             self._report(pod, fit_error(len(use), prefilter, rejections))
             return
-        lowest = min(u.scored for u in feasible)
-        best = [u for u in feasible if u.scored == lowest]
-        chosen = best[next(self._turn) % len(best)]
+        chosen = feasible[next(self._turn) % len(feasible)]
         for claim in claims:
             if claim["spec"].get("volumeName"):
                 continue
