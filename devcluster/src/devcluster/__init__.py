@@ -1,12 +1,14 @@
 """A stand-in Kubernetes cluster for development and tests: real Kubernetes HTTP, really runs pods.
 
 This is a development stand-in, **not a cluster**: one process serves the Kubernetes REST API
-(core/v1 pods, configmaps, secrets, PVCs, events, namespaces, nodes, serviceaccounts; batch/v1
-jobs; coordination.k8s.io/v1 leases) with the semantics clients can observe (uids, one
+(core/v1 pods, configmaps, secrets, PVCs, persistentvolumes, events, namespaces, nodes,
+serviceaccounts; batch/v1 jobs; coordination.k8s.io/v1 leases; storage.k8s.io/v1 storageclasses) with the semantics clients can observe (uids, one
 monotonic resourceVersion, generateName, Status errors, label and field selectors, limit/continue,
 watches with 410 Gone, optimistic concurrency, merge/strategic/JSON patches, status subresources,
 finalizers, propagationPolicy and ownerReference garbage collection, ttlSecondsAfterFinished), a
-Job controller, a one-node scheduler and a kubelet that runs every pod's containers with podman.
+Job controller, a scheduler over two nodes in two zones (`node_count`, `nodes`), a PV controller with
+two StorageClasses, an attach/detach controller, and a kubelet that runs every node's pods with the
+same podman on this host.
 No registry is reachable: images must exist locally (`.ci/setup.d/20-images.sh` builds busybox,
 alpine and ubuntu tags).
 
@@ -56,7 +58,7 @@ Left out on purpose (a client that depends on these needs a real cluster)
 ----------------------------------------------------------------------
 * Resources: no Services, Endpoints, Deployments/ReplicaSets/StatefulSets/DaemonSets, CronJobs,
   ResourceQuota/LimitRange, RBAC objects (every authenticated token may do everything; an unknown
-  token is 401), CRDs, PersistentVolumes/StorageClasses objects, Node writes.
+  token is 401), CRDs, VolumeAttachments/CSINodes, Node writes (taints are fixed at start).
 * API machinery: no server-side apply (apply-patch answers 422), no managedFields, no protobuf
   responses (protobuf request bodies are read only for what `kubectl create` sends), no CBOR, no
   aggregated discovery (kubectl falls back to legacy discovery), no OpenAPI v2 and an OpenAPI v3
@@ -71,9 +73,18 @@ Left out on purpose (a client that depends on these needs a real cluster)
   `podFailurePolicy` action FailIndex, or work-queue semantics of a null `completions`;
   `uncountedTerminatedPods` is always empty; the controller's back-off counts all failures, not
   only consecutive ones.
-* Scheduling and nodes: one node; only cpu/memory requests, pod count and `nodeSelector` are
-  considered (no affinity, taints/tolerations, topology spread, priority or preemption, ephemeral
-  storage); PVCs bind at once (no WaitForFirstConsumer, access modes are not enforced).
+* Scheduling and nodes: every node is this host (hostIP is the node's address, a label only). The
+  scheduler honours cpu/memory requests, pod count, `nodeSelector`, required node affinity (In,
+  NotIn, Exists, DoesNotExist, Gt, Lt, matchFields on metadata.name), NoSchedule/NoExecute taints
+  (no eviction by the taint manager: taints cannot change after start) and a bound claim's PV node
+  affinity; it ignores preferred affinity, pod (anti-)affinity, topology spread, priority (no
+  preemption ever happens), ephemeral storage and node scores: feasible nodes are taken in turn.
+* Storage: built-in classes `standard` (default, block-disk-like: PV pinned to the zone, ReadWriteOnce
+  attached to one node at a time, `volume_detach_delay` after its last pod there) and `local-path`
+  (PV pinned to the node), both WaitForFirstConsumer (`storage_binding_mode`); classes of other
+  provisioners bind like Immediate ones, with a PV no node affinity ties. Static PVs are never
+  matched to claims, no volume expansion, no allowedTopologies, no FailedMount timeout while a
+  volume waits to be attached.
 * Kubelet: no probes (a running container is Ready), no lifecycle hooks, no `exec`/`attach`/
   `port-forward`, no pod networking (pods get `--network none` and report 127.0.0.1 as pod IP),
   `imagePullPolicy` and `imagePullSecrets` are ignored (local images only), no log rotation,

@@ -74,7 +74,9 @@ class KubernetesSettings(BaseSettings):
         None, description="Storage class of task PVCs (default: the seed's STORAGE_CLASS_NAME, else the "
         "cluster default).")
     access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"] = Field(
-        "ReadWriteOnce", description="Access mode of task PVCs. ReadWriteMany lets each step run on any node.")
+        "ReadWriteOnce", description="Access mode of task PVCs. With ReadWriteOnce(Pod) every step after the first "
+        "is pinned to the first step's node (a block volume is attached to one node at a time); ReadWriteMany "
+        "lets each step run on any node.")
     default_disk_gb: float = Field(1.0, gt=0, description="PVC size when a task gives no `disk_gb`.")
     job_ttl_seconds: int = Field(
         3600, ge=0, description="`ttlSecondsAfterFinished` of taskmaster Jobs: how long a finished task's "
