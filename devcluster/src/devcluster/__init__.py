@@ -69,6 +69,8 @@ Left out on purpose (a client that depends on these needs a real cluster)
   server-side printing has the default columns only (no `-o wide`), no admission webhooks, events are never aggregated (`count`
   stays 1) and expire after one hour, field validation (`fieldValidation=Strict`) is not applied,
   ServiceAccount admission does not add the token volume to the pod spec (the kubelet mounts it).
+  No admission refuses a pod: Pod Security's checks exist (devcluster.podsecurity, used by tesk's
+  manifest tests) but are not applied on create; no ResourceQuota or LimitRange admission.
 * Jobs: no Indexed completion mode, `backoffLimitPerIndex`, `successPolicy`, `managedBy`,
   `podFailurePolicy` action FailIndex, or work-queue semantics of a null `completions`;
   `uncountedTerminatedPods` is always empty; the controller's back-off counts all failures, not
