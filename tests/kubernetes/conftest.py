@@ -187,3 +187,16 @@ def files() -> Iterator[tuple[str, dict[str, bytes]]]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"127.0.0.1:{server.server_address[1]}", Files.store
     server.shutdown()
+
+
+def staged_task(host: str, executors: list[dict[str, Any]]) -> dict[str, Any]:
+    """A task with a URL input and inline content, a volume, and a file and a folder output (the `files`
+    server's /in/numbers.txt in, /out/sorted.txt and /out/all/ out) around the given executors."""
+    return {
+        "inputs": [{"url": f"http://{host}/in/numbers.txt", "path": "/data/in/numbers.txt"},
+                   {"content": "inline\n", "path": "/data/in/inline.txt"}],
+        "outputs": [{"url": f"http://{host}/out/sorted.txt", "path": "/data/out/sorted.txt"},
+                    {"url": f"http://{host}/out/all/", "path": "/data/out", "type": "DIRECTORY"}],
+        "volumes": ["/scratch"],
+        "executors": executors,
+    }

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kubernetes.conftest import TERMINAL, Api, Cluster, task_objects
+from tests.kubernetes.conftest import TERMINAL, Api, Cluster, staged_task, task_objects
 
 pytestmark = pytest.mark.kubernetes
 
@@ -19,18 +19,11 @@ def test_multi_executor_task_with_inputs_and_outputs_completes(
     cluster.require_standin()  # the file server is on this machine's loopback
     host, stored = files
     api = api_factory(TESK_API_TASKMASTER_ENVIRONMENT_={"TESK_FILER_HTTP_PUT_HOSTS": host})
-    task_id = api.submit({
-        "inputs": [{"url": f"http://{host}/in/numbers.txt", "path": "/data/in/numbers.txt"},
-                   {"content": "inline\n", "path": "/data/in/inline.txt"}],
-        "outputs": [{"url": f"http://{host}/out/sorted.txt", "path": "/data/out/sorted.txt"},
-                    {"url": f"http://{host}/out/all/", "path": "/data/out", "type": "DIRECTORY"}],
-        "volumes": ["/scratch"],
-        "executors": [
-            {"image": "alpine", "command": ["sort", "/data/in/numbers.txt"], "stdout": "/scratch/sorted.txt"},
-            {"image": "alpine", "command": ["cp", "/scratch/sorted.txt", "/data/out/sorted.txt"]},
-            {"image": "alpine", "command": ["cat", "/data/in/inline.txt"]},
-        ],
-    })
+    task_id = api.submit(staged_task(host, [
+        {"image": "alpine", "command": ["sort", "/data/in/numbers.txt"], "stdout": "/scratch/sorted.txt"},
+        {"image": "alpine", "command": ["cp", "/scratch/sorted.txt", "/data/out/sorted.txt"]},
+        {"image": "alpine", "command": ["cat", "/data/in/inline.txt"]},
+    ]))
     task = api.wait(task_id, timeout=120)
     assert task["state"] == "COMPLETE", task["logs"]
     assert stored["/out/sorted.txt"] == b"1\n2\n3\n"

@@ -46,13 +46,23 @@ How pods run
   as `system:serviceaccount:<namespace>:<serviceAccountName>` (what accounting reports).
   No memory/cpu limits are applied to host-process pods.
 * Volumes: PVC = a host folder per claim (`DevCluster.pvc_path`), made on binding and removed
-  when the claim is deleted; `subPath` folders are created when missing. configMap, secret,
-  downwardAPI and projected volumes are written with the kubelet's `..data` symlink swap, and
-  Downward API `metadata.labels`/`annotations` files are rewritten when they change
-  (`key="value"` lines, sorted, Go-quoted).
+  when the claim is deleted. configMap, secret, downwardAPI and projected volumes are written with
+  the kubelet's `..data` symlink swap, and Downward API `metadata.labels`/`annotations` files are
+  rewritten when they change (`key="value"` lines, sorted, Go-quoted).
+* Ownership, as on a real node (devcluster.ownership): a new claim's root is `root:root 0755` in the
+  default block-like class `standard` (a fresh ext4 file system) and `root:root 0777` in
+  `local-path` (local-path-provisioner's `mkdir -m 0777`); an emptyDir is `0777`. The pod's
+  `fsGroup` is applied by the kubelet's recursive walk (group fsGroup, `|0660`, folders `|0110` and
+  setgid, symlinks never followed) to emptyDirs always and to block claims mounted ReadWriteOnce
+  and writable; `fsGroupChangePolicy: OnRootMismatch` skips the walk when the root already fits.
+  local-path (hostPath) and ReadWriteMany block claims keep their owner and mode. A missing `subPath`
+  folder is made with the volume root's mode, owned by root. The stand-in should run as root (CI
+  does) for these to be real: as another user it cannot hand folders to root or to fsGroup, and
+  they stay writable by that user.
 * securityContext is applied to podman containers (runAsUser/Group, fsGroup and supplementalGroups,
-  readOnlyRootFilesystem, capabilities, allowPrivilegeEscalation) and `runAsNonRoot` is enforced
-  (`CreateContainerConfigError`); host-process pods run as this process's user.
+  readOnlyRootFilesystem, capabilities, allowPrivilegeEscalation); without `runAsUser` a container
+  runs as its image's `USER`; `runAsNonRoot` is enforced (`CreateContainerConfigError`);
+  host-process pods run as this process's user.
 
 Left out on purpose (a client that depends on these needs a real cluster)
 ----------------------------------------------------------------------

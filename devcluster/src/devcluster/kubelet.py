@@ -33,9 +33,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from devcluster import storage
 from devcluster.attach import Attachments
 from devcluster.controllers import EventRecorder, StoreLoop
 from devcluster.nodes import NodeConfig, parse_quantity
+from devcluster.ownership import EMPTY_DIR_MODE, make_sub_path, make_volume_root, set_volume_ownership
 from devcluster.resources import BY_PLURAL
 from devcluster.runtime import ContainerResult, ContainerRun, Handle, HostRuntime, Mount, Runtime
 from devcluster.scheduler import Scheduler
@@ -119,12 +121,6 @@ def write_atomic(target: Path, files: dict[str, bytes], mode: int = 0o644) -> No
             entry.unlink()
     if previous and previous != stamp:
         shutil.rmtree(target / previous, ignore_errors=True)
-
-
-def _share_with_group(folder: Path, group: int) -> None:
-    """What the kubelet does for `fsGroup`: the volume's group becomes fsGroup, group-writable, setgid."""
-    os.chown(folder, -1, group)
-    folder.chmod(0o2775)
 
 
 class ConfigError(Exception):
@@ -327,8 +323,8 @@ class Kubelet(StoreLoop):
         return self.config.state_dir / "volumes" / meta["namespace"] / f"{meta['name']}-{meta['uid']}"
 
     def pvc_bound(self, pvc: dict[str, Any]) -> None:
-        """Provision the claim's folder."""
-        self.pvc_path(pvc).mkdir(parents=True, exist_ok=True)
+        """Provision the claim's folder: a new volume's root as its class's provisioner leaves it."""
+        make_volume_root(self.pvc_path(pvc), storage.fresh_root_mode(self.store, pvc))
 
     def pvc_deleted(self, pvc: dict[str, Any]) -> None:
         """Release the claim's folder (reclaim policy Delete)."""
@@ -641,19 +637,19 @@ class PodWorker:
     def _write_volume(self, volume: dict[str, Any]) -> None:
         name = volume["name"]
         target = self.root / "volumes" / name
-        fs_group = (self.pod["spec"].get("securityContext") or {}).get("fsGroup")
+        context = self.pod["spec"].get("securityContext") or {}
+        fs_group = int(context["fsGroup"]) if "fsGroup" in context else None
         if "emptyDir" in volume:
-            target.mkdir(parents=True, exist_ok=True)
-            if fs_group is not None:
-                _share_with_group(target, int(fs_group))
+            make_volume_root(target, EMPTY_DIR_MODE)
+            set_volume_ownership(target, fs_group, None)  # emptyDir always walks: it ignores the policy
         elif "persistentVolumeClaim" in volume:
-            claim = volume["persistentVolumeClaim"]["claimName"]
-            pvc = self._lookup("persistentvolumeclaims", claim, False, name)
+            source = volume["persistentVolumeClaim"]
+            pvc = self._lookup("persistentvolumeclaims", source["claimName"], False, name)
             assert pvc is not None
             target = self.kubelet.pvc_path(pvc)
-            target.mkdir(parents=True, exist_ok=True)
-            if fs_group is not None:
-                _share_with_group(target, int(fs_group))
+            make_volume_root(target, storage.fresh_root_mode(self.kubelet.store, pvc))
+            if storage.supports_fs_group(storage.claim_volume(self.kubelet.store, pvc), bool(source.get("readOnly"))):
+                set_volume_ownership(target, fs_group, context.get("fsGroupChangePolicy"))
         elif "hostPath" in volume:
             target = Path(volume["hostPath"]["path"])
             if volume["hostPath"].get("type") in ("DirectoryOrCreate",):
@@ -758,7 +754,12 @@ class PodWorker:
                     raise ConfigError(f"failed to prepare subPath for volumeMount {mount['name']!r} of container "
                                       f"{container['name']!r}: {sub!r} leads out of the volume")
                 if not host.exists():
-                    host.mkdir(parents=True)  # the kubelet creates a missing subPath folder
+                    try:
+                        make_sub_path(base.resolve(), str(host.relative_to(base.resolve())))
+                    except OSError as exc:
+                        raise ConfigError(f"failed to create subPath directory for volumeMount "
+                                          f"{go_quote(mount['name'])} of container {go_quote(container['name'])}"
+                                          ) from exc
             mounts.append(Mount(host, mount["mountPath"], bool(mount.get("readOnly"))))
         account = self.volume_dirs.get("\0serviceaccount")
         if account is not None and not any(m.path == SERVICE_ACCOUNT_PATH for m in mounts):
@@ -796,9 +797,10 @@ class PodWorker:
         env = self._env(container)
         context = self.security(container)
         pod_context = self.pod["spec"].get("securityContext") or {}
+        # The image's USER unless runAsUser is set; runAsGroup alone keeps the image's uid (podman's `:gid`).
         user = None
-        if "runAsUser" in context:
-            user = str(context["runAsUser"]) + (f":{context['runAsGroup']}" if "runAsGroup" in context else "")
+        if "runAsUser" in context or "runAsGroup" in context:
+            user = str(context.get("runAsUser", "")) + (f":{context['runAsGroup']}" if "runAsGroup" in context else "")
         groups = [int(g) for g in pod_context.get("supplementalGroups") or []]
         if "fsGroup" in pod_context:
             groups.append(int(pod_context["fsGroup"]))

@@ -38,6 +38,32 @@ PV_CONTROLLER = "persistentvolume-controller"
 WAITING_MESSAGE = "waiting for first consumer to be created before binding"
 VOLUME_CONFLICT = "node(s) had volume node affinity conflict"
 UNBOUND_IMMEDIATE = "pod has unbound immediate PersistentVolumeClaims"
+FRESH_ROOT_MODES = {LOCAL_PATH_PROVISIONER: 0o777}
+"""The mode of a new volume's root folder (owner root:root) by provisioner: rancher's local-path runs
+`mkdir -m 0777 -p` in its helper pod; a fresh ext4/xfs file system (block disks) has a 0755 root, and
+so has the folder of any other class here (as a `DirectoryOrCreate` hostPath the kubelet makes)."""
+BLOCK_ROOT_MODE = 0o755
+
+
+def fresh_root_mode(store: Store, pvc: dict[str, Any]) -> int:
+    """The mode the claim's provisioner gives the root of its new volume."""
+    provisioner = (claim_class(store, pvc) or {}).get("provisioner", "")
+    return FRESH_ROOT_MODES.get(provisioner, BLOCK_ROOT_MODE)
+
+
+def supports_fs_group(volume: dict[str, Any] | None, read_only: bool) -> bool:
+    """Whether the kubelet applies the pod's `fsGroup` to this PV when mounting it.
+
+    Only the CSI plugin does here, under the CSIDriver's default `fsGroupPolicy`
+    `ReadWriteOnceWithFSType` (csi_mounter.go `supportsFSGroup`): the PV has an `fsType` and its
+    access modes include `ReadWriteOnce`, and the mount is not read-only. A hostPath PV (local-path's)
+    is never changed: on kind and k3s `fsGroup` does not touch such a volume. Whether newer kubelets
+    also count `ReadWriteOncePod` is unconfirmed; the stand-in does not (the stricter reading).
+    """
+    if volume is None or read_only:
+        return False
+    csi = (volume.get("spec") or {}).get("csi") or {}
+    return bool(csi.get("fsType")) and "ReadWriteOnce" in (volume["spec"].get("accessModes") or [])
 
 
 def builtin_classes(binding_mode: str) -> list[dict[str, Any]]:
