@@ -10,6 +10,7 @@ import pytest
 
 from tesk.backends.slurm.backend import sbatch_options
 from tesk.backends.slurm.settings import SlurmSettings
+from tesk.failures import Failure, FailureReason, failure_of
 from tesk.models import State, Task
 from tests.slurm.conftest import IMAGE, MakeHarness, containers, job_states
 
@@ -56,6 +57,7 @@ async def test_an_executor_failure(make_harness: MakeHarness, ignore_error: bool
         assert stored.state is State.EXECUTOR_ERROR
         assert [e.exit_code for e in run.logs] == [3]
         assert any("exited with code 3" in line for line in run.system_logs or [])
+        assert failure_of(run) == Failure(FailureReason.EXECUTOR_FAILED, 0)
 
 
 async def test_cancel_while_running_stops_the_container_and_the_job(make_harness: MakeHarness) -> None:
@@ -70,6 +72,7 @@ async def test_cancel_while_running_stops_the_container_and_the_job(make_harness
     stored = await harness.wait(task_id, timeout=40)
     assert stored.state is State.CANCELED
     assert "canceled by tester" in " ".join((stored.task.logs or [])[-1].system_logs or [])
+    assert failure_of((stored.task.logs or [])[-1]) == Failure(FailureReason.CANCELED)
     assert containers(task_id) == []
     assert job_states(task_id) == ["CANCELLED"]
 
@@ -173,6 +176,7 @@ async def test_a_task_over_its_time_limit_ends_with_the_timeout_reason(make_harn
     stored = await harness.wait(task_id, timeout=180)
     assert stored.state is State.EXECUTOR_ERROR
     assert "reached its time limit (TIMEOUT)" in " ".join((stored.task.logs or [])[-1].system_logs or [])
+    assert failure_of((stored.task.logs or [])[-1]) == Failure(FailureReason.TIME_LIMIT_EXCEEDED)
     assert job_states(task_id) == ["TIMEOUT"]
     assert containers(task_id) == []
 
@@ -189,4 +193,5 @@ async def test_a_task_over_its_memory_is_an_executor_error(make_harness: MakeHar
     stored = await harness.wait(task_id)
     assert stored.state is State.EXECUTOR_ERROR
     assert [e.exit_code for e in (stored.task.logs or [])[-1].logs] == [137]
+    assert failure_of((stored.task.logs or [])[-1]) == Failure(FailureReason.OOM_KILLED, 0)
     assert job_states(task_id) == ["COMPLETED"]

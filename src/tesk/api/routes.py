@@ -24,6 +24,7 @@ from tesk.api.deps import access_of, backend_of, store_of, visible_task
 from tesk.api.responses import json_response
 from tesk.backends import BackendError
 from tesk.errors import ApiError, BadRequest, ServiceUnavailable
+from tesk.failures import Failure, refusal_reason
 from tesk.models import (
     ACTIVE_STATES,
     CLIENT_REQUEST,
@@ -170,7 +171,8 @@ async def _create(request: Request, task: Task, caller: Caller, key: str | None)
         await store.update(
             task.id,
             state=State.SYSTEM_ERROR,
-            logs=[TaskLog(system_logs=[*warnings, f"the {backend.name} backend refused the task: {exc}"])],
+            logs=[TaskLog(system_logs=[*warnings, f"the {backend.name} backend refused the task: {exc}"],
+                          metadata=Failure(refusal_reason(exc.status_code)).metadata())],
         )
         message = f"The task could not be started: {exc}"
         if exc.status_code == 503:

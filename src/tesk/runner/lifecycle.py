@@ -4,6 +4,8 @@ One `TaskRunner` runs one task once. It owns the rules every backend must apply 
 which state follows which, when `ignore_error` lets a task go on, which failures are the system's
 (SYSTEM_ERROR, reason in `system_logs`) and which are the user's (EXECUTOR_ERROR), that an executor
 that never ran gets no executor log, and that the final state is reported before anything is removed.
+It also decides the machine-readable reason (`tesk.failures`) of every end other than COMPLETE, from
+the step that failed and what the runtime said about it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import shlex
 from datetime import UTC, datetime
 
+from tesk.failures import Failure, FailureReason, stop_reason
 from tesk.models import ExecutorLog, State, Task, TaskLog
 from tesk.runner.protocols import Note, Reporter, Runtime, TaskFailure
 
@@ -45,6 +48,9 @@ class TaskRunner:
     `abort(state, reason)` stops the task from outside (a user's cancel, a server shutdown): the step
     in progress is cancelled (the runtime stops its container or Job), then the task ends in `state`
     with `reason` in its `system_logs`.
+
+    A task that ends other than COMPLETE carries a `Failure` in its log's metadata: the executor it
+    names is the one that failed, or the one that was running when the task was stopped.
     """
 
     def __init__(self, task: Task, runtime: Runtime, reporter: Reporter, notes: list[str] | None = None) -> None:
@@ -56,20 +62,25 @@ class TaskRunner:
         self.runtime = runtime
         self.reporter = reporter
         self.phase = "queued"
+        self._step_reason = FailureReason.INTERNAL_ERROR
+        """What a `TaskFailure` without a reason of its own means in the step under way."""
+        self._executor: int | None = None
         self._handle: asyncio.Task[State] | None = None
-        self._abort: tuple[State, str] | None = None
+        self._abort: tuple[State, str, FailureReason | None] | None = None
         self._finishing = False
         self._reporting = False
         self._notes = list(notes or [])
 
-    def abort(self, state: State, reason: str) -> None:
+    def abort(self, state: State, reason: str, failure: FailureReason | None = None) -> None:
         """Stop the task and end it in `state` (CANCELED for a cancel); a no-op once it is finishing.
+        `failure` is the machine-readable reason; by default the one `state` implies
+        (`tesk.failures.stop_reason`).
 
         Call it on the runner's event loop; from another thread (a sync watch) use
         `loop.call_soon_threadsafe(runner.abort, state, reason)`."""
         if self._finishing or self._abort is not None:
             return
-        self._abort = (state, reason)
+        self._abort = (state, reason, failure)
         if self._handle is not None and not self._reporting:
             self._handle.cancel()
 
@@ -80,29 +91,36 @@ class TaskRunner:
         notes = task_log.system_logs
         assert notes is not None
         state = State.SYSTEM_ERROR
+        failure: Failure | None = None
         try:
             try:
                 if self._abort is not None:
                     raise asyncio.CancelledError
-                state = await self._lifecycle(task_log, notes.append)
+                state, failure = await self._lifecycle(task_log, notes.append)
             except TaskFailure as exc:
                 state = State.SYSTEM_ERROR
+                failure = Failure(exc.reason or self._step_reason, self._executor)
                 notes.append(str(exc))
             except _NoLongerOurs:
                 state = State.CANCELED
+                failure = Failure(FailureReason.CANCELED, self._executor)
                 notes.append(f"the task was cancelled while {self.phase}")
             except asyncio.CancelledError:
                 if self._abort is None:
                     raise
                 if self._handle is not None:
                     self._handle.uncancel()
-                state, reason = self._abort
+                state, reason, stopped_for = self._abort
+                failure = Failure(stopped_for or stop_reason(state), self._executor)
                 notes.append(f"{reason} (while {self.phase})")
             except Exception as exc:  # a bug must still end the task, with a reason a person can report
                 log.exception("task %s: the runner failed", self.task.id, extra={"task_id": self.task.id})
                 state = State.SYSTEM_ERROR
+                failure = Failure(FailureReason.INTERNAL_ERROR, self._executor)
                 notes.append(f"internal error of the task runner while {self.phase}: {exc!r}")
             self._finishing = True
+            if state.is_terminal and state is not State.COMPLETE and failure is not None:
+                failure.record(task_log)
             task_log.end_time = now()
             await self.reporter.finish(state, task_log)
         finally:
@@ -110,17 +128,21 @@ class TaskRunner:
             await self.runtime.release(self.task, state)
         return state
 
-    async def _lifecycle(self, task_log: TaskLog, note: Note) -> State:
+    async def _lifecycle(self, task_log: TaskLog, note: Note) -> tuple[State, Failure | None]:
+        """Run the steps; the final state and, for EXECUTOR_ERROR, the executor's failure."""
         task = self.task
         self.phase = "preparing the task area"
         await self._report(State.INITIALIZING, task_log)
         await self.runtime.prepare(task, note)
         self.phase = "staging inputs"
+        self._step_reason = FailureReason.INPUT_STAGING_FAILED
         await self.runtime.stage_inputs(task, note)
-        state = State.COMPLETE
+        self._step_reason = FailureReason.INTERNAL_ERROR
+        state, failure = State.COMPLETE, None
         for index, executor in enumerate(task.executors):
             self.phase = f"running {describe_executor(task, index)}"
             await self._report(State.RUNNING, task_log)
+            self._executor = index
             outcome = await self.runtime.run_executor(task, index, note)
             task_log.logs.append(
                 ExecutorLog(
@@ -132,20 +154,25 @@ class TaskRunner:
                 )
             )
             if outcome.exit_code != 0:
+                if outcome.oom_killed:
+                    note(f"{describe_executor(task, index)} went past its memory limit and was killed "
+                         "(OOMKilled); ask for more with resources.ram_gb")
                 if executor.ignore_error:
                     note(f"{describe_executor(task, index)} exited with code {outcome.exit_code}; "
                          "ignore_error is set, so the task goes on")
                     continue
                 note(f"{describe_executor(task, index)} exited with code {outcome.exit_code}; "
                      "later executors were not run and outputs were not uploaded")
-                state = State.EXECUTOR_ERROR
+                state, failure = State.EXECUTOR_ERROR, Failure.of_exit(index, oom_killed=outcome.oom_killed)
                 break
+        self._executor = None
         if state is State.COMPLETE:
             self.phase = "uploading outputs"
             if task.outputs:  # the last executor's log becomes visible now, not only at the end
                 await self._report(State.RUNNING, task_log)
+            self._step_reason = FailureReason.OUTPUT_STAGING_FAILED
             task_log.outputs = await self.runtime.stage_outputs(task, note)
-        return state
+        return state, failure
 
     async def _report(self, state: State, task_log: TaskLog) -> None:
         """Report progress. An abort never interrupts a report half-written (a store transaction, a

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from tesk.failures import FailureReason
 from tesk.models import OutputFileLog, State, Task, TaskLog
 
 Note = Callable[[str], None]
@@ -22,8 +23,14 @@ class TaskFailure(Exception):
     """Something outside the user's executors failed (staging, a missing image, the engine).
 
     The runner ends the task as SYSTEM_ERROR with `str(exc)` in `system_logs`, so the message must say
-    what failed, for which file or executor, and what the user can do about it.
+    what failed, for which file or executor, and what the user can do about it. `reason` is the
+    failure vocabulary's word for it when the raiser knows it (a missing image, a quota refusal);
+    without one the runner names the step that failed (staging inputs or outputs, else InternalError).
     """
+
+    def __init__(self, message: str, reason: FailureReason | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,8 @@ class ExecutorOutcome:
     end_time: datetime
     stdout: str = ""
     stderr: str = ""
+    oom_killed: bool = False
+    """The executor was killed for going past its memory limit (the engine or Kubernetes says so)."""
 
 
 class Runtime(Protocol):

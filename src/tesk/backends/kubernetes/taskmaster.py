@@ -201,12 +201,11 @@ class KubernetesRuntime:
         except asyncio.CancelledError:
             await asyncio.shield(self._stop_job(name, what))
             raise
-        if term.get("reason") == "OOMKilled":
-            note(f"{what} ran out of memory (OOMKilled); ask for more ram_gb")
         stdout, stderr = await self._logs(pod["metadata"]["name"])
         start = parse_time(term.get("startedAt")) or datetime.now(UTC)
         return ExecutorOutcome(exit_code=int(term.get("exitCode") or 0), start_time=start,
-                               end_time=parse_time(term.get("finishedAt")) or start, stdout=stdout, stderr=stderr)
+                               end_time=parse_time(term.get("finishedAt")) or start, stdout=stdout, stderr=stderr,
+                               oom_killed=term.get("reason") == "OOMKilled")
 
     async def _stop_job(self, name: str, what: str) -> None:
         """Foreground-delete the Job (no replacement pods), then its pods at once: a user command that

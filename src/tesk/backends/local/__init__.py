@@ -36,6 +36,7 @@ from tesk.backends.local.runtime import LocalRuntime
 from tesk.backends.local.scheduler import Scheduler
 from tesk.backends.local.settings import LocalSettings
 from tesk.config import Settings
+from tesk.failures import Failure, FailureReason
 from tesk.filer import FilerSettings
 from tesk.models import ACTIVE_STATES, State, TaskLog
 from tesk.runner import TaskRunner
@@ -80,8 +81,9 @@ class StoreReporter:
                         self.task_id, state.value, extra={"task_id": self.task_id})
 
 
-def _note(stored: StoredTask, line: str) -> list[TaskLog]:
-    """The task's logs with `line` added to the last attempt (or to a new entry when none ran)."""
+def _note(stored: StoredTask, line: str, failure: FailureReason | None = None) -> list[TaskLog]:
+    """The task's logs with `line` added to the last attempt (or to a new entry when none ran), and
+    `failure` recorded there when the task ends with it."""
     logs = list(stored.task.logs or [])
     now = datetime.now(UTC)
     if logs and logs[-1].end_time is None:
@@ -91,6 +93,8 @@ def _note(stored: StoredTask, line: str) -> list[TaskLog]:
         logs[-1] = last
     else:
         logs.append(TaskLog(start_time=now, end_time=now, logs=[], outputs=[], system_logs=[line]))
+    if failure is not None:
+        Failure(failure).record(logs[-1])
     return logs
 
 
@@ -173,12 +177,12 @@ class LocalBackend:
 
     async def submit(self, stored: StoredTask) -> None:
         if self.engine is None and not self.draining:
-            await self._fail(stored, self.engine_problem)
+            await self._fail(stored, self.engine_problem, FailureReason.INTERNAL_ERROR)
             return
         request = self.scheduler.request(stored.task)
         reason = self.scheduler.never_fits(request)
         if reason is not None:
-            await self._fail(stored, reason)
+            await self._fail(stored, reason, FailureReason.UNSCHEDULABLE)
             return
         self.scheduler.add(stored.id, request)
         self._pump()
@@ -202,16 +206,17 @@ class LocalBackend:
         try:
             where = "while queued" if self.scheduler.remove(stored.id) else "before it started"
             await self.store.update(
-                stored.id, state=State.CANCELED, logs=_note(stored, f"{reason} {where}"),
+                stored.id, state=State.CANCELED,
+                logs=_note(stored, f"{reason} {where}", FailureReason.CANCELED),
                 only_from=frozenset({State.CANCELING}), held_by=self.replica_id,
             )
         finally:
             self._canceling.discard(stored.id)
 
-    async def _fail(self, stored: StoredTask, reason: str) -> None:
+    async def _fail(self, stored: StoredTask, reason: str, failure: FailureReason) -> None:
         log.warning("task %s: %s", stored.id, reason, extra={"task_id": stored.id})
         await self.store.update(
-            stored.id, state=State.SYSTEM_ERROR, logs=_note(stored, reason), only_from=ACTIVE_STATES,
+            stored.id, state=State.SYSTEM_ERROR, logs=_note(stored, reason, failure), only_from=ACTIVE_STATES,
             held_by=self.replica_id,
         )
 
@@ -390,7 +395,9 @@ class LocalBackend:
         mine = frozenset({stored.state})
         if stored.state is State.CANCELING:
             await self.store.update(
-                task_id, state=State.CANCELED, logs=_note(stored, f"canceled; {server} stopped before the cancel completed"),
+                task_id, state=State.CANCELED,
+                logs=_note(stored, f"canceled; {server} stopped before the cancel completed",
+                           FailureReason.CANCELED),
                 only_from=mine, held_by=self.replica_id,
             )
             return
@@ -400,7 +407,8 @@ class LocalBackend:
             if attempts >= self.local.max_attempts:
                 await self.store.update(
                     task_id, state=State.SYSTEM_ERROR,
-                    logs=_note(stored, f"{line}; giving up after {attempts} attempts (TESK_LOCAL_MAX_ATTEMPTS)"),
+                    logs=_note(stored, f"{line}; giving up after {attempts} attempts (TESK_LOCAL_MAX_ATTEMPTS)",
+                               FailureReason.INTERNAL_ERROR),
                     only_from=mine, held_by=self.replica_id,
                 )
                 return

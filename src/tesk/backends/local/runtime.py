@@ -174,7 +174,8 @@ class LocalRuntime:
             try:
                 result = await self.engine.run(spec, note)
             except TaskFailure as exc:
-                raise TaskFailure(f"{describe_executor(task, index)} could not run: {exc}") from exc
+                what = describe_executor(task, index)
+                raise TaskFailure(f"{what} could not run: {exc}", exc.reason) from exc
             limit = self.settings.log_tail_bytes
             return ExecutorOutcome(
                 exit_code=result.exit_code,
@@ -182,6 +183,7 @@ class LocalRuntime:
                 end_time=result.end_time,
                 stdout=tail_text(spec.stdout, limit),
                 stderr=tail_text(spec.stderr, limit),
+                oom_killed=result.oom_killed,
             )
 
     async def release(self, task: Task, final_state: State) -> None:

@@ -27,6 +27,7 @@ from tesk.backends.slurm.folder import JobFolder, Report
 from tesk.backends.slurm.settings import SlurmSettings
 from tesk.backends.slurm.states import ending
 from tesk.config import Settings
+from tesk.failures import Failure, FailureReason
 from tesk.models import ACTIVE_STATES, State, Task, TaskLog
 from tesk.store import StoredTask, TaskStore
 
@@ -65,16 +66,19 @@ def sbatch_options(task: Task, slurm: SlurmSettings) -> list[str]:
     return options + shlex.split(slurm.sbatch_options)
 
 
-def _with_note(logs: list[TaskLog], line: str) -> list[TaskLog]:
-    """`logs` with `line` added to the last run's system log (or to a new entry when none ran)."""
+def _with_note(logs: list[TaskLog], line: str, failure: FailureReason) -> list[TaskLog]:
+    """`logs` with `line` added to the last run's system log (or to a new entry when none ran), and
+    the task's `failure` recorded there (it replaces the worker's: the job's end decides)."""
     now = datetime.now(UTC)
     if logs and logs[-1].start_time is not None:
         last = logs[-1].model_copy(deep=True)
         last.end_time = last.end_time or now
         last.system_logs = [*(last.system_logs or []), line]
-        return [*logs[:-1], last]
-    notes = logs[-1].system_logs or [] if logs else []
-    return [*logs[:-1], TaskLog(start_time=now, end_time=now, logs=[], outputs=[], system_logs=[*notes, line])]
+    else:
+        notes = logs[-1].system_logs or [] if logs else []
+        last = TaskLog(start_time=now, end_time=now, logs=[], outputs=[], system_logs=[*notes, line])
+    Failure(failure).record(last)
+    return [*logs[:-1], last]
 
 
 class SlurmBackend:
@@ -131,8 +135,8 @@ class SlurmBackend:
         except (SlurmError, OSError) as exc:
             reason = f"the task could not be submitted to Slurm: {exc}"
             log.warning("task %s: %s", stored.id, reason, extra={"task_id": stored.id})
-            await self.store.update(stored.id, state=State.SYSTEM_ERROR, logs=_with_note(list(task.logs or []), reason),
-                                    only_from=ACTIVE_STATES)
+            logs = _with_note(list(task.logs or []), reason, FailureReason.INTERNAL_ERROR)
+            await self.store.update(stored.id, state=State.SYSTEM_ERROR, logs=logs, only_from=ACTIVE_STATES)
             await asyncio.to_thread(folder.remove)
             return
         await asyncio.to_thread(folder.write_job_id, job_id)
@@ -142,7 +146,8 @@ class SlurmBackend:
         job_id = self.folder(stored.id).job_id()
         if job_id is None:
             await self.store.update(stored.id, state=State.CANCELED,
-                                    logs=_with_note(list(stored.task.logs or []), f"canceled by {by} before it was submitted"),
+                                    logs=_with_note(list(stored.task.logs or []), f"canceled by {by} before it was submitted",
+                                                    FailureReason.CANCELED),
                                     only_from=frozenset({State.CANCELING}))
             return
         try:
@@ -220,18 +225,19 @@ class SlurmBackend:
         imposed = ending(job.state if job else None)
         if stored.state is State.CANCELING and (report is None or not report.final or imposed is not None):
             by = self._cancels.pop(stored.id, "a user")
-            state, line = State.CANCELED, f"canceled by {by}; {where} was cancelled"
+            state, noted = State.CANCELED, (f"canceled by {by}; {where} was cancelled", FailureReason.CANCELED)
         elif imposed is not None:
-            state, line = imposed[0], f"{where} {imposed[1]}"
+            state, noted = imposed[0], (f"{where} {imposed[2]}", imposed[1])
         elif report is not None and report.final:
-            state, line = report.state, None
+            state, noted = report.state, None  # the worker's runner recorded the reason
         else:
             seen = f"ended {job.state}" if job else "is no longer known to Slurm"
             tail = await asyncio.to_thread(folder.output_tail)
             state = State.SYSTEM_ERROR
-            line = f"{where} {seen} without a final report from its worker; its output: {tail or '(none)'}"
-        if line is not None:
-            logs = _with_note(logs, line)
+            noted = (f"{where} {seen} without a final report from its worker; its output: {tail or '(none)'}",
+                     FailureReason.INTERNAL_ERROR)
+        if noted is not None:
+            logs = _with_note(logs, *noted)
         allowed = frozenset({State.CANCELING}) if state is State.CANCELED else ACTIVE_STATES | {State.CANCELING}
         if await self.store.update(stored.id, state=state, logs=logs, only_from=allowed) is not None:
             log.info("task %s: %s ended; the task is %s", stored.id, where, state.value, extra={"task_id": stored.id})

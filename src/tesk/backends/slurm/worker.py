@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from tesk.backends.slurm.folder import JobFolder, Report
+from tesk.failures import Failure, FailureReason
 from tesk.models import State, TaskLog
 
 STOPPED_BY_SLURM = "Slurm stopped the job (scancel, its time limit or preemption)"
@@ -53,7 +54,7 @@ async def work(folder: JobFolder) -> State:
         engine = await select_engine(local)
     except RuntimeError as exc:
         await reporter.finish(State.SYSTEM_ERROR, TaskLog(logs=[], outputs=[], system_logs=[
-            *notes, f"no container engine on node: {exc}"]))
+            *notes, f"no container engine on node: {exc}"], metadata=Failure(FailureReason.INTERNAL_ERROR).metadata()))
         return State.SYSTEM_ERROR
     runtime = LocalRuntime(folder.work, engine, local, FilerSettings(), "slurm")
     runner = TaskRunner(task, runtime, reporter, notes)

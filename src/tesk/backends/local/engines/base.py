@@ -63,6 +63,8 @@ class ContainerExit:
     exit_code: int
     start_time: datetime
     end_time: datetime
+    oom_killed: bool = False
+    """The kernel killed the container for going past `ram_bytes` (as far as the engine can tell)."""
 
 
 class Engine(Protocol):

@@ -20,11 +20,14 @@ from typing import ClassVar
 
 from tesk.backends.local.engines.base import ContainerExit, ContainerSpec, run_quietly
 from tesk.backends.local.settings import LocalSettings, PullPolicy
+from tesk.failures import FailureReason
 from tesk.filer import Mount
 from tesk.runner import Note, TaskFailure
 
 ENGINE_ERROR = 125
 """Exit code docker and podman use when they themselves failed (the container never ran)."""
+KILLED = 128 + 9
+"""The exit code of a container whose main process was killed with SIGKILL (the OOM killer's signal)."""
 
 _MESSAGE_BYTES = 2000
 _PULL_TIMEOUT = 1800.0
@@ -67,6 +70,11 @@ class CliEngine:
     def image_exists_args(self, image: str) -> list[str]:
         return ["image", "inspect", image]
 
+    def oom_killed(self, spec: ContainerSpec, exit_code: int) -> bool:
+        """Whether the container that just ended was killed for its memory. `--rm` leaves no
+        `State.OOMKilled` to inspect, so by default: killed (137) while it had a memory limit."""
+        return exit_code == KILLED and spec.ram_bytes is not None
+
     # -- running ----------------------------------------------------------------------------------
 
     def run_args(self, spec: ContainerSpec, cidfile: Path, extra_mounts: list[Mount]) -> list[str]:
@@ -106,7 +114,8 @@ class CliEngine:
                     raise TaskFailure(
                         f"image {spec.image} is not on this host"
                         + (" and pulling it did not make it available" if pulled else " (TESK_LOCAL_PULL=never)")
-                        + f"; {self.name} said: {message}"
+                        + f"; {self.name} said: {message}",
+                        FailureReason.IMAGE_PULL_FAILED,
                     )
                 await self.pull(spec.image, note)
                 pulled = True
@@ -115,7 +124,8 @@ class CliEngine:
                 extra = [Mount(spec.workdir, spec.workdir_folder())]
                 note(f"workdir {spec.workdir} is not in image {spec.image}; it was created as an empty folder")
                 continue
-            return ContainerExit(code, started, ended)
+            oom_killed = self.oom_killed(spec, code)  # asked even on success: podman's marker must go
+            return ContainerExit(code, started, ended, oom_killed=code != 0 and oom_killed)
         raise TaskFailure(f"{self.name} could not start the container after several attempts")
 
     def _engine_message(self, stderr: int) -> str:
@@ -166,7 +176,8 @@ class CliEngine:
         seconds = (datetime.now(UTC) - started).total_seconds()
         if code != 0:
             last = output.splitlines()[-1] if output else "(no message)"
-            raise TaskFailure(f"image {image} is not on this host and pulling it failed: {last}")
+            raise TaskFailure(f"image {image} is not on this host and pulling it failed: {last}",
+                              FailureReason.IMAGE_PULL_FAILED)
         note(f"pulled image {image} in {seconds:.1f} s")
 
     async def remove_labelled(self, label: str, value: str) -> list[str]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from tesk.backends.local.engines.base import run_quietly
+from tesk.backends.local.engines.base import ContainerSpec, run_quietly
 from tesk.backends.local.engines.cli import CliEngine
 
 _CANNOT_INVOKE = 126
+_CONMON_OOM = "oom"
+"""The file conmon creates in its working directory (the task's scratch folder, see `CliEngine`)
+when the kernel's OOM killer struck in the container's cgroup."""
 
 
 class PodmanEngine(CliEngine):
@@ -28,3 +31,12 @@ class PodmanEngine(CliEngine):
 
     def image_exists_args(self, image: str) -> list[str]:
         return ["image", "exists", image]
+
+    def oom_killed(self, spec: ContainerSpec, exit_code: int) -> bool:
+        """conmon's word rather than the exit code: a command that kills itself with SIGKILL is no
+        OOM kill. The file is removed, so the task's next executor starts without it."""
+        marker = spec.scratch / _CONMON_OOM
+        if not marker.exists():
+            return False
+        marker.unlink(missing_ok=True)
+        return True

@@ -1,0 +1,97 @@
+"""The failure reason of each way a local task ends other than COMPLETE, on real containers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tesk.failures import Failure, FailureReason, failure_of
+from tesk.models import State
+from tests.local.conftest import IMAGE, MakeHarness
+
+pytestmark = pytest.mark.containers
+
+
+async def test_allocating_past_ram_gb_is_an_executor_error_with_oom_killed(make_harness: MakeHarness) -> None:
+    harness = await make_harness()
+    stored = await harness.run({
+        "resources": {"ram_gb": 0.0625},
+        "executors": [
+            {"image": IMAGE, "command": ["true"]},
+            # `tail` keeps a 200 MB line without newlines in memory: far above the 64 MiB limit.
+            {"image": IMAGE, "command": ["sh", "-c", "head -c 200000000 /dev/zero | tail"]},
+        ],
+    }, timeout=60)
+    assert stored.state is State.EXECUTOR_ERROR
+    [log] = stored.task.logs or []
+    assert failure_of(log) == Failure(FailureReason.OOM_KILLED, 1)
+    assert any("OOMKilled" in line for line in log.system_logs or [])
+
+
+async def test_a_command_killed_by_its_own_signal_is_no_oom_kill(make_harness: MakeHarness) -> None:
+    """Exit code 137 under a memory limit is not enough: podman's conmon says whether the OOM killer struck."""
+    harness = await make_harness()
+    stored = await harness.run({
+        "resources": {"ram_gb": 0.0625},
+        "executors": [{"image": IMAGE, "command": ["sh", "-c", "sleep 30 & kill -9 $!; wait $!"]}],
+    })
+    assert stored.state is State.EXECUTOR_ERROR
+    [log] = stored.task.logs or []
+    assert log.logs[0].exit_code == 137
+    assert failure_of(log) == Failure(FailureReason.EXECUTOR_FAILED, 0)
+
+
+async def test_a_non_zero_exit_is_executor_failed(make_harness: MakeHarness) -> None:
+    harness = await make_harness()
+    stored = await harness.run({"executors": [{"image": IMAGE, "command": ["sh", "-c", "exit 3"]}]})
+    assert stored.state is State.EXECUTOR_ERROR
+    assert failure_of((stored.task.logs or [])[-1]) == Failure(FailureReason.EXECUTOR_FAILED, 0)
+
+
+async def test_a_missing_image_is_image_pull_failed(make_harness: MakeHarness) -> None:
+    harness = await make_harness()
+    stored = await harness.run({"executors": [{"image": IMAGE, "command": ["true"]},
+                                              {"image": "localhost/no-such-image:1", "command": ["true"]}]})
+    assert stored.state is State.SYSTEM_ERROR
+    assert failure_of((stored.task.logs or [])[-1]) == Failure(FailureReason.IMAGE_PULL_FAILED, 1)
+
+
+async def test_a_failing_input_url_is_input_staging_failed(make_harness: MakeHarness) -> None:
+    harness = await make_harness()
+    stored = await harness.run({
+        "inputs": [{"path": "/data/in", "url": "http://127.0.0.1:9/in", "type": "FILE"}],  # nothing listens on 9
+        "executors": [{"image": IMAGE, "command": ["true"]}],
+    })
+    assert stored.state is State.SYSTEM_ERROR
+    [log] = stored.task.logs or []
+    assert log.metadata == Failure(FailureReason.INPUT_STAGING_FAILED).metadata()
+    assert log.system_logs, "the sentence stays"
+
+
+async def test_a_cancel_while_running_is_canceled(make_harness: MakeHarness) -> None:
+    harness = await make_harness()
+    task_id = await harness.submit({"executors": [{"image": IMAGE, "command": ["sleep", "30"]}]})
+    await harness.wait_for(task_id, {State.RUNNING})
+    await asyncio.sleep(0.5)
+    await harness.cancel(task_id, by="bob")
+    stored = await harness.wait(task_id, timeout=10)
+    assert stored.state is State.CANCELED
+    assert failure_of((stored.task.logs or [])[-1]) == Failure(FailureReason.CANCELED, 0)
+
+
+async def test_a_cancel_while_queued_is_canceled(make_harness: MakeHarness) -> None:
+    harness = await make_harness(max_tasks=0)
+    task_id = await harness.submit({"executors": [{"image": IMAGE, "command": ["true"]}]})
+    await harness.cancel(task_id, by="bob")
+    stored = await harness.wait(task_id, timeout=2)
+    assert stored.state is State.CANCELED
+    assert (stored.task.logs or [])[-1].metadata == Failure(FailureReason.CANCELED).metadata()
+
+
+async def test_a_task_larger_than_the_host_is_unschedulable(make_harness: MakeHarness) -> None:
+    harness = await make_harness(cpu_cores=2, ram_gb=4)
+    stored = await harness.run({"resources": {"cpu_cores": 64}, "executors": [{"image": IMAGE, "command": ["true"]}]},
+                               timeout=1)
+    assert stored.state is State.SYSTEM_ERROR
+    assert (stored.task.logs or [])[-1].metadata == Failure(FailureReason.UNSCHEDULABLE).metadata()
