@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
+import kubernetes
 import pytest
+import yaml
 
 import tesk
 from tesk.api.app import create_app
@@ -36,6 +38,7 @@ from tesk.store.sql import SqlTaskStore
 from tests.conftest import ServerThread
 
 REAL_KUBECONFIG = os.environ.get("TESK_TEST_KUBECONFIG")
+DEPLOY_TASKS = Path(__file__).resolve().parents[2] / "deploy" / "kustomize" / "base" / "tasks"
 IMAGE = os.environ.get("TESK_TEST_IMAGE", f"tesk:{tesk.__version__}")
 TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "PREEMPTED"}
 
@@ -70,7 +73,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with DevCluster(fast_config(state_dir=tmp / "devcluster", network="host")) as dev:
         observer = dev.write_kubeconfig(tmp / "tests.kubeconfig", user="tests")
         path = dev.write_kubeconfig(tmp / "kubeconfig")
+        label_as_deployed(observer, "default")
         yield Cluster(path, "default", dev, observer)
+
+
+def label_as_deployed(kubeconfig: Path, namespace: str) -> None:
+    """Give the tasks namespace the Pod Security labels of deploy/'s (baseline), so every test runs under them
+    (as the tests' own user: the API's requests are counted apart)."""
+    deployed = yaml.safe_load((DEPLOY_TASKS / "namespace.yaml").read_text())
+    labels = {k: v for k, v in deployed["metadata"]["labels"].items() if k.startswith("pod-security.kubernetes.io/")}
+    with load_api_client(kubeconfig) as api_client:
+        kubernetes.client.CoreV1Api(api_client).patch_namespace(namespace, {"metadata": {"labels": labels}})
 
 
 class Api:

@@ -2,13 +2,15 @@
 
 This is a development stand-in, **not a cluster**: one process serves the Kubernetes REST API
 (core/v1 pods, configmaps, secrets, PVCs, persistentvolumes, events, namespaces, nodes,
-serviceaccounts; batch/v1 jobs; coordination.k8s.io/v1 leases; storage.k8s.io/v1 storageclasses) with the semantics clients can observe (uids, one
+serviceaccounts, resourcequotas, limitranges; batch/v1 jobs; coordination.k8s.io/v1 leases; storage.k8s.io/v1 storageclasses) with the semantics clients can observe (uids, one
 monotonic resourceVersion, generateName, Status errors, label and field selectors, limit/continue,
 watches with 410 Gone, optimistic concurrency, merge/strategic/JSON patches, status subresources,
 finalizers, propagationPolicy and ownerReference garbage collection, ttlSecondsAfterFinished), a
 Job controller, a scheduler over two nodes in two zones (`node_count`, `nodes`), a PV controller with
-two StorageClasses, an attach/detach controller, and a kubelet that runs every node's pods with the
-same podman on this host.
+two StorageClasses, an attach/detach controller, a resource quota controller, admission of pods
+(Pod Security from the namespace's `pod-security.kubernetes.io/enforce` label, ResourceQuota,
+LimitRange: `devcluster.admission`, each with a `DevClusterConfig` switch), and a kubelet that runs
+every node's pods with the same podman on this host.
 No registry is reachable: images must exist locally (`.ci/setup.d/20-images.sh` builds busybox,
 alpine and ubuntu tags).
 
@@ -67,7 +69,7 @@ How pods run
 Left out on purpose (a client that depends on these needs a real cluster)
 ----------------------------------------------------------------------
 * Resources: no Services, Endpoints, Deployments/ReplicaSets/StatefulSets/DaemonSets, CronJobs,
-  ResourceQuota/LimitRange, RBAC objects (every authenticated token may do everything; an unknown
+  RBAC objects (every authenticated token may do everything; an unknown
   token is 401), CRDs, VolumeAttachments/CSINodes, Node writes (taints are fixed at start).
 * API machinery: no server-side apply (apply-patch answers 422), no managedFields, no protobuf
   responses (protobuf request bodies are read only for what `kubectl create` sends), no CBOR, no
@@ -79,8 +81,9 @@ Left out on purpose (a client that depends on these needs a real cluster)
   server-side printing has the default columns only (no `-o wide`), no admission webhooks, events are never aggregated (`count`
   stays 1) and expire after one hour, field validation (`fieldValidation=Strict`) is not applied,
   ServiceAccount admission does not add the token volume to the pod spec (the kubelet mounts it).
-  No admission refuses a pod: Pod Security's checks exist (devcluster.podsecurity, used by tesk's
-  manifest tests) but are not applied on create; no ResourceQuota or LimitRange admission.
+  Admission (devcluster.admission) ignores Pod Security's `warn`/`audit` labels and exemptions, the
+  LimitRange types Pod and PersistentVolumeClaim and `maxLimitRequestRatio`, quota scopes and every
+  quota resource but pods, count/pods and cpu/memory requests and limits.
 * Jobs: no Indexed completion mode, `backoffLimitPerIndex`, `successPolicy`, `managedBy`,
   `podFailurePolicy` action FailIndex, or work-queue semantics of a null `completions`;
   `uncountedTerminatedPods` is always empty; the controller's back-off counts all failures, not

@@ -23,6 +23,7 @@ from typing import Any, Self, TypeVar
 import uvicorn
 import yaml
 
+from devcluster.admission import Admission, AdmissionConfig
 from devcluster.api import ApiServer
 from devcluster.controllers import Controllers, EventRecorder
 from devcluster.faults import Fault, Faults
@@ -73,6 +74,11 @@ class DevClusterConfig:
     # `stream` parameter (Stdout/Stderr) select one stream; off, the combined log is served.
     pod_logs_query_split_streams: bool = False
     namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
+    # Admission plugins, all on as in kube-apiserver's default set: Pod Security from the namespace's
+    # pod-security.kubernetes.io/enforce label, ResourceQuota, LimitRange (devcluster.admission).
+    pod_security_admission: bool = True
+    resource_quota_admission: bool = True
+    limit_ranger_admission: bool = True
 
 
 def fast_config(**overrides: object) -> DevClusterConfig:
@@ -101,6 +107,9 @@ class DevCluster:
         self._ready = threading.Event()
         self._failure: BaseException | None = None
         self.store = Store(self.config.history_size)
+        self.store.admission = Admission(self.store, AdmissionConfig(
+            pod_security=self.config.pod_security_admission, resource_quota=self.config.resource_quota_admission,
+            limit_ranger=self.config.limit_ranger_admission))
         self.port = 0
         self.https_port = 0
         self.kubelet: Kubelet | None = None

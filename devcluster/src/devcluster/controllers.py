@@ -8,13 +8,18 @@ They behave like kube-controller-manager where a client can observe it:
   retries; `backoffLimit`, `activeDeadlineSeconds`, `suspend`/resume, `podFailurePolicy`
   (FailJob / Ignore / Count on exit codes and pod conditions); the 1.31+ condition sequence
   `FailureTarget` -> `Failed` and `SuccessCriteriaMet` -> `Complete`, the final one only after every
-  pod has stopped; `startTime`/`completionTime`.
+  pod has stopped; `startTime`/`completionTime`. A pod create the API refuses (admission, quota) is a
+  `FailedCreate` Warning Event on the Job (`Error creating: <the API's message>`, as RealPodControl
+  records it) and no condition; the Job is synced again after the API back-off (1 s doubling to 60 s,
+  the Job controller's DefaultJobApiBackOff and MaxJobApiBackOff).
 * Garbage collector: dependents whose owners are all gone are deleted (background); `Orphan`
   strips the ownerReferences, `Foreground` deletes dependents first and releases the owner once no
   `blockOwnerDeletion` dependent is left.
 * TTL-after-finished: finished Jobs with `ttlSecondsAfterFinished` are deleted (background).
 * PVC binder and protection: claims bind at once; a claim in use by a pod stays Terminating.
 * Namespace controller: a deleted namespace empties itself, then disappears.
+* Resource quota controller: each ResourceQuota's `status.hard` follows its spec and `status.used` what
+  the namespace's pods count (admission charges a new pod at once; this pass gives back what ended).
 
 Everything is level-triggered: a pass runs after each burst of changes and every `resync` seconds.
 """
@@ -30,6 +35,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from devcluster.admission import quota_status
 from devcluster.errors import ApiError
 from devcluster import storage
 from devcluster.resources import BY_PLURAL
@@ -48,6 +54,8 @@ log = logging.getLogger(__name__)
 JOB_TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 PVC_PROTECTION_FINALIZER = "kubernetes.io/pvc-protection"
 EVENT_TTL = timedelta(hours=1)
+JOB_API_BACKOFF = 1.0  # the Job controller's DefaultJobApiBackOff: first retry of a sync whose pod create failed
+MAX_JOB_API_BACKOFF = 60.0  # and its MaxJobApiBackOff
 
 
 def controller_of(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -162,6 +170,7 @@ class Controllers(StoreLoop):
         self.on_pvc_deleted = on_pvc_deleted
         self._init_loop()
         self._last_failure: dict[str, float] = {}
+        self._refused: dict[str, tuple[int, float]] = {}  # Job uid -> (refused pod creates in a row, retry at)
         self._claim_reports: set[tuple[str, str]] = set()  # (claim uid, event reason) already recorded
         self._suspended_pods: set[str] = set()  # pods deleted because their Job was suspended
         self._pods_by_owner: dict[str, list[tuple[str, str]]] = {}  # controller uid -> pod keys, per pass
@@ -190,7 +199,7 @@ class Controllers(StoreLoop):
 
     def reconcile(self) -> None:
         """One pass of every controller; one failing does not keep the others from running."""
-        for step in (self._namespaces, self._pvcs, self._garbage_collect, self._collect_unscheduled_terminating,
+        for step in (self._namespaces, self._quotas, self._pvcs, self._garbage_collect, self._collect_unscheduled_terminating,
                      self._jobs, self._release_orphaned_pods, self._ttl, self._expire_events):
             try:
                 step()
@@ -217,6 +226,7 @@ class Controllers(StoreLoop):
                 except ApiError as exc:  # a race with a client's write: the next pass retries this Job
                     log.debug("devcluster job controller: %s", exc.message)
         self._last_failure = {uid: at for uid, at in self._last_failure.items() if uid in running}
+        self._refused = {uid: entry for uid, entry in self._refused.items() if uid in running}
 
     # -- Job controller -------------------------------------------------------------------------
 
@@ -369,8 +379,28 @@ class Controllers(StoreLoop):
         wanted = min(_count(spec, "parallelism"), _count(spec, "completions") - status.get("succeeded", 0))
         blocked = spec.get("podReplacementPolicy", "TerminatingOrFailed") == "Failed" and terminating
         if len(active) < wanted and not blocked and self._backoff_over(job, status):
-            active = active + [self._create_pod(job) for _ in range(wanted - len(active))]
+            active = active + self._create_pods(job, wanted - len(active))
         return active, terminating
+
+    def _create_pods(self, job: dict[str, Any], count: int) -> list[dict[str, Any]]:
+        """Create up to `count` pods; the first the API refuses ends the batch with a FailedCreate Event
+        and puts the Job's next try after the API back-off (the real controller requeues it rate-limited)."""
+        uid = job["metadata"]["uid"]
+        refusals, retry_at = self._refused.get(uid, (0, 0.0))
+        loop_time = asyncio.get_running_loop().time()
+        if loop_time < retry_at:
+            return []
+        created = []
+        for _ in range(count):
+            try:
+                created.append(self._create_pod(job))
+            except ApiError as exc:
+                self.events.record(job, "Warning", "FailedCreate", f"Error creating: {exc.message}", "job-controller")
+                delay = min(JOB_API_BACKOFF * 2 ** refusals, MAX_JOB_API_BACKOFF)
+                self._refused[uid] = (refusals + 1, loop_time + delay)
+                return created
+        self._refused.pop(uid, None)
+        return created
 
     def _finish(self, job: dict[str, Any], status: dict[str, Any]) -> None:
         """Once no pod is terminating, turn the interim condition into the final Failed or Complete."""
@@ -591,6 +621,17 @@ class Controllers(StoreLoop):
         if key not in self._claim_reports:
             self._claim_reports.add(key)
             self.events.record(pvc, kind, reason, message, storage.PV_CONTROLLER)
+
+    def _quotas(self) -> None:
+        """The resource quota controller's sync: recount what each quota's namespace uses."""
+        moment = now()
+        for quota in self.store.scan("resourcequotas"):
+            meta = quota["metadata"]
+            status = quota_status(quota, self.store.scan("pods", meta["namespace"]), moment)
+            if status != quota.get("status"):
+                current = copy.deepcopy(quota)
+                current["status"] = status
+                self.store.update(BY_PLURAL["resourcequotas"], meta["namespace"], meta["name"], current, "status")
 
     def _namespaces(self) -> None:
         for namespace in self.store.scan("namespaces"):

@@ -148,6 +148,24 @@ def default_secret(secret: dict[str, Any]) -> None:
     secret.setdefault("type", "Opaque")
 
 
+def default_resource_quota(quota: dict[str, Any]) -> None:
+    """A new ResourceQuota has no status: the quota controller fills `hard` and `used`."""
+    quota["status"] = {}
+
+
+def default_limit_range(limit_range: dict[str, Any]) -> None:
+    """`SetDefaults_LimitRangeItem` for Container items: `default` from `max`, then `defaultRequest` from
+    `default`, then from `min`."""
+    for item in (limit_range.get("spec") or {}).get("limits") or []:
+        if item.get("type") != "Container":
+            continue
+        default = item.setdefault("default", {})
+        request = item.setdefault("defaultRequest", {})
+        for source, target in ((item.get("max") or {}, default), (default, request), (item.get("min") or {}, request)):
+            for key, value in source.items():
+                target.setdefault(key, value)
+
+
 DEFAULTERS = {
     "pods": default_pod,
     "jobs": default_job,
@@ -156,4 +174,6 @@ DEFAULTERS = {
     "persistentvolumes": default_persistent_volume,
     "namespaces": default_namespace,
     "secrets": default_secret,
+    "resourcequotas": default_resource_quota,
+    "limitranges": default_limit_range,
 }

@@ -102,3 +102,13 @@ def bad_request(message: str) -> ApiError:
 def gone(message: str) -> ApiError:
     """410 when a resourceVersion or continue token refers to compacted history."""
     return ApiError(410, "Expired", message)
+
+
+def forbidden(group: str, plural: str, name: str, why: str) -> ApiError:
+    """403 as `apierrors.NewForbidden` words it (admission refusals: `pods "x" is forbidden: ...`)."""
+    return ApiError(
+        403,
+        "Forbidden",
+        f'{_qualified(group, plural)} "{name}" is forbidden: {why}',
+        details={"name": name, "group": group, "kind": plural},
+    )

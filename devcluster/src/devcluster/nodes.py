@@ -9,25 +9,19 @@ two nodes in different zones, as a small regional cluster has.
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from devcluster.quantity import Quantity
 from devcluster.store import timestamp
 
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
-_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60, "n": 1e-9, "u": 1e-6,
-           "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, None: 1}
 REGION = "devcluster"
 
 
 def parse_quantity(value: Any) -> float:
     """A Kubernetes resource quantity ("500m", "1.5Gi", "2") as a number of base units."""
-    match = _QUANTITY.match(str(value).strip())
-    if match is None:
-        raise ValueError(f"invalid resource quantity {value!r}")
-    return float(match.group(1)) * _SUFFIX[match.group(2)]
+    return float(Quantity.parse(value).value)
 
 
 def host_memory() -> int:

@@ -7,7 +7,8 @@ baseline checks `host namespaces` and `privileged`, and the restricted checks al
 capabilities, volume types, runAsNonRoot, runAsUser and seccompProfile (texts from
 k8s.io/pod-security-admission/policy). Left out for now: the other baseline checks (hostPath volumes,
 hostPort, baseline capabilities, AppArmor, SELinux, procMount, sysctls, Windows host process) and the
-user-namespace relaxation. The stand-in's API server does not yet apply these checks on pod create.
+user-namespace relaxation. The stand-in's API server applies them on pod create and update
+(devcluster.admission).
 """
 
 from __future__ import annotations
@@ -212,8 +213,13 @@ def violations(spec: Pod, level: str) -> list[Violation]:
     return [found for check in checks if (found := check(spec)) is not None]
 
 
+def refusal(level: str, version: str, found: list[Violation]) -> str:
+    """Why the admission refuses a pod: `violates PodSecurity "restricted:latest": ...`."""
+    listed = ", ".join(f"{reason} ({detail})" if detail else reason for reason, detail in found)
+    return f'violates PodSecurity "{level}:{version}": {listed}'
+
+
 def forbidden_message(pod_name: str, level: str, version: str, found: list[Violation]) -> str:
     """The refusal text of kube-apiserver:
     `pods "x" is forbidden: violates PodSecurity "restricted:latest": ...`."""
-    listed = ", ".join(f"{reason} ({detail})" if detail else reason for reason, detail in found)
-    return f'pods "{pod_name}" is forbidden: violates PodSecurity "{level}:{version}": {listed}'
+    return f'pods "{pod_name}" is forbidden: {refusal(level, version, found)}'

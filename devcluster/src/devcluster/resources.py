@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from devcluster.errors import invalid
+from devcluster.quantity import Quantity
 from devcluster.selectors import label_key_error, label_value_error
 
 
@@ -58,6 +59,9 @@ RESOURCES: tuple[ResourceType, ...] = (
                  subresources=("status",), singular="persistentvolume"),
     ResourceType("events", "Event", short_names=("ev",), singular="event"),
     ResourceType("serviceaccounts", "ServiceAccount", short_names=("sa",), singular="serviceaccount"),
+    ResourceType("resourcequotas", "ResourceQuota", short_names=("quota",), subresources=("status",),
+                 singular="resourcequota"),
+    ResourceType("limitranges", "LimitRange", short_names=("limits",), singular="limitrange"),
     ResourceType("jobs", "Job", group="batch", subresources=("status",), categories=("all",), singular="job"),
     ResourceType("leases", "Lease", group="coordination.k8s.io", singular="lease"),
     ResourceType("storageclasses", "StorageClass", group="storage.k8s.io", namespaced=False, short_names=("sc",),
@@ -176,6 +180,14 @@ def _check_pod_spec(path: str, spec: Any, causes: Causes, *, in_job: bool) -> No
                        + ", ".join(f'"{p}"' for p in allowed)))
 
 
+def _check_quantities(path: str, values: Any, causes: Causes) -> None:
+    for key, value in (values or {}).items() if isinstance(values, dict) else []:
+        try:
+            Quantity.parse(value)
+        except ValueError as exc:
+            causes.append((f"{path}[{key}]", f"Invalid value: {value!r}: {exc}"))
+
+
 def validate(rtype: ResourceType, obj: dict[str, Any]) -> None:
     """Raise a 422 `Invalid` error when `obj` would be rejected by the API server on create or update."""
     metadata = obj.get("metadata") or {}
@@ -225,6 +237,16 @@ def validate(rtype: ResourceType, obj: dict[str, Any]) -> None:
             causes.append(("spec.accessModes", "Required value: at least 1 access mode is required"))
         if not ((spec.get("resources") or {}).get("requests") or {}).get("storage"):
             causes.append(("spec.resources[storage]", "Required value"))
+    elif rtype.plural == "resourcequotas":
+        _check_quantities("spec.hard", (obj.get("spec") or {}).get("hard"), causes)
+    elif rtype.plural == "limitranges":
+        for index, item in enumerate((obj.get("spec") or {}).get("limits") or []):
+            where = f"spec.limits[{index}]"
+            if item.get("type") not in ("Container", "Pod", "PersistentVolumeClaim"):
+                causes.append((f"{where}.type", f"Unsupported value: {item.get('type')!r}: supported values: "
+                                                '"Container", "Pod", "PersistentVolumeClaim"'))
+            for part in ("max", "min", "default", "defaultRequest", "maxLimitRequestRatio"):
+                _check_quantities(f"{where}.{part}", item.get(part), causes)
     elif rtype.plural == "storageclasses":
         if not obj.get("provisioner"):
             causes.append(("provisioner", "Required value"))

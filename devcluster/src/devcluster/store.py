@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from devcluster import errors
 from devcluster.defaults import DEFAULTERS
@@ -63,6 +63,15 @@ class WatchEvent:
 Subscriber = Callable[[WatchEvent], None]
 
 
+class AdmissionChain(Protocol):
+    """What the store asks of admission (devcluster.admission): defaults before validation, a verdict after."""
+
+    def mutate(self, rtype: ResourceType, namespace: str, obj: dict[str, Any]) -> None: ...
+
+    def validate(self, rtype: ResourceType, namespace: str, obj: dict[str, Any], old: dict[str, Any] | None,
+                 dry_run: bool) -> None: ...
+
+
 class Store:
     """In-memory objects keyed by resource, namespace and name."""
 
@@ -73,6 +82,7 @@ class Store:
         self.compacted = 0
         self._subscribers: list[Subscriber] = []
         self._released_pods: set[str] = set()  # uids of pods whose containers the kubelet has stopped
+        self.admission: AdmissionChain | None = None  # set by the cluster; None admits everything
 
     # -- subscriptions and history ---------------------------------------------------------------
 
@@ -211,11 +221,9 @@ class Store:
             if ns is None:
                 raise errors.not_found("", "namespaces", namespace)
             if ns["metadata"].get("deletionTimestamp"):
-                raise errors.ApiError(
-                    403, "Forbidden",
-                    f'{rtype.plural} "{metadata.get("name") or metadata.get("generateName")}" is forbidden: '
-                    f"unable to create new content in namespace {namespace} because it is being terminated",
-                )
+                raise errors.forbidden(
+                    rtype.group, rtype.plural, metadata.get("name") or metadata.get("generateName") or "",
+                    f"unable to create new content in namespace {namespace} because it is being terminated")
         else:
             metadata.pop("namespace", None)
         if not metadata.get("name"):
@@ -240,7 +248,11 @@ class Store:
             default_class = default_class_name(list(self._objects["storageclasses"].values()))
             if default_class is not None:  # the DefaultStorageClass admission plugin
                 obj["spec"]["storageClassName"] = default_class
+        if self.admission is not None:
+            self.admission.mutate(rtype, namespace, obj)
         validate(rtype, obj)
+        if self.admission is not None:
+            self.admission.validate(rtype, namespace, obj, None, dry_run)
         if key in self._objects[rtype.plural]:
             raise errors.already_exists(rtype.group, rtype.plural, metadata["name"])
         if dry_run:
@@ -274,6 +286,8 @@ class Store:
             new["status"] = copy.deepcopy(obj.get("status") or {})
         else:
             new = self._replacement(rtype, name, current, obj)
+            if self.admission is not None:
+                self.admission.validate(rtype, namespace, new, current, dry_run)
         if dry_run:
             return new
         new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
