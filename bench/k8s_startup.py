@@ -34,8 +34,7 @@ CHILD = r'''
 import asyncio, json, resource, sys, time
 from pathlib import Path
 from tesk.backends.kubernetes.backend import KubernetesBackend
-from tesk.backends.kubernetes.settings import KubernetesSettings
-from tesk.config import Settings
+from tesk.config import KubernetesSettings
 from tesk.store.sql import SqlTaskStore
 
 async def main(kubeconfig, db):
@@ -43,7 +42,7 @@ async def main(kubeconfig, db):
     await store.open()
     k8s = KubernetesSettings(kubeconfig=Path(kubeconfig), TESK_API_K8S_NAMESPACE="default",
                              split_log_streams=False)
-    backend = KubernetesBackend(Settings(data_dir=Path(db).parent), store, k8s=k8s, elect=False)
+    backend = KubernetesBackend(store, k8s, elect=False)
     started = time.perf_counter()
     await backend.start()
     synced = time.perf_counter() - started

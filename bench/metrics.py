@@ -26,14 +26,14 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the repo root in pl
 
 from tesk.api.app import create_app
 from tesk.api.metrics import MetricsMiddleware
-from tesk.config import Settings
+from tesk.config import TeskConfig
 from tesk.telemetry import STORE_OPERATIONS
 
 TASK = {"name": "bench", "executors": [{"image": "alpine", "command": ["true"]}]}
 
 
 def build(data_dir: str, metrics: bool):  # type: ignore[no-untyped-def]
-    app = create_app(Settings(data_dir=Path(data_dir)))
+    app = create_app(TeskConfig.read(server={"data_dir": Path(data_dir)}))
     if not metrics:
         app.user_middleware = [m for m in app.user_middleware if m.cls is not MetricsMiddleware]
         for operation in STORE_OPERATIONS:

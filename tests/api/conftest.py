@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tesk.api.app import create_app
 from tesk.backends import BackendError
-from tesk.config import Settings
+from tesk.config import TeskConfig
 from tesk.models import State
 from tesk.store import StoredTask, TaskStore
 from tesk.store.sql import SqlTaskStore
@@ -58,9 +59,13 @@ class Api:
         self.tes = client(url + "/ga4gh/tes/v1")
 
 
-def make_api(tmp_path: Path, database_url: str | None = None, **settings: object) -> Iterator[Api]:
-    cfg = Settings(data_dir=tmp_path, database_url=database_url, **settings)  # type: ignore[arg-type]
-    store = SqlTaskStore(cfg.effective_database_url, busy_seconds=cfg.store_busy_seconds)
+def make_api(tmp_path: Path, database_url: str | None = None, **sections: dict[str, Any]) -> Iterator[Api]:
+    """The API on the recording backend; `sections` override fields of the configuration's sections
+    (`server={"max_body_bytes": 1024}`)."""
+    server = {"data_dir": tmp_path} | sections.pop("server", {})
+    store_section = {"database_url": database_url} | sections.pop("store", {})
+    cfg = TeskConfig.read(server=server, store=store_section, **sections)
+    store = SqlTaskStore(cfg.database_url, busy_seconds=cfg.store.busy_seconds)
     backend = RecordingBackend(store)
     app = create_app(cfg, store=store, backend=backend)
     with serving(app) as server:

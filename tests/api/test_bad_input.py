@@ -77,7 +77,7 @@ def test_inline_content_limit(api: Api) -> None:
 def test_huge_body_is_refused_before_reading(tmp_path) -> None:
     from tests.api.conftest import make_api
 
-    for api in make_api(tmp_path, max_body_bytes=64 * 1024):
+    for api in make_api(tmp_path, server={"max_body_bytes": 64 * 1024}):
         big = task_body(description="z" * (100 * 1024))
         r = api.tes.post("/tasks", json=big)
         assert r.status_code == 413

@@ -17,7 +17,7 @@ import pytest
 
 from tesk.api.app import create_app
 from tesk.api.connections import guarded_protocol
-from tesk.config import Settings
+from tesk.config import TeskConfig
 from tesk.store.sql import SqlTaskStore
 from tests.api.conftest import RecordingBackend, task_body
 from tests.conftest import ServerThread, serving
@@ -29,15 +29,15 @@ CAP = 4
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("connections"),
-        header_timeout_seconds=BOUND,
-        body_timeout_seconds=BOUND,
-        max_connections_per_client=CAP,
-    )
-    store = SqlTaskStore(settings.effective_database_url)
-    app = create_app(settings, store=store, backend=RecordingBackend(store))
-    with serving(app, http=guarded_protocol(settings)) as running:
+    config = TeskConfig.read(server={
+        "data_dir": tmp_path_factory.mktemp("connections"),
+        "header_timeout_seconds": BOUND,
+        "body_timeout_seconds": BOUND,
+        "max_connections_per_client": CAP,
+    })
+    store = SqlTaskStore(config.database_url)
+    app = create_app(config, store=store, backend=RecordingBackend(store))
+    with serving(app, http=guarded_protocol(config.server)) as running:
         yield running
 
 
@@ -183,10 +183,10 @@ def test_tesk_serve_applies_the_bounds_from_the_environment(tmp_path: Path) -> N
 
 def test_a_short_head_bound_holds_after_a_longer_body_bound(tmp_path: Path) -> None:
     """Deadlines of different lengths on one keep-alive connection: each is kept, none is late."""
-    settings = Settings(data_dir=tmp_path, header_timeout_seconds=0.5, body_timeout_seconds=3)
-    store = SqlTaskStore(settings.effective_database_url)
-    app = create_app(settings, store=store, backend=RecordingBackend(store))
-    with serving(app, http=guarded_protocol(settings)) as running, connect(running) as sock:
+    config = TeskConfig.read(server={"data_dir": tmp_path, "header_timeout_seconds": 0.5, "body_timeout_seconds": 3})
+    store = SqlTaskStore(config.database_url)
+    app = create_app(config, store=store, backend=RecordingBackend(store))
+    with serving(app, http=guarded_protocol(config.server)) as running, connect(running) as sock:
         body = json.dumps(task_body()).encode()
         sock.sendall(post_head(len(body)) + body[:5])
         time.sleep(1)  # past the head bound, within the body bound

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tesk.api.app import create_app
-from tesk.config import Settings
+from tesk.config import TeskConfig
 from tesk.store.sql import SqlTaskStore
 from tests.api.conftest import Api, RecordingBackend, make_api, task_body
 from tests.conftest import serving
@@ -24,7 +24,7 @@ from tests.conftest import serving
 @pytest.fixture
 def quick(tmp_path: Path) -> Iterator[Api]:
     """A server whose store gives up after 0.3 s."""
-    yield from make_api(tmp_path, store_busy_seconds=0.3)
+    yield from make_api(tmp_path, store={"busy_seconds": 0.3})
 
 
 def all_ids(api: Api) -> list[str]:
@@ -99,8 +99,8 @@ def test_a_backend_that_cannot_take_work_is_503_with_retry_after(api: Api) -> No
 
 @pytest.mark.postgres
 def test_postgresql_pool_exhausted_is_503_with_retry_after(tmp_path: Path, fresh_postgres_url: str) -> None:
-    settings = Settings(data_dir=tmp_path, database_url=fresh_postgres_url, store_busy_seconds=0.5)
-    store = SqlTaskStore(fresh_postgres_url, busy_seconds=0.5)
+    config = TeskConfig.read(server={"data_dir": tmp_path}, store={"database_url": fresh_postgres_url, "busy_seconds": 0.5})
+    store = SqlTaskStore(config.database_url, busy_seconds=config.store.busy_seconds)
     loops: list[asyncio.AbstractEventLoop] = []
     real_open = store.open
 
@@ -110,7 +110,7 @@ def test_postgresql_pool_exhausted_is_503_with_retry_after(tmp_path: Path, fresh
 
     store.open = open_and_note_loop  # type: ignore[method-assign]
     backend = RecordingBackend(store)
-    with serving(create_app(settings, store=store, backend=backend)) as server:
+    with serving(create_app(config, store=store, backend=backend)) as server:
         base = server.url + "/ga4gh/tes/v1"
         made = httpx.post(f"{base}/tasks", json=task_body(), timeout=30).json()["id"]
         held: list[Any] = []

@@ -203,7 +203,7 @@ def test_service_info_from_yaml_and_environment(tmp_path, monkeypatch: pytest.Mo
     yaml_file = tmp_path / "info.yaml"
     yaml_file.write_text("id: org.example.tes\nname: Example TES\norganization: {name: Example, url: https://example.org}\n")
     monkeypatch.setenv("TESK_SERVICE_INFO_NAME", "From env")
-    for api in make_api(tmp_path, service_info_file=yaml_file):
+    for api in make_api(tmp_path, service_info={"file": yaml_file}):
         info = api.tes.get("/service-info").json()
         assert info["id"] == "org.example.tes"
         assert info["name"] == "From env"

@@ -25,7 +25,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tesk.auth.settings import ELIXIR_GROUP_PREFIX, ELIXIR_GROUP_SUFFIX
+from tesk.config.auth import ELIXIR_GROUP_PREFIX, ELIXIR_GROUP_SUFFIX
 from tests.conftest import free_port
 
 PROVIDER_DIR = Path(__file__).parent / "oidc_provider"

@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 
 from tesk.api.app import create_app
 from tesk.auth.fastapi import AuthAccess
-from tesk.auth.settings import AuthSettings
+from tesk.config.auth import AuthSettings
 from tesk.cli import _register, app
-from tesk.config import Settings
+from tesk.config import TeskConfig
 from tesk.store.sql import SqlTaskStore
 from tests.api.conftest import RecordingBackend, task_body
 from tests.auth.conftest import AUDIENCE, OidcProvider, SigningKey, entitlement
@@ -61,10 +61,10 @@ class AuthApi:
 
 
 def start_api(tmp_path: Path, auth: AuthSettings, tokens: dict[str, str]) -> Iterator[AuthApi]:
-    settings = Settings(data_dir=tmp_path)
-    store = SqlTaskStore(settings.effective_database_url)
+    config = TeskConfig.read(server={"data_dir": tmp_path})
+    store = SqlTaskStore(config.database_url)
     backend = RecordingBackend(store)
-    app = create_app(settings, store=store, backend=backend, access=AuthAccess(auth))
+    app = create_app(config, store=store, backend=backend, access=AuthAccess(auth))
     with serving(app) as server:
         yield AuthApi(server.url, tmp_path / "tesk.db", backend, dict(tokens))
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tesk.auth.settings import AuthSettings
+from tesk.config.auth import AuthSettings
 from tests.auth.conftest import OidcProvider
 from tests.auth.test_elixir_api import AuthApi, start_api
 from tests.browser import launch_chromium

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tesk.client.http import Connection, TesClient
-from tesk.config import Settings
+from tesk.config import TeskConfig
 from tesk.store.sql import SqlTaskStore
 from tests.api.conftest import Api, RecordingBackend, make_api, task_body
 from tests.conftest import ServerThread, free_port
@@ -20,7 +20,7 @@ from tests.conftest import ServerThread, free_port
 
 @pytest.fixture
 def quick(tmp_path: Path) -> Iterator[Api]:
-    yield from make_api(tmp_path, store_busy_seconds=0.2)
+    yield from make_api(tmp_path, store={"busy_seconds": 0.2})
 
 
 def test_create_retries_a_busy_store_and_makes_one_task(quick: Api, tmp_path: Path) -> None:
@@ -42,11 +42,11 @@ def test_create_retries_a_busy_store_and_makes_one_task(quick: Api, tmp_path: Pa
 
 def test_a_server_that_is_not_up_yet_is_retried(tmp_path: Path) -> None:
     port = free_port()
-    settings = Settings(data_dir=tmp_path)
-    store = SqlTaskStore(settings.effective_database_url)
+    config = TeskConfig.read(server={"data_dir": tmp_path})
+    store = SqlTaskStore(config.database_url)
     from tesk.api.app import create_app
 
-    server = ServerThread(create_app(settings, store=store, backend=RecordingBackend(store)))
+    server = ServerThread(create_app(config, store=store, backend=RecordingBackend(store)))
     server.port, server.url = port, f"http://127.0.0.1:{port}"
     server.server.config.port = port
     starter = threading.Timer(1.0, server.start)

@@ -35,7 +35,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tesk.api.app import create_app
-from tesk.config import Settings
+from tesk.config import TeskConfig
 from tesk.models import State
 from tesk.store.sql import SqlTaskStore
 from tests.api.conftest import Api, RecordingBackend
@@ -69,9 +69,9 @@ schema_1_0.config.generation.update(max_examples=max(MAX_EXAMPLES // 3, 5), dete
 
 def own_document(into: Path) -> dict[str, Any]:
     """The OpenAPI document a server publishes at /openapi.json (built without serving)."""
-    settings = Settings(data_dir=into)
-    store = SqlTaskStore(settings.effective_database_url)
-    document: dict[str, Any] = create_app(settings, store=store, backend=RecordingBackend(store)).openapi()
+    config = TeskConfig.read(server={"data_dir": into})
+    store = SqlTaskStore(config.database_url)
+    document: dict[str, Any] = create_app(config, store=store, backend=RecordingBackend(store)).openapi()
     return document
 
 

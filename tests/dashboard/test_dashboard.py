@@ -11,8 +11,8 @@ import pytest
 
 from tesk.api.app import create_app
 from tesk.auth.fastapi import swagger_oauth
-from tesk.auth.settings import AuthSettings
-from tesk.config import Settings
+from tesk.config.auth import AuthSettings
+from tesk.config import TeskConfig
 from tesk.store.sql import SqlTaskStore
 from tests.api.conftest import Api, RecordingBackend, create, task_body
 from tests.conftest import ServerThread, client, serving
@@ -121,10 +121,10 @@ def test_with_auth_the_page_asks_for_a_token_and_shows_only_the_callers_tasks(gu
 
 def test_the_token_from_swagger_uis_authorize_button_reaches_the_dashboard(tmp_path: Path, browser: Any) -> None:
     """Log in where users already do (the API page), then open the dashboard: no second sign-in."""
-    settings = Settings(data_dir=tmp_path)
-    store = SqlTaskStore(settings.effective_database_url)
+    config = TeskConfig.read(server={"data_dir": tmp_path})
+    store = SqlTaskStore(config.database_url)
     oauth = swagger_oauth(AuthSettings(profile="auth", issuer="https://issuer.invalid"))
-    app = create_app(settings, store=store, backend=RecordingBackend(store), access=HeaderAccess(), oauth=oauth)
+    app = create_app(config, store=store, backend=RecordingBackend(store), access=HeaderAccess(), oauth=oauth)
     with serving(app) as server, client(server.url + "/ga4gh/tes/v1") as tes:
         mine = tes.post("/tasks", json=task_body(), headers={"Authorization": "Bearer carol"}).json()["id"]
         tes.post("/tasks", json=task_body(), headers={"Authorization": "Bearer dave"})

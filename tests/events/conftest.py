@@ -22,8 +22,7 @@ from starlette.requests import Request
 from tesk.api.app import create_app
 from tesk.auth.principal import Forbidden, Principal, Unauthenticated
 from tesk.backends.local import LocalBackend
-from tesk.backends.local.settings import LocalSettings
-from tesk.config import Settings
+from tesk.config import TeskConfig
 from tesk.store import Visibility
 from tesk.store.sql import SqlTaskStore
 from tests.api.conftest import Api, RecordingBackend
@@ -40,10 +39,10 @@ def local_server(data_dir: Path, monkeypatch: pytest.MonkeyPatch | None = None, 
     for name, value in env.items():
         assert monkeypatch is not None, "pass monkeypatch to set environment variables"
         monkeypatch.setenv(name, value)
-    settings = Settings(data_dir=data_dir)
-    store = SqlTaskStore(settings.effective_database_url)
-    backend = LocalBackend(settings, store, LocalSettings(engine="podman", network="none", pull="never"))
-    with serving(create_app(settings, store=store, backend=backend)) as server:
+    config = TeskConfig.read(server={"data_dir": data_dir}, local={"engine": "podman", "network": "none", "pull": "never"})
+    store = SqlTaskStore(config.database_url)
+    backend = LocalBackend.from_config(config, store)
+    with serving(create_app(config, store=store, backend=backend)) as server:
         yield server
 
 
@@ -133,10 +132,10 @@ class HeaderAccess:
 
 def guarded_api(tmp_path: Path) -> Iterator[Api]:
     """The API (recording backend) behind `HeaderAccess`: every request needs `Bearer <user>`."""
-    settings = Settings(data_dir=tmp_path)
-    store = SqlTaskStore(settings.effective_database_url)
+    config = TeskConfig.read(server={"data_dir": tmp_path})
+    store = SqlTaskStore(config.database_url)
     backend = RecordingBackend(store)
-    with serving(create_app(settings, store=store, backend=backend, access=HeaderAccess())) as server:
+    with serving(create_app(config, store=store, backend=backend, access=HeaderAccess())) as server:
         api = Api(server.url, backend, store)
         yield api
         api.http.close()

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tesk.api.callbacks import CALLBACK_TAG, CallbackSettings, host_allowed
+from tesk.api.callbacks import CALLBACK_TAG, host_allowed
+from tesk.config import CallbackSettings
 from tests.api.conftest import task_body
 from tests.conftest import client
 from tests.events.conftest import IMAGE, CallbackReceiver, local_server

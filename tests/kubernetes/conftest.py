@@ -32,8 +32,7 @@ import tesk
 from tesk.api.app import create_app
 from tesk.backends.kubernetes.backend import KubernetesBackend
 from tesk.backends.kubernetes.kube import Kube, load_api_client
-from tesk.backends.kubernetes.settings import KubernetesSettings
-from tesk.config import Settings
+from tesk.config import KubernetesSettings, TeskConfig
 from tesk.store.sql import SqlTaskStore
 from tests.conftest import ServerThread
 
@@ -103,10 +102,10 @@ class Api:
                                   "cancel_grace_seconds": 20, "lease_seconds": 3}
         values.update(k8s)
         self.k8s = KubernetesSettings(**values)
-        settings = Settings(data_dir=db.parent)
+        config = TeskConfig.read(server={"data_dir": db.parent}).replace(kubernetes=self.k8s)
         self.store = SqlTaskStore(f"sqlite+aiosqlite:///{db}")
-        self.backend = KubernetesBackend(settings, self.store, k8s=self.k8s)
-        self.server = ServerThread(create_app(settings, store=self.store, backend=self.backend))
+        self.backend = KubernetesBackend.from_config(config, self.store)
+        self.server = ServerThread(create_app(config, store=self.store, backend=self.backend))
         self.server.start()
         self.http = httpx.Client(base_url=self.server.url + "/ga4gh/tes/v1", timeout=30)
         self.stopped = False

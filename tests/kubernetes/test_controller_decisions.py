@@ -16,7 +16,7 @@ import pytest
 from tesk.backends.kubernetes import labels as lb
 from tesk.backends.kubernetes.controller import Controller
 from tesk.backends.kubernetes.kube import Obj
-from tesk.backends.kubernetes.settings import KubernetesSettings
+from tesk.config.kubernetes import KubernetesSettings
 from tesk.backends.kubernetes.state import encode_result
 from tesk.models import State, Task, TaskLog
 from tesk.store import new_task_id

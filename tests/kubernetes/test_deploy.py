@@ -16,7 +16,7 @@ import yaml
 
 from tesk.backends.kubernetes import labels as lb
 from tesk.backends.kubernetes import manifests
-from tesk.backends.kubernetes.settings import KubernetesSettings
+from tesk.config.kubernetes import KubernetesSettings
 from tests.kubernetes.podsecurity import restricted_violations
 from tests.kubernetes.test_manifests import OWNER, make_task
 

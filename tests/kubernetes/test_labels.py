@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tesk.backends.kubernetes import labels as lb
-from tesk.backends.kubernetes.settings import KubernetesSettings
+from tesk.config.kubernetes import KubernetesSettings
 from tesk.store import new_task_id
 
 

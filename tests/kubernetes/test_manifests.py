@@ -13,7 +13,7 @@ import pytest
 from tesk.backends.kubernetes import labels as lb
 from tesk.backends.kubernetes import manifests
 from tesk.backends.kubernetes.election import LeaseElector, lease_manifest
-from tesk.backends.kubernetes.settings import KubernetesSettings
+from tesk.config.kubernetes import KubernetesSettings
 from tesk.models import Task
 from tests.kubernetes.podsecurity import restricted_violations
 

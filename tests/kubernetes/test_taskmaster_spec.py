@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tesk.backends.kubernetes import manifests
-from tesk.backends.kubernetes.settings import KubernetesSettings
+from tesk.config.kubernetes import KubernetesSettings
 from tesk.backends.kubernetes.taskmaster import _read_spec
 from tesk.models import Task
 from tests.kubernetes.conftest import Cluster

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from tesk.backends.local import LocalBackend
-from tesk.backends.local.settings import LocalSettings
-from tesk.config import Settings
+from tesk.config import TeskConfig
 from tesk.models import State, Task
 from tesk.store import StoredTask, new_task_id
 from tesk.store.sql import SqlTaskStore
@@ -101,11 +100,10 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[MakeHarness]:
         if not engine_available(engine):
             pytest.skip(f"{engine} is not installed on this machine")
         root = tmp_path / f"server{len(started)}"
-        settings = Settings(data_dir=root)
-        store = SqlTaskStore(settings.effective_database_url)
+        config = TeskConfig.read(server={"data_dir": root}, local={"network": "none", "pull": "never", "engine": engine} | local)
+        store = SqlTaskStore(config.database_url)
         await store.open()
-        local = {"network": "none", "pull": "never"} | local
-        backend = LocalBackend(settings, store, LocalSettings(engine=engine, **local))
+        backend = LocalBackend.from_config(config, store)
         await backend.start()
         harness = Harness(backend, store, root)
         started.append(harness)

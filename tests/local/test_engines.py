@@ -15,7 +15,7 @@ from tesk.backends.local.engines import select_engine
 from tesk.backends.local.engines.docker import DockerEngine
 from tesk.backends.local.engines.podman import PodmanEngine
 from tesk.backends.local.engines.process import ProcessEngine
-from tesk.backends.local.settings import LocalSettings
+from tesk.config.local import LocalSettings
 
 
 async def test_auto_picks_docker_only_when_its_daemon_answers() -> None:

@@ -15,8 +15,7 @@ import pytest
 
 from tesk.backends.slurm import SlurmBackend
 from tesk.backends.slurm.commands import job_name
-from tesk.backends.slurm.settings import SlurmSettings
-from tesk.config import Settings
+from tesk.config import SlurmSettings, TeskConfig
 from tesk.models import State
 from tesk.store.sql import SqlTaskStore
 from tests.local.conftest import Harness as LocalHarness
@@ -75,13 +74,13 @@ def slurm_ready(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 async def make_harness(tmp_path: Path, slurm_ready: None) -> AsyncIterator[MakeHarness]:
     """`await make_harness(**TESK_SLURM_* settings)`: a backend on the store and shared folder of this
     test (a second call is the same API restarted); everything stops at teardown."""
-    settings = Settings(data_dir=tmp_path / "server")
-    store = SqlTaskStore(settings.effective_database_url)
+    data_dir = tmp_path / "server"
+    store = SqlTaskStore(TeskConfig.read(server={"data_dir": data_dir}).database_url)
     await store.open()
     started: list[SlurmBackend] = []
 
     async def make(**slurm: Any) -> Harness:
-        backend = SlurmBackend(settings, store, SlurmSettings(**({"poll_seconds": 0.2} | slurm)))
+        backend = SlurmBackend(store, SlurmSettings(**({"poll_seconds": 0.2} | slurm)), data_dir)
         await backend.start()
         started.append(backend)
         return Harness(backend, store)

@@ -11,8 +11,7 @@ import pytest
 
 from tesk.api.app import create_app
 from tesk.backends.slurm import SlurmBackend
-from tesk.backends.slurm.settings import SlurmSettings
-from tesk.config import Settings
+from tesk.config import TeskConfig
 from tesk.store.sql import SqlTaskStore
 from tests.conftest import client, serving
 from tests.slurm.conftest import IMAGE, job_states, slurm_ready
@@ -22,9 +21,9 @@ pytestmark = pytest.mark.slurm
 
 @pytest.fixture
 def tes(tmp_path: Path, slurm_ready: None) -> Iterator[httpx.Client]:
-    cfg = Settings(data_dir=tmp_path / "server", backend="slurm")
-    store = SqlTaskStore(cfg.effective_database_url)
-    backend = SlurmBackend(cfg, store, SlurmSettings(poll_seconds=0.2))
+    cfg = TeskConfig.read(server={"data_dir": tmp_path / "server", "backend": "slurm"}, slurm={"poll_seconds": 0.2})
+    store = SqlTaskStore(cfg.database_url)
+    backend = SlurmBackend.from_config(cfg, store)
     with serving(create_app(cfg, store=store, backend=backend)) as server:
         http = client(server.url + "/ga4gh/tes/v1")
         yield http

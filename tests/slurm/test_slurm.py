@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tesk.backends.slurm.backend import sbatch_options
-from tesk.backends.slurm.settings import SlurmSettings
+from tesk.config.slurm import SlurmSettings
 from tesk.failures import Failure, FailureReason, failure_of
 from tesk.models import State, Task
 from tests.slurm.conftest import IMAGE, MakeHarness, containers, job_states

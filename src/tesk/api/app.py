@@ -27,10 +27,9 @@ from tesk.api.responses import error_response, internal_error_response, json_res
 from tesk.api.routes import KeyLocks, create_task, router, validation_message
 from tesk.auth.fastapi import AuthAccess, SwaggerOAuth, build_access, swagger_oauth
 from tesk.backends import Backend, load_backend
-from tesk.config import Settings
+from tesk.config import ServiceInfoSettings, TeskConfig
 from tesk.errors import ApiError
 from tesk.filer import supported_schemes
-from tesk.filer.settings import FilerSettings
 from tesk.models import TES_VERSION, ServiceInfo, dump
 from tesk.store import TaskStore
 from tesk.store.sql import SqlTaskStore
@@ -41,7 +40,7 @@ TES_PREFIXES = ("/ga4gh/tes/v1", "/v1")
 SERVICE_CREATED_AT = "2026-11-27T00:00:00Z"
 
 
-def build_service_info(settings: Settings, backend: Backend, storage: list[str]) -> dict[str, Any]:
+def build_service_info(settings: ServiceInfoSettings, backend: Backend, storage: list[str]) -> dict[str, Any]:
     """service-info with every required field, overridable from YAML and `TESK_SERVICE_INFO_*`."""
     values: dict[str, Any] = {
         "id": "org.ga4gh.tesk",
@@ -55,7 +54,7 @@ def build_service_info(settings: Settings, backend: Backend, storage: list[str])
         "version": tesk.__version__,
         "type": {"group": "org.ga4gh", "artifact": "tes", "version": TES_VERSION},
     }
-    values.update(settings.service_info_overrides())
+    values.update(settings.overrides())
     values["storage"] = storage
     values["tesResources_backend_parameters"] = sorted(backend.backend_parameters)
     return dump(ServiceInfo.model_validate(values))
@@ -123,21 +122,21 @@ async def _no_receive() -> Message:
 
 
 def create_app(
-    settings: Settings | None = None,
+    config: TeskConfig,
     *,
     store: TaskStore | None = None,
     backend: Backend | None = None,
     access: Access | None = None,
     oauth: SwaggerOAuth | None = None,
 ) -> FastAPI:
-    """The application. Tests pass their own store/backend; `tesk serve` builds them from settings.
+    """The application. Tests pass their own store/backend; `tesk serve` builds them from the config.
 
     `oauth` (Swagger UI's Authorize button and the OpenAPI security schemes) is derived from the auth
     settings of an `AuthAccess`; pass it to declare security with another access object."""
-    settings = settings or Settings()
-    store = store or SqlTaskStore(settings.effective_database_url, busy_seconds=settings.store_busy_seconds)
-    backend = backend or load_backend(settings.backend, settings, store)
-    access = access or build_access()
+    settings = config.server
+    store = store or SqlTaskStore(config.database_url, busy_seconds=config.store.busy_seconds)
+    backend = backend or load_backend(config, store)
+    access = access or build_access(config.auth)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -177,7 +176,7 @@ def create_app(
     app.state.access = access
     app.state.ready = False
     app.state.idempotency_locks = KeyLocks()
-    app.state.service_info = build_service_info(settings, backend, list(supported_schemes(FilerSettings())))
+    app.state.service_info = build_service_info(config.service_info, backend, supported_schemes(config.filer))
 
     app.state.legacy_service_info = legacy_service_info(app.state.service_info)
 
@@ -203,12 +202,12 @@ def create_app(
     _add_health(app)
     _add_swagger(app, oauth.init_oauth if oauth is not None and oauth.init_oauth else None)
     _add_error_handlers(app)
-    _add_users_tools(app)
+    _add_users_tools(app, config)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
 
 
-def _add_users_tools(app: FastAPI) -> None:
+def _add_users_tools(app: FastAPI, config: TeskConfig) -> None:
     """Event streams and callbacks, /metrics, /dashboard (issue 8; code in events, callbacks, metrics,
     dashboard)."""
     from tesk.api.callbacks import install_callbacks
@@ -217,7 +216,7 @@ def _add_users_tools(app: FastAPI) -> None:
     from tesk.dashboard import install_dashboard
 
     hub = install_events(app)
-    install_callbacks(app, hub)
+    install_callbacks(app, hub, config.callbacks)
     install_metrics(app)
     install_dashboard(app)
 

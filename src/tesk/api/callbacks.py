@@ -23,11 +23,9 @@ from urllib.parse import urlsplit
 
 import httpx
 from fastapi import FastAPI
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import tesk
-from tesk.config import comma_list
+from tesk.config.callbacks import CallbackSettings
 from tesk.errors import BadRequest
 from tesk.logs import task_context
 from tesk.telemetry import CALLBACK_DELIVERIES
@@ -38,26 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CALLBACK_TAG = "tesk_callback_url"
-
-
-class CallbackSettings(BaseSettings):
-    """Callbacks (`TESK_CALLBACK_*`)."""
-
-    model_config = SettingsConfigDict(env_prefix="TESK_CALLBACK_", extra="ignore")
-
-    allowed_hosts: str = Field(
-        "",
-        description="Comma-separated hosts callbacks may be sent to (`name`, `*.domain`, `name:port`). "
-        "Empty: callbacks are off and tasks asking for one are refused.",
-    )
-    attempts: int = Field(6, ge=1, description="POST attempts per state change before giving up.")
-    backoff_seconds: float = Field(1.0, gt=0, description="Wait before the first retry; doubles each time.")
-    max_backoff_seconds: float = Field(60.0, gt=0, description="Longest wait between two attempts.")
-    timeout_seconds: float = Field(10.0, gt=0, description="Time limit of one POST.")
-    max_concurrent: int = Field(32, ge=1, description="Callback POSTs in flight at once, over all tasks.")
-
-    def host_patterns(self) -> list[str]:
-        return [h.lower() for h in comma_list(self.allowed_hosts)]
 
 
 def host_allowed(url: str, patterns: list[str]) -> bool:
@@ -189,9 +167,8 @@ class CallbackNotifier:
         return retryable, f"HTTP {response.status_code}"
 
 
-def install_callbacks(app: FastAPI, hub: EventHub, settings: CallbackSettings | None = None) -> CallbackSettings:
+def install_callbacks(app: FastAPI, hub: EventHub, settings: CallbackSettings) -> CallbackSettings:
     """Check callback tags at create time (via `app.state.callbacks`) and deliver when hosts are allowed."""
-    settings = settings or CallbackSettings()
     app.state.callbacks = settings
     if settings.host_patterns():
         hub.add_consumer("callbacks", CallbackNotifier(settings).consume)

@@ -5,7 +5,7 @@ arrives a byte at a time, nor one whose `Content-Length` promises more than is e
 connection, and the request task waiting in `receive()`, would stay open for good. Nor does it limit
 how many connections one client opens. `guarded_protocol` extends uvicorn's httptools protocol (the
 one `uvicorn[standard]` runs, given to uvicorn as its `http` class) with three bounds, from
-`tesk.config.Settings`:
+`tesk.config.ServerSettings`:
 
 - the head of each request (request line and headers) must arrive within `TESK_HEADER_TIMEOUT_SECONDS`
   of the connection opening or of the request's first byte;
@@ -27,7 +27,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from tesk.config import Settings
+from tesk.config import ServerSettings
 
 log = logging.getLogger("tesk.api")
 
@@ -47,7 +47,7 @@ def raw_error(status: int, message: str, *extra_headers: tuple[str, str]) -> byt
     return head + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers) + b"\r\n" + body
 
 
-def guarded_protocol(settings: Settings) -> type[asyncio.Protocol]:
+def guarded_protocol(settings: ServerSettings) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with the bounds of `settings` (one class per server)."""
     head_timeout = settings.header_timeout_seconds
     body_timeout = settings.body_timeout_seconds

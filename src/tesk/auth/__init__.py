@@ -15,7 +15,7 @@ from tesk.auth.principal import (
     ProviderUnavailable,
     Unauthenticated,
 )
-from tesk.auth.settings import AuthSettings
+from tesk.config.auth import AuthSettings
 from tesk.auth.tokens import Authenticator
 
 __all__ = [

@@ -18,7 +18,7 @@ from fastapi import Request
 
 from tesk.auth.policy import Policy, build_policy
 from tesk.auth.principal import ANONYMOUS, Principal
-from tesk.auth.settings import AuthSettings
+from tesk.config.auth import AuthSettings
 from tesk.auth.tokens import Authenticator
 from tesk.store import Visibility
 
@@ -115,6 +115,6 @@ def swagger_oauth(settings: AuthSettings, *, timeout: float | None = None) -> Sw
     return SwaggerOAuth(schemes, init)
 
 
-def build_access(settings: AuthSettings | None = None) -> AuthAccess:
-    """Access checks from the environment (`TESK_AUTH` / `SPRING_PROFILES_ACTIVE`, `TESK_OIDC_*`, ...)."""
-    return AuthAccess(settings or AuthSettings())
+def build_access(settings: AuthSettings) -> AuthAccess:
+    """Access checks from the auth section (`TESK_AUTH` / `SPRING_PROFILES_ACTIVE`, `TESK_OIDC_*`, ...)."""
+    return AuthAccess(settings)

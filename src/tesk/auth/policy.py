@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tesk.auth.principal import Forbidden, Principal
-from tesk.auth.settings import AuthSettings
+from tesk.config.auth import AuthSettings
 from tesk.auth.tokens import claim_values
 from tesk.store import EVERYONE, Visibility
 

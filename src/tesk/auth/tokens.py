@@ -32,7 +32,7 @@ import httpx
 import jwt
 
 from tesk.auth.principal import ANONYMOUS, Principal, ProviderUnavailable, Unauthenticated
-from tesk.auth.settings import AuthSettings
+from tesk.config.auth import AuthSettings
 
 log = logging.getLogger(__name__)
 

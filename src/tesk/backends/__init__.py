@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from tesk.config import Settings
+    from tesk.config import TeskConfig
     from tesk.store import StoredTask, TaskStore
 
 
@@ -49,15 +49,17 @@ BACKENDS: dict[str, str] = {
     "kubernetes": "tesk.backends.kubernetes:KubernetesBackend",
     "slurm": "tesk.backends.slurm:SlurmBackend",
 }
+"""Backend name -> its class, whose `from_config(config, store)` picks the sections it needs."""
 
 
-def load_backend(name: str, settings: Settings, store: TaskStore) -> Backend:
-    """Build the backend called `name`; an unknown name is a configuration error that says the choices."""
+def load_backend(config: TeskConfig, store: TaskStore) -> Backend:
+    """Build the backend `config.server.backend` names; an unknown name is a configuration error that says
+    the choices. Only the chosen backend's modules are imported."""
+    name = config.server.backend
     try:
         ref = BACKENDS[name]
     except KeyError:
         raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(sorted(BACKENDS))}") from None
     module, _, cls = ref.partition(":")
-    factory = getattr(importlib.import_module(module), cls)
-    backend: Backend = factory(settings, store)
+    backend: Backend = getattr(importlib.import_module(module), cls).from_config(config, store)
     return backend

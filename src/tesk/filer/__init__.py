@@ -19,7 +19,7 @@ from tesk.filer.errors import (
     TransientError,
     redact,
 )
-from tesk.filer.settings import FilerSettings, S3Endpoint, supported_schemes
+from tesk.config.filer import FilerSettings, S3Endpoint, supported_schemes
 from tesk.filer.staging import stage_inputs, stage_outputs
 
 __all__ = [

@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
 from tesk.filer.errors import RefusedError, TransferTimeout, TransientError, redact
-from tesk.filer.settings import FilerSettings
+from tesk.config.filer import FilerSettings
 from tesk.models import FileType
 
 T = TypeVar("T")

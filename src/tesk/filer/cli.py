@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from tesk.filer.area import TaskArea
 from tesk.filer.errors import FilerError, StagingError
-from tesk.filer.settings import FilerSettings
+from tesk.config.filer import FilerSettings
 from tesk.filer.staging import stage_inputs, stage_outputs
 from tesk.models import Input, Output, OutputFileLog
 

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 from tesk.filer.area import is_inside
 from tesk.filer.base import Progress
 from tesk.filer.errors import FilerError, NotFoundError, RefusedError, redact
-from tesk.filer.settings import FilerSettings
+from tesk.config.filer import FilerSettings
 from tesk.models import FileType
 
 _COPY_BLOCK = 8 * 1024 * 1024

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from tesk.filer.base import CHUNK, Progress
 from tesk.filer.errors import FilerError, NotFoundError, TransientError, redact
-from tesk.filer.settings import FilerSettings
+from tesk.config.filer import FilerSettings
 from tesk.models import FileType
 
 T = TypeVar("T")

@@ -40,7 +40,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tesk.filer.base import CHUNK, Progress
 from tesk.filer.errors import FilerError, NotFoundError, RefusedError, TransientError, redact
-from tesk.filer.settings import FilerSettings
+from tesk.config.filer import FilerSettings
 from tesk.models import FileType
 
 T = TypeVar("T")

@@ -23,7 +23,7 @@ from obstore.store import AzureStore, GCSStore
 
 from tesk.filer.base import CHUNK, Progress, read_blocks, write_chunks
 from tesk.filer.errors import FilerError, NotFoundError, TransientError, redact
-from tesk.filer.settings import FilerSettings
+from tesk.config.filer import FilerSettings
 from tesk.models import FileType
 
 if TYPE_CHECKING:

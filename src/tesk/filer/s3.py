@@ -32,7 +32,7 @@ from botocore.exceptions import (
 
 from tesk.filer.base import Progress
 from tesk.filer.errors import FilerError, NotFoundError, TransientError, redact
-from tesk.filer.settings import FilerSettings, S3Endpoint
+from tesk.config.filer import FilerSettings, S3Endpoint
 from tesk.models import FileType
 
 T = TypeVar("T")

@@ -19,7 +19,7 @@ from urllib.parse import quote
 from tesk.filer.area import TaskArea
 from tesk.filer.base import Log, Progress, Scheme, SchemeRegistry, human, join_url, with_retries
 from tesk.filer.errors import FilerError, NotFoundError, RefusedError, StagingError, redact
-from tesk.filer.settings import FilerSettings
+from tesk.config.filer import FilerSettings
 from tesk.models import FileType, Input, Output, OutputFileLog, has_wildcards
 
 T = TypeVar("T")

@@ -18,8 +18,7 @@ from tesk.backends.kubernetes import manifests
 from tesk.backends.kubernetes.cancel import label_cancel
 from tesk.backends.kubernetes.controller import Controller
 from tesk.backends.kubernetes.kube import Kube, KubeError, Obj, load_api_client
-from tesk.backends.kubernetes.settings import KubernetesSettings
-from tesk.config import Settings
+from tesk.config import KubernetesSettings, TeskConfig
 from tesk.models import State, Task, TaskLog
 from tesk.store import StoredTask, TaskStore
 from tesk.telemetry import count_kubernetes_request
@@ -36,9 +35,13 @@ class KubernetesBackend:
     replica_id: str | None = None
     """The cluster runs the tasks: no server replica holds them."""
 
-    def __init__(self, settings: Settings, store: TaskStore, k8s: KubernetesSettings | None = None,
-                 kube: Kube | None = None, elect: bool = True) -> None:
-        self.settings = k8s or KubernetesSettings()
+    @classmethod
+    def from_config(cls, config: TeskConfig, store: TaskStore) -> KubernetesBackend:
+        """The backend of `tesk serve`: the kubernetes section, a client from its kubeconfig or in-cluster."""
+        return cls(store, config.kubernetes)
+
+    def __init__(self, store: TaskStore, k8s: KubernetesSettings, kube: Kube | None = None, elect: bool = True) -> None:
+        self.settings = k8s
         self.store = store
         if kube is None:
             kube = Kube(load_api_client(self.settings.kubeconfig, self.settings.context), self.settings.namespace,

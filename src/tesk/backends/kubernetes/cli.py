@@ -24,7 +24,7 @@ def taskmaster(
     import logging
 
     from tesk.backends.kubernetes.kube import Kube, KubeError, load_api_client
-    from tesk.backends.kubernetes.settings import KubernetesSettings
+    from tesk.config.kubernetes import KubernetesSettings
     from tesk.backends.kubernetes.taskmaster import run_taskmaster
     from tesk.logs import configure_logging
 

@@ -22,7 +22,7 @@ from tesk.backends.kubernetes.cancel import label_cancel, requested, seconds_sin
 from tesk.backends.kubernetes.election import LeaseElector
 from tesk.backends.kubernetes.informer import Cache, Informer
 from tesk.backends.kubernetes.kube import Kube, KubeError, Obj, Unreachable
-from tesk.backends.kubernetes.settings import KubernetesSettings
+from tesk.config.kubernetes import KubernetesSettings
 from tesk.backends.kubernetes.state import (
     UNFINISHED,
     Graces,

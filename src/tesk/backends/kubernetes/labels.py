@@ -13,6 +13,8 @@ import hashlib
 import re
 from enum import StrEnum
 
+from tesk.config.kubernetes import DNS_LABEL, check_dns_label
+
 PREFIX = "tesk.io/"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 APP_NAME = "app.kubernetes.io/name"
@@ -46,21 +48,10 @@ class Role(StrEnum):
     OUTPUTS = "outputs-filer"
 
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-def check_dns_label(value: str, what: str) -> str:
-    """Object names we make (and namespaces) must be RFC 1123 labels: the API server refuses others."""
-    if len(value) > 63 or not _DNS_LABEL.match(value):
-        raise ValueError(
-            f"{what} must be at most 63 lower-case letters, digits and '-', starting and ending with a "
-            f"letter or digit (got {value!r})"
-        )
-    return value
 
 
 def is_label_value(value: str) -> bool:
@@ -149,7 +140,7 @@ def check_object_names(obj: dict[str, object]) -> list[str]:
         if named:
             if not isinstance(name, str):
                 problems.append(f"{where}: no metadata.name")
-            elif len(name) > 63 or not _DNS_LABEL.match(name):
+            elif len(name) > 63 or not DNS_LABEL.match(name):
                 problems.append(f"{where}: name {name!r} is not a DNS-1123 label")
         labels = meta.get("labels") or {}
         assert isinstance(labels, dict)

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from tesk.backends.kubernetes import labels as lb
 from tesk.backends.kubernetes.labels import Role
-from tesk.backends.kubernetes.settings import KubernetesSettings
+from tesk.config.kubernetes import KubernetesSettings
 from tesk.filer.area import TaskArea
 from tesk.filer.errors import FilerError
 from tesk.models import Executor, FileType, Task, has_wildcards

@@ -34,7 +34,7 @@ from tesk.backends.kubernetes.cancel import read_labels_file, requested_by
 from tesk.backends.kubernetes.informer import KEEP_META, Cache, Informer
 from tesk.backends.kubernetes.kube import Conflict, Kube, KubeError, Obj
 from tesk.backends.kubernetes.labels import Role
-from tesk.backends.kubernetes.settings import KubernetesSettings
+from tesk.config.kubernetes import KubernetesSettings
 from tesk.backends.kubernetes.state import (
     Graces,
     decode_result,

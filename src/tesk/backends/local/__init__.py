@@ -28,16 +28,15 @@ import logging
 import socket
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO
 
 from tesk.backends.local.engines import LABEL_INSTANCE, LABEL_TASK, Engine, select_engine
 from tesk.backends.local.folder import TaskFolder
 from tesk.backends.local.runtime import LocalRuntime
 from tesk.backends.local.scheduler import Scheduler
-from tesk.backends.local.settings import LocalSettings
-from tesk.config import Settings
+from tesk.config import FilerSettings, LocalSettings, TeskConfig
 from tesk.failures import Failure, FailureReason
-from tesk.filer import FilerSettings
 from tesk.models import ACTIVE_STATES, State, TaskLog
 from tesk.runner import TaskRunner
 from tesk.store import HELD_STATES, Replica, StoredTask, TakenOver, TaskStore
@@ -102,12 +101,16 @@ class LocalBackend:
     name = "local"
     backend_parameters: frozenset[str] = frozenset()
 
-    def __init__(self, settings: Settings, store: TaskStore, local: LocalSettings | None = None) -> None:
-        self.settings = settings
+    @classmethod
+    def from_config(cls, config: TeskConfig, store: TaskStore) -> LocalBackend:
+        """The backend of `tesk serve`: the local and filer sections, task areas under the data folder."""
+        return cls(store, config.local, config.filer, config.server.data_dir)
+
+    def __init__(self, store: TaskStore, local: LocalSettings, filer: FilerSettings, data_dir: Path) -> None:
         self.store = store
-        self.local = local or LocalSettings()
-        self.filer = FilerSettings()
-        self.task_dir = (self.local.task_dir or settings.data_dir / "tasks").resolve()
+        self.local = local
+        self.filer = filer
+        self.task_dir = (local.task_dir or data_dir / "tasks").resolve()
         self.instance = hashlib.sha256(str(self.task_dir).encode()).hexdigest()[:10]
         self.host = socket.gethostname()
         self.replica_id = f"{self.host}-{self.instance}"

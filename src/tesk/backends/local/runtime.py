@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from tesk.backends.local.engines import LABEL_EXECUTOR, LABEL_INSTANCE, LABEL_TASK, ContainerSpec, Engine
 from tesk.backends.local.engines.cli import tail_text
 from tesk.backends.local.folder import TaskFolder, is_under
-from tesk.backends.local.settings import LocalSettings
+from tesk.config.local import LocalSettings
 from tesk.filer import FilerError, FilerSettings, Mount, TaskArea, stage_inputs, stage_outputs
 from tesk.models import OutputFileLog, State, Task
 from tesk.runner import ExecutorOutcome, Note, TaskFailure, describe_executor

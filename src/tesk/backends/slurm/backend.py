@@ -19,14 +19,14 @@ import math
 import os
 import shlex
 from datetime import UTC, datetime
+from pathlib import Path
 
 from tesk.backends import BackendError
 from tesk.backends.slurm import commands
 from tesk.backends.slurm.commands import Job, SlurmError, job_name
 from tesk.backends.slurm.folder import JobFolder, Report
-from tesk.backends.slurm.settings import SlurmSettings
 from tesk.backends.slurm.states import ending
-from tesk.config import Settings
+from tesk.config import SlurmSettings, TeskConfig
 from tesk.failures import Failure, FailureReason
 from tesk.models import ACTIVE_STATES, State, Task, TaskLog
 from tesk.store import StoredTask, TaskStore
@@ -86,11 +86,15 @@ class SlurmBackend:
     backend_parameters: frozenset[str] = frozenset(PARAMETERS)
     replica_id: str | None = None
 
-    def __init__(self, settings: Settings, store: TaskStore, slurm: SlurmSettings | None = None) -> None:
-        self.settings = settings
+    @classmethod
+    def from_config(cls, config: TeskConfig, store: TaskStore) -> SlurmBackend:
+        """The backend of `tesk serve`: the slurm section, task folders under the data folder by default."""
+        return cls(store, config.slurm, config.server.data_dir)
+
+    def __init__(self, store: TaskStore, slurm: SlurmSettings, data_dir: Path) -> None:
         self.store = store
-        self.slurm = slurm or SlurmSettings()
-        self.shared_dir = (self.slurm.shared_dir or settings.data_dir / "slurm").resolve()
+        self.slurm = slurm
+        self.shared_dir = (slurm.shared_dir or data_dir / "slurm").resolve()
         self._loop: asyncio.Task[None] | None = None
         self._cancels: dict[str, str] = {}
         """Task id -> who cancelled it, for the tasks whose job was sent scancel by this server."""

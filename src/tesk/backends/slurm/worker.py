@@ -41,7 +41,7 @@ async def work(folder: JobFolder) -> State:
     """Run the task of `folder` once and report its end."""
     from tesk.backends.local.engines import select_engine
     from tesk.backends.local.runtime import LocalRuntime
-    from tesk.backends.local.settings import LocalSettings
+    from tesk.config.local import LocalSettings
     from tesk.filer import FilerSettings
     from tesk.runner import TaskRunner
 

@@ -18,7 +18,7 @@ from tesk.backends.local.engines.base import (
     Engine,
     run_quietly,
 )
-from tesk.backends.local.settings import EngineChoice, LocalSettings
+from tesk.config.local import EngineChoice, LocalSettings
 
 if TYPE_CHECKING:
     from tesk.backends.local.engines.cli import CliEngine

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from tesk.backends.local.engines.base import ContainerExit, ContainerSpec, run_quietly
-from tesk.backends.local.settings import LocalSettings, PullPolicy
+from tesk.config.local import LocalSettings, PullPolicy
 from tesk.failures import FailureReason
 from tesk.filer import Mount
 from tesk.runner import Note, TaskFailure

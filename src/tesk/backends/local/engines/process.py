@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from tesk.backends.local.engines.base import LABEL_EXECUTOR, ContainerExit, ContainerSpec
 from tesk.backends.local.engines.cli import tail_text
-from tesk.backends.local.settings import LocalSettings
+from tesk.config.local import LocalSettings
 from tesk.filer import Mount
 from tesk.runner import Note, TaskFailure
 

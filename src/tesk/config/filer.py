@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tesk.config import comma_list
+from tesk.config.values import comma_list
 
 
 class S3Endpoint(BaseModel):

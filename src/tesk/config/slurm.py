@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tesk.config import comma_list
+from tesk.config.values import comma_list
 
 
 def installed_tesk() -> str:

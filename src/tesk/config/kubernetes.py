@@ -9,6 +9,7 @@ the variables the taskmaster needs into its Job's environment, so both read this
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -16,9 +17,22 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import tesk
-from tesk.config import comma_list
+from tesk.config.values import comma_list
 
 ENVIRONMENT_PREFIX = "TESK_API_TASKMASTER_ENVIRONMENT_"
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+"""An RFC 1123 label (the body; the 63-character bound is checked apart)."""
+
+
+def check_dns_label(value: str, what: str) -> str:
+    """Object names we make (and namespaces) must be RFC 1123 labels: the API server refuses others."""
+    if len(value) > 63 or not DNS_LABEL.match(value):
+        raise ValueError(
+            f"{what} must be at most 63 lower-case letters, digits and '-', starting and ending with a "
+            f"letter or digit (got {value!r})"
+        )
+    return value
 
 
 def passthrough_environment() -> dict[str, str]:
@@ -142,8 +156,6 @@ class KubernetesSettings(BaseSettings):
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, v: str) -> str:
-        from tesk.backends.kubernetes.labels import check_dns_label
-
         return check_dns_label(v, "TESK_API_K8S_NAMESPACE")
 
     @field_validator("run_as_user", "fs_group", "executor_run_as_user", "executor_run_as_group",

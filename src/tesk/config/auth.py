@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tesk.config import comma_list
+from tesk.config.values import comma_list
 
 ASYMMETRIC_ALGORITHMS = (
     "RS256",
