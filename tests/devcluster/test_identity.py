@@ -173,3 +173,14 @@ def test_a_container_runs_as_its_images_user_unless_the_security_context_says_ot
     assert run(k8s, "group", "id -u; id -g", {"emptyDir": {}}, {"runAsGroup": 1234})[1].split() == ["0", "1234"]
     assert run(k8s, "both", "id -u; id -g", {"emptyDir": {}}, {"runAsUser": 1000, "runAsGroup": 1234})[1].split() == \
         ["1000", "1234"]
+
+
+def test_api_data_volumes_and_read_only_claims_are_mounted_read_only_whatever_the_mount_says(
+        k8s: Clients) -> None:
+    k8s.core.create_namespaced_config_map(NS, {"metadata": {"name": "settings"}, "data": {"a": "1"}})
+    claim(k8s, "data")
+    write = "touch /data/x 2>&1; cat /data/a 2>/dev/null; true"
+    assert "Read-only file system" in run(k8s, "config", write, {"configMap": {"name": "settings"}})[1]
+    assert "Read-only file system" in run(k8s, "claim", write, {"persistentVolumeClaim": {
+        "claimName": "data", "readOnly": True}})[1]
+    assert run(k8s, "writable", "touch /data/x && echo wrote", pvc("data"))[1] == "wrote\n"

@@ -50,7 +50,9 @@ How pods run
 * Volumes: PVC = a host folder per claim (`DevCluster.pvc_path`), made on binding and removed
   when the claim is deleted. configMap, secret, downwardAPI and projected volumes are written with
   the kubelet's `..data` symlink swap, and Downward API `metadata.labels`/`annotations` files are
-  rewritten when they change (`key="value"` lines, sorted, Go-quoted).
+  rewritten when they change (`key="value"` lines, sorted, Go-quoted). Those four, and any source
+  marked `readOnly` (a claim's), are mounted read-only in every container whatever the
+  volumeMount says, as the kubelet's `mustMountRO` does.
 * Ownership, as on a real node (devcluster.ownership): a new claim's root is `root:root 0755` in the
   default block-like class `standard` (a fresh ext4 file system) and `root:root 0777` in
   `local-path` (local-path-provisioner's `mkdir -m 0777`); an emptyDir is `0777`. The pod's

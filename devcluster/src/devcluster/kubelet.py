@@ -123,6 +123,19 @@ def write_atomic(target: Path, files: dict[str, bytes], mode: int = 0o644) -> No
         shutil.rmtree(target / previous, ignore_errors=True)
 
 
+API_DATA_VOLUMES = frozenset({"configMap", "secret", "downwardAPI", "projected"})
+
+
+def must_mount_read_only(volume: dict[str, Any]) -> bool:
+    """The kubelet's `mustMountRO` (makeMounts): a volume whose plugin says ReadOnly is mounted read-only
+    in every container, whatever its volumeMounts say. The API-data volumes always are (their files are
+    the kubelet's, swapped atomically); other plugins are when their source sets `readOnly` (a
+    persistentVolumeClaim, csi, nfs... source)."""
+    if API_DATA_VOLUMES & set(volume):
+        return True
+    return any(isinstance(source, dict) and source.get("readOnly") for source in volume.values())
+
+
 class ConfigError(Exception):
     """A container cannot be configured yet (missing ConfigMap/Secret key): CreateContainerConfigError."""
 
@@ -744,6 +757,7 @@ class PodWorker:
 
     def _mounts(self, container: dict[str, Any], env: dict[str, str], restart: int) -> list[Mount]:
         mounts: list[Mount] = []
+        volumes = {v["name"]: v for v in self.pod["spec"].get("volumes") or []}
         for mount in container.get("volumeMounts") or []:
             base = self.volume_dirs[mount["name"]]
             sub = mount.get("subPath") or expand(mount.get("subPathExpr") or "", env)
@@ -760,7 +774,8 @@ class PodWorker:
                         raise ConfigError(f"failed to create subPath directory for volumeMount "
                                           f"{go_quote(mount['name'])} of container {go_quote(container['name'])}"
                                           ) from exc
-            mounts.append(Mount(host, mount["mountPath"], bool(mount.get("readOnly"))))
+            read_only = bool(mount.get("readOnly")) or must_mount_read_only(volumes[mount["name"]])
+            mounts.append(Mount(host, mount["mountPath"], read_only))
         account = self.volume_dirs.get("\0serviceaccount")
         if account is not None and not any(m.path == SERVICE_ACCOUNT_PATH for m in mounts):
             mounts.append(Mount(account, SERVICE_ACCOUNT_PATH, True))
