@@ -58,7 +58,7 @@ class Failure:
 
     @classmethod
     def of_exit(cls, executor: int, oom_killed: bool = False, timed_out: bool = False) -> Failure:
-        """The reason of an executor that ended with a non-zero exit code."""
+        """The reason of an executor that ended with a non-zero exit code or was stopped at its limit."""
         if timed_out:
             return cls(FailureReason.TIME_LIMIT_EXCEEDED, executor)
         if oom_killed:

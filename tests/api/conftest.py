@@ -17,6 +17,7 @@ import pytest
 from tesk.api.app import create_app
 from tesk.backends import BackendError
 from tesk.config import TeskConfig
+from tesk.limits import TIME_LIMIT_PARAMETERS
 from tesk.models import State
 from tesk.store import StoredTask, TaskStore
 from tesk.store.sql import SqlTaskStore
@@ -25,7 +26,7 @@ from tests.conftest import client, serving
 
 class RecordingBackend:
     name = "recording"
-    backend_parameters = frozenset({"vmsize", "queue"})
+    backend_parameters = frozenset({"vmsize", "queue"}) | TIME_LIMIT_PARAMETERS
     replica_id = None
 
     def __init__(self, store: TaskStore) -> None:

@@ -189,7 +189,7 @@ def test_service_info_has_every_required_field(api: Api) -> None:
         assert key in info
     assert info["type"] == {"group": "org.ga4gh", "artifact": "tes", "version": "1.1.0"}
     assert info["organization"]["url"].startswith(("http://", "https://"))
-    assert info["tesResources_backend_parameters"] == ["queue", "vmsize"]
+    assert info["tesResources_backend_parameters"] == ["queue", "tesk.executor_time_limit", "tesk.time_limit", "vmsize"]
     allowed = {
         "id", "name", "type", "description", "organization", "contactUrl", "documentationUrl",
         "createdAt", "updatedAt", "environment", "version", "storage", "tesResources_backend_parameters",
@@ -243,6 +243,19 @@ def test_backend_refusal_is_an_error_and_the_task_is_not_left_queued(api: Api) -
     tasks = api.tes.get("/tasks", params={"view": "FULL"}).json()["tasks"]
     assert [t["state"] for t in tasks] == [State.SYSTEM_ERROR.value]
     assert "the cluster said no" in tasks[0]["logs"][0]["system_logs"][-1]
+    assert tasks[0]["logs"][0]["metadata"] == {"tesk.failure_reason": "InternalError"}, "a 503 is no refusal of the task"
+
+
+def test_a_time_limit_that_is_no_number_of_seconds_is_refused(api: Api) -> None:
+    for value in ("soon", "0", "-5", "1.5"):
+        r = api.tes.post("/tasks", json=task_body(resources={"backend_parameters": {"TESK.time_limit": value}}))
+        assert r.status_code == 400, value
+        assert "tesk.time_limit must be a whole number of seconds above 0" in r.json()["message"]
+    assert api.backend.submitted == []
+    task_id = create(api.tes, resources={"backend_parameters": {"tesk.executor_time_limit": "60"},
+                                         "backend_parameters_strict": True})
+    full = api.tes.get(f"/tasks/{task_id}", params={"view": "FULL"}).json()
+    assert full["resources"]["backend_parameters"] == {"tesk.executor_time_limit": "60"}
 
 
 def test_health_and_docs(api: Api) -> None:

@@ -93,14 +93,16 @@ MakeHarness = Callable[..., Awaitable[Harness]]
 
 @pytest.fixture
 async def make_harness(tmp_path: Path) -> AsyncIterator[MakeHarness]:
-    """`await make_harness(engine="podman", **TESK_LOCAL_* settings)`; everything stops at teardown."""
+    """`await make_harness(engine="podman", server={TESK_* settings}, **TESK_LOCAL_* settings)`;
+    everything stops at teardown."""
     started: list[Harness] = []
 
-    async def make(engine: str = "podman", **local: Any) -> Harness:
+    async def make(engine: str = "podman", server: dict[str, Any] | None = None, **local: Any) -> Harness:
         if not engine_available(engine):
             pytest.skip(f"{engine} is not installed on this machine")
         root = tmp_path / f"server{len(started)}"
-        config = TeskConfig.read(server={"data_dir": root}, local={"network": "none", "pull": "never", "engine": engine} | local)
+        config = TeskConfig.read(server={"data_dir": root} | (server or {}),
+                                 local={"network": "none", "pull": "never", "engine": engine} | local)
         store = SqlTaskStore(config.database_url)
         await store.open()
         backend = LocalBackend.from_config(config, store)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import time
 
 import pytest
 
 from tesk.failures import Failure, FailureReason, failure_of
 from tesk.models import State
-from tests.local.conftest import IMAGE, MakeHarness
+from tests.local.conftest import ENGINES, IMAGE, MakeHarness
 
 pytestmark = pytest.mark.containers
 
@@ -95,3 +97,42 @@ async def test_a_task_larger_than_the_host_is_unschedulable(make_harness: MakeHa
                                timeout=1)
     assert stored.state is State.SYSTEM_ERROR
     assert (stored.task.logs or [])[-1].metadata == Failure(FailureReason.UNSCHEDULABLE).metadata()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_an_executor_past_its_time_limit_is_stopped_with_its_log(make_harness: MakeHarness, engine: str) -> None:
+    harness = await make_harness(engine)
+    started = time.monotonic()
+    stored = await harness.run({
+        "resources": {"backend_parameters": {"tesk.executor_time_limit": "2"}},
+        "executors": [{"image": IMAGE, "command": ["sh", "-c", "echo started; sleep 60"]},
+                      {"image": IMAGE, "command": ["true"]}],
+    })
+    assert time.monotonic() - started < 15, "stopped at its limit, not after its sleep"
+    assert stored.state is State.EXECUTOR_ERROR
+    [log] = stored.task.logs or []
+    assert failure_of(log) == Failure(FailureReason.TIME_LIMIT_EXCEEDED, 0)
+    [executor] = log.logs
+    assert executor.stdout == "started\n" and executor.exit_code == 137
+    assert any("time limit of 2 s (tesk.executor_time_limit)" in line for line in log.system_logs or [])
+    await harness.settled(stored.id)
+    assert not container_names(stored.id), "the container is gone"
+
+
+async def test_the_server_s_default_limit_applies_to_a_task_without_its_own(make_harness: MakeHarness) -> None:
+    harness = await make_harness(server={"task_time_limit_seconds": 2})
+    stored = await harness.run({"executors": [{"image": IMAGE, "command": ["sleep", "60"]}]})
+    assert stored.state is State.EXECUTOR_ERROR
+    [log] = stored.task.logs or []
+    assert failure_of(log) == Failure(FailureReason.TIME_LIMIT_EXCEEDED, 0)
+    assert any("the task ran past its time limit of 2 s (TESK_TASK_TIME_LIMIT_SECONDS)" in line
+               for line in log.system_logs or [])
+    own = await harness.run({"resources": {"backend_parameters": {"tesk.time_limit": "30"}},
+                             "executors": [{"image": IMAGE, "command": ["sleep", "3"]}]})
+    assert own.state is State.COMPLETE, "the task's own limit wins over the default"
+
+
+def container_names(task_id: str) -> list[str]:
+    out = subprocess.run(["podman", "ps", "--all", "--filter", f"label=tesk.task-id={task_id}", "--format",
+                          "{{.Names}}"], capture_output=True, text=True, check=True).stdout
+    return out.split()

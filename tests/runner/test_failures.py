@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tesk.failures import EXECUTOR_KEY, REASON_KEY, Failure, FailureReason, failure_of, refusal_reason
+from tesk.limits import TimeLimits
 from tesk.models import State, Task, TaskLog
 from tesk.runner import ExecutorOutcome, Note, TaskFailure, TaskRunner
 from tests.runner.test_runner import ListReporter, ScriptedRuntime, make_task, run
@@ -15,7 +16,7 @@ from tests.runner.test_runner import ListReporter, ScriptedRuntime, make_task, r
 class OomRuntime(ScriptedRuntime):
     """Executor 1 is killed for its memory."""
 
-    async def run_executor(self, task: Task, index: int, note: Note) -> ExecutorOutcome:
+    async def run_executor(self, task: Task, index: int, note: Note, time_limit: float | None) -> ExecutorOutcome:
         now = datetime.now(UTC)
         return ExecutorOutcome(137 if index == 1 else 0, now, now, oom_killed=index == 1)
 
@@ -111,3 +112,72 @@ def test_recording_keeps_other_metadata_and_replaces_an_earlier_failure() -> Non
 def test_a_refusal_is_admission_refused_only_when_the_backend_said_no() -> None:
     assert refusal_reason(403) is FailureReason.ADMISSION_REFUSED
     assert refusal_reason(503) is FailureReason.INTERNAL_ERROR
+
+
+class TimingRuntime(ScriptedRuntime):
+    """Records the time limit each executor was run with; stops an executor `sleeps` past it."""
+
+    def __init__(self, sleeps: float = 0.0) -> None:
+        super().__init__()
+        self.sleeps = sleeps
+        self.limits: list[float | None] = []
+
+    async def run_executor(self, task: Task, index: int, note: Note, time_limit: float | None) -> ExecutorOutcome:
+        self.limits.append(time_limit)
+        started = datetime.now(UTC)
+        timed_out = time_limit is not None and self.sleeps > time_limit
+        await asyncio.sleep(min(self.sleeps, time_limit) if time_limit is not None else self.sleeps)
+        return ExecutorOutcome(137 if timed_out else 0, started, datetime.now(UTC), timed_out=timed_out)
+
+
+async def test_an_executor_past_its_own_limit_is_time_limit_exceeded_and_keeps_its_log() -> None:
+    runtime = TimingRuntime(sleeps=5)
+    state, log = await run_with(make_task(2), runtime, TimeLimits(executor=1))
+    assert state is State.EXECUTOR_ERROR
+    assert failure_of(log) == Failure(FailureReason.TIME_LIMIT_EXCEEDED, 0)
+    assert runtime.limits == [1.0] and [e.exit_code for e in log.logs] == [137]
+    assert any("time limit of 1 s (tesk.executor_time_limit)" in line for line in log.system_logs or [])
+
+
+async def test_an_executor_gets_what_is_left_of_the_task_s_limit_when_that_is_less() -> None:
+    runtime = TimingRuntime(sleeps=0.3)
+    state, _ = await run_with(make_task(2), runtime, TimeLimits(task=30, executor=60))
+    assert state is State.COMPLETE
+    first, second = runtime.limits
+    assert first is not None and second is not None and 29 < second < first <= 30
+    runtime = TimingRuntime(sleeps=5)
+    state, log = await run_with(make_task(1), runtime, TimeLimits(task=1, executor=60))
+    assert failure_of(log) == Failure(FailureReason.TIME_LIMIT_EXCEEDED, 0)
+    assert any("(tesk.time_limit)" in line for line in log.system_logs or [])
+
+
+async def test_staging_past_the_task_s_limit_is_stopped_as_time_limit_exceeded() -> None:
+    runtime = ScriptedRuntime()
+    runtime.hang_in = "inputs"
+    started = asyncio.get_running_loop().time()
+    state, log = await run_with(make_task(), runtime, TimeLimits(task=1))
+    assert 1 <= asyncio.get_running_loop().time() - started < 2
+    assert state is State.EXECUTOR_ERROR and log.metadata == {REASON_KEY: "TimeLimitExceeded"}
+    assert "stopped inputs" in runtime.calls and "executor 0" not in runtime.calls
+    assert any("time limit of 1 s (tesk.time_limit) while staging inputs" in line for line in log.system_logs or [])
+
+
+async def test_a_timeout_of_the_step_itself_is_not_the_task_s_time_limit() -> None:
+    runtime = ScriptedRuntime()
+    runtime.fail["inputs"] = TimeoutError()
+    state, log = await run_with(make_task(), runtime, TimeLimits(task=60))
+    assert state is State.SYSTEM_ERROR and log.metadata == {REASON_KEY: "InternalError"}
+
+
+def test_limits_come_from_backend_parameters_else_the_server_default() -> None:
+    task = make_task(resources={"backend_parameters": {"TESK.TIME_LIMIT": "90", "tesk.executor_time_limit": "30"}})
+    assert TimeLimits.of(task, 3600) == TimeLimits(task=90, executor=30)
+    assert TimeLimits.of(make_task(), 3600) == TimeLimits(task=3600, task_from="TESK_TASK_TIME_LIMIT_SECONDS")
+    assert TimeLimits.of(make_task(resources={"backend_parameters": {"tesk.time_limit": "x"}})) == TimeLimits()
+
+
+async def run_with(task: Task, runtime: ScriptedRuntime, limits: TimeLimits) -> tuple[State, TaskLog]:
+    reporter = ListReporter()
+    state = await TaskRunner(task, runtime, reporter, limits=limits).run()
+    assert reporter.final is not None
+    return state, reporter.final[1]

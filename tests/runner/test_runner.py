@@ -44,7 +44,7 @@ class ScriptedRuntime:
     async def stage_inputs(self, task: Task, note: Note) -> None:
         await self._step("inputs")
 
-    async def run_executor(self, task: Task, index: int, note: Note) -> ExecutorOutcome:
+    async def run_executor(self, task: Task, index: int, note: Note, time_limit: float | None) -> ExecutorOutcome:
         await self._step(f"executor {index}")
         now = datetime.now(UTC)
         return ExecutorOutcome(self.exit_codes[index] if index < len(self.exit_codes) else 0, now, now, "out", "err")

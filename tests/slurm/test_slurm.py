@@ -142,6 +142,29 @@ def test_resources_and_backend_parameters_become_sbatch_options() -> None:
                        "--partition=long", "--qos=low", "--time=1:00:00", "--gres=gpu:1", "--nice=5"]
 
 
+def test_the_task_s_time_limit_becomes_the_job_s_with_a_minute_for_the_worker() -> None:
+    def options(parameters: dict[str, str], default: int | None = None) -> list[str]:
+        task = Task.model_validate({"executors": [{"image": IMAGE, "command": ["true"]}],
+                                    "resources": {"backend_parameters": parameters}})
+        return [o for o in sbatch_options(task, SlurmSettings(), default) if o.startswith("--time")]
+
+    assert options({"tesk.time_limit": "90"}) == ["--time=3"]
+    assert options({}, default=120) == ["--time=3"]
+    assert options({}) == []
+    assert options({"tesk.time_limit": "90", "time": "10"}) == ["--time=3", "--time=10"], "Slurm's own key wins"
+
+
+async def test_an_executor_past_its_time_limit_is_stopped_by_the_worker(make_harness: MakeHarness) -> None:
+    harness = await make_harness()
+    task_id = await harness.submit({"executors": [{"image": IMAGE, "command": ["sleep", "300"]}],
+                                    "resources": {"backend_parameters": {"tesk.executor_time_limit": "3"}}})
+    stored = await harness.wait(task_id, timeout=60)
+    assert stored.state is State.EXECUTOR_ERROR
+    assert failure_of((stored.task.logs or [])[-1]) == Failure(FailureReason.TIME_LIMIT_EXCEEDED, 0)
+    assert job_states(task_id) == ["COMPLETED"], "the worker, not Slurm, stopped it"
+    assert containers(task_id) == []
+
+
 async def test_a_requeued_job_runs_the_task_again_to_a_true_end(make_harness: MakeHarness) -> None:
     harness = await make_harness()
     task_id = await harness.submit({"executors": [{"image": IMAGE, "command": ["sh", "-c", "sleep 3; echo done"]}]})

@@ -25,6 +25,7 @@ from tesk.api.responses import json_response
 from tesk.backends import BackendError
 from tesk.errors import ApiError, BadRequest, ServiceUnavailable
 from tesk.failures import Failure, refusal_reason
+from tesk.limits import check_time_limits
 from tesk.models import (
     ACTIVE_STATES,
     CLIENT_REQUEST,
@@ -156,6 +157,7 @@ async def _create(request: Request, task: Task, caller: Caller, key: str | None)
     _check_content_sizes(task, settings.max_content_bytes)
     backend = backend_of(request)
     warnings = check_backend_parameters(task, backend.backend_parameters)
+    check_parameter_values(task)
     check_callback(task.tags, request.app.state.callbacks)
     task.id = new_task_id()
     task.state = State.QUEUED
@@ -284,3 +286,11 @@ def check_backend_parameters(task: Task, supported: frozenset[str]) -> list[str]
         k: v for k, v in resources.backend_parameters.items() if k.lower() in supported
     }
     return [f"ignored unsupported backend_parameters: {', '.join(unsupported)}"]
+
+
+def check_parameter_values(task: Task) -> None:
+    """400 for a supported key whose value cannot mean anything (a time limit that is no number)."""
+    try:
+        check_time_limits(task)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None

@@ -41,6 +41,11 @@ class ServerSettings(BaseSettings):
         description="Connections one client address may hold at once; more get 429 and are closed (0: no "
         "cap). Behind a reverse proxy every connection comes from the proxy: raise it or set 0 there.",
     )
+    task_time_limit_seconds: int | None = Field(
+        None, gt=0, description="Time limit of a task that sets no `tesk.time_limit` backend parameter, "
+        "staging included; a task past it ends EXECUTOR_ERROR with the reason TimeLimitExceeded (local and "
+        "Slurm backends).",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
     log_json: bool = Field(False, description="Write logs as JSON lines (one object per line).")
 

@@ -13,9 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import shlex
+import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from tesk.failures import Failure, FailureReason, stop_reason
+from tesk.limits import EXECUTOR_TIME_LIMIT, TimeLimits
 from tesk.models import ExecutorLog, State, Task, TaskLog
 from tesk.runner.protocols import Note, Reporter, Runtime, TaskFailure
 
@@ -38,8 +42,15 @@ def describe_executor(task: Task, index: int) -> str:
     return f"executor {index + 1} of {len(task.executors)} ({executor.image}: {command})"
 
 
+T = TypeVar("T")
+
+
 class _NoLongerOurs(Exception):
     """The reporter says the task was cancelled elsewhere; stop at once."""
+
+
+class _TimeUp(Exception):
+    """The task's time limit passed during a step that has no log of its own to keep (staging)."""
 
 
 class TaskRunner:
@@ -51,11 +62,17 @@ class TaskRunner:
 
     A task that ends other than COMPLETE carries a `Failure` in its log's metadata: the executor it
     names is the one that failed, or the one that was running when the task was stopped.
+
+    Time limits (`tesk.limits`): the task's limit bounds every step from the start of `run`; a
+    staging step past it is cancelled here, while an executor gets the smaller of its own limit and
+    the task's remaining time from the runtime, which stops it and keeps its log (`timed_out`).
+    Either way the task ends EXECUTOR_ERROR with TimeLimitExceeded.
     """
 
-    def __init__(self, task: Task, runtime: Runtime, reporter: Reporter, notes: list[str] | None = None) -> None:
+    def __init__(self, task: Task, runtime: Runtime, reporter: Reporter, notes: list[str] | None = None,
+                 limits: TimeLimits | None = None) -> None:
         """`notes` are system log lines recorded before the task ran (e.g. ignored backend_parameters);
-        they open this run's `system_logs`."""
+        they open this run's `system_logs`. `limits` default to the task's own (no server default)."""
         if task.id is None:
             raise ValueError("a task needs its id before it can run")
         self.task = task
@@ -70,6 +87,9 @@ class TaskRunner:
         self._finishing = False
         self._reporting = False
         self._notes = list(notes or [])
+        self.limits = limits if limits is not None else TimeLimits.of(task)
+        self._deadline: float | None = None
+        """`time.monotonic()` by which the task must be done, when it has a limit."""
 
     def abort(self, state: State, reason: str, failure: FailureReason | None = None) -> None:
         """Stop the task and end it in `state` (CANCELED for a cancel); a no-op once it is finishing.
@@ -87,6 +107,8 @@ class TaskRunner:
     async def run(self) -> State:
         """Run the task to its final state and return that state; never raises for task failures."""
         self._handle = asyncio.current_task()
+        if self.limits.task is not None:
+            self._deadline = time.monotonic() + self.limits.task
         task_log = TaskLog(start_time=now(), logs=[], outputs=[], system_logs=self._notes)
         notes = task_log.system_logs
         assert notes is not None
@@ -101,6 +123,11 @@ class TaskRunner:
                 state = State.SYSTEM_ERROR
                 failure = Failure(exc.reason or self._step_reason, self._executor)
                 notes.append(str(exc))
+            except _TimeUp:
+                state = State.EXECUTOR_ERROR
+                failure = Failure(FailureReason.TIME_LIMIT_EXCEEDED)
+                notes.append(f"the task ran past its time limit of {self.limits.task} s ({self.limits.task_from}) "
+                             f"while {self.phase} and was stopped")
             except _NoLongerOurs:
                 state = State.CANCELED
                 failure = Failure(FailureReason.CANCELED, self._executor)
@@ -133,17 +160,18 @@ class TaskRunner:
         task = self.task
         self.phase = "preparing the task area"
         await self._report(State.INITIALIZING, task_log)
-        await self.runtime.prepare(task, note)
+        await self._in_time(self.runtime.prepare(task, note))
         self.phase = "staging inputs"
         self._step_reason = FailureReason.INPUT_STAGING_FAILED
-        await self.runtime.stage_inputs(task, note)
+        await self._in_time(self.runtime.stage_inputs(task, note))
         self._step_reason = FailureReason.INTERNAL_ERROR
         state, failure = State.COMPLETE, None
         for index, executor in enumerate(task.executors):
             self.phase = f"running {describe_executor(task, index)}"
             await self._report(State.RUNNING, task_log)
             self._executor = index
-            outcome = await self.runtime.run_executor(task, index, note)
+            time_limit, own_limit = self._executor_limit()
+            outcome = await self.runtime.run_executor(task, index, note, time_limit)
             task_log.logs.append(
                 ExecutorLog(
                     start_time=outcome.start_time,
@@ -153,8 +181,14 @@ class TaskRunner:
                     exit_code=outcome.exit_code,
                 )
             )
-            if outcome.exit_code != 0:
-                if outcome.oom_killed:
+            if outcome.exit_code != 0 or outcome.timed_out:
+                if outcome.timed_out and own_limit:
+                    note(f"{describe_executor(task, index)} ran past its time limit of {self.limits.executor} s "
+                         f"({EXECUTOR_TIME_LIMIT}) and was stopped")
+                elif outcome.timed_out:
+                    note(f"{describe_executor(task, index)} was stopped: the task ran past its time limit of "
+                         f"{self.limits.task} s ({self.limits.task_from})")
+                elif outcome.oom_killed:
                     note(f"{describe_executor(task, index)} went past its memory limit and was killed "
                          "(OOMKilled); ask for more with resources.ram_gb")
                 if executor.ignore_error:
@@ -163,7 +197,8 @@ class TaskRunner:
                     continue
                 note(f"{describe_executor(task, index)} exited with code {outcome.exit_code}; "
                      "later executors were not run and outputs were not uploaded")
-                state, failure = State.EXECUTOR_ERROR, Failure.of_exit(index, oom_killed=outcome.oom_killed)
+                state = State.EXECUTOR_ERROR
+                failure = Failure.of_exit(index, oom_killed=outcome.oom_killed, timed_out=outcome.timed_out)
                 break
         self._executor = None
         if state is State.COMPLETE:
@@ -171,8 +206,42 @@ class TaskRunner:
             if task.outputs:  # the last executor's log becomes visible now, not only at the end
                 await self._report(State.RUNNING, task_log)
             self._step_reason = FailureReason.OUTPUT_STAGING_FAILED
-            task_log.outputs = await self.runtime.stage_outputs(task, note)
+            task_log.outputs = await self._in_time(self.runtime.stage_outputs(task, note))
         return state, failure
+
+    def _remaining(self) -> float | None:
+        """Seconds left of the task's time limit (None: no limit); raises `_TimeUp` when none are."""
+        if self._deadline is None:
+            return None
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise _TimeUp
+        return remaining
+
+    def _executor_limit(self) -> tuple[float | None, bool]:
+        """The next executor's time limit, and whether it is its own (else what is left of the task's)."""
+        remaining = self._remaining()
+        own = self.limits.executor
+        if own is not None and (remaining is None or own <= remaining):
+            return float(own), True
+        return remaining, False
+
+    async def _in_time(self, step: Awaitable[T]) -> T:
+        """Await a step within the task's remaining time; `_TimeUp` (the step cancelled) past it."""
+        try:
+            remaining = self._remaining()
+        except _TimeUp:
+            if asyncio.iscoroutine(step):
+                step.close()
+            raise
+        if remaining is None:
+            return await step
+        try:
+            return await asyncio.wait_for(step, remaining)
+        except TimeoutError:
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                raise _TimeUp from None
+            raise  # the step's own timeout, not the task's
 
     async def _report(self, state: State, task_log: TaskLog) -> None:
         """Report progress. An abort never interrupts a report half-written (a store transaction, a

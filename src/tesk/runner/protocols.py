@@ -44,6 +44,8 @@ class ExecutorOutcome:
     stderr: str = ""
     oom_killed: bool = False
     """The executor was killed for going past its memory limit (the engine or Kubernetes says so)."""
+    timed_out: bool = False
+    """The executor was stopped at the time limit it was run with."""
 
 
 class Runtime(Protocol):
@@ -60,8 +62,9 @@ class Runtime(Protocol):
     async def stage_inputs(self, task: Task, note: Note) -> None:
         """Put every input at its container path; raise `TaskFailure` naming the input that failed."""
 
-    async def run_executor(self, task: Task, index: int, note: Note) -> ExecutorOutcome:
-        """Run `task.executors[index]` to its end and return its exit code and log tails.
+    async def run_executor(self, task: Task, index: int, note: Note, time_limit: float | None) -> ExecutorOutcome:
+        """Run `task.executors[index]` to its end and return its exit code and log tails. With a
+        `time_limit` (seconds), stop it when it runs longer and say so (`timed_out`).
 
         A program that could not be found or executed is an outcome (exit code 126/127), not a
         failure; an image that cannot be had or an engine that refuses is a `TaskFailure`.

@@ -191,7 +191,8 @@ class KubernetesRuntime:
             raise TaskFailure(f"staging {direction} failed: {error}")
         return report
 
-    async def run_executor(self, task: Task, index: int, note: Note) -> ExecutorOutcome:
+    async def run_executor(self, task: Task, index: int, note: Note, time_limit: float | None) -> ExecutorOutcome:
+        """`time_limit` is always None here until this backend lists the time-limit keys."""
         body = self._placed(manifests.executor_job(self.settings, task, index, self.owner))
         name = body["metadata"]["name"]
         await self._create(body)

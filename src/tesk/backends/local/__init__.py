@@ -37,6 +37,7 @@ from tesk.backends.local.runtime import LocalRuntime
 from tesk.backends.local.scheduler import Scheduler
 from tesk.config import FilerSettings, LocalSettings, TeskConfig
 from tesk.failures import Failure, FailureReason
+from tesk.limits import TIME_LIMIT_PARAMETERS, TimeLimits
 from tesk.models import ACTIVE_STATES, State, TaskLog
 from tesk.runner import TaskRunner
 from tesk.store import HELD_STATES, Replica, StoredTask, TakenOver, TaskStore
@@ -99,15 +100,18 @@ def _note(stored: StoredTask, line: str, failure: FailureReason | None = None) -
 
 class LocalBackend:
     name = "local"
-    backend_parameters: frozenset[str] = frozenset()
+    backend_parameters: frozenset[str] = TIME_LIMIT_PARAMETERS
 
     @classmethod
     def from_config(cls, config: TeskConfig, store: TaskStore) -> LocalBackend:
         """The backend of `tesk serve`: the local and filer sections, task areas under the data folder."""
-        return cls(store, config.local, config.filer, config.server.data_dir)
+        return cls(store, config.local, config.filer, config.server.data_dir, config.server.task_time_limit_seconds)
 
-    def __init__(self, store: TaskStore, local: LocalSettings, filer: FilerSettings, data_dir: Path) -> None:
+    def __init__(self, store: TaskStore, local: LocalSettings, filer: FilerSettings, data_dir: Path,
+                 default_time_limit: int | None = None) -> None:
+        """`default_time_limit`: TESK_TASK_TIME_LIMIT_SECONDS, the limit of a task without its own."""
         self.store = store
+        self.default_time_limit = default_time_limit
         self.local = local
         self.filer = filer
         self.task_dir = (local.task_dir or data_dir / "tasks").resolve()
@@ -344,7 +348,8 @@ class LocalBackend:
             # they belong to this run's log rather than to an attempt of their own.
             notes = earlier.pop().system_logs or [] if earlier and earlier[-1].start_time is None else []
             runtime = LocalRuntime(TaskFolder(self.task_dir / task_id), self.engine, self.local, self.filer, self.instance)
-            runner = TaskRunner(task, runtime, StoreReporter(self.store, task_id, earlier, self.replica_id), notes)
+            reporter = StoreReporter(self.store, task_id, earlier, self.replica_id)
+            runner = TaskRunner(task, runtime, reporter, notes, TimeLimits.of(task, self.default_time_limit))
             self.runners[task_id] = runner
             await runner.run()
         except Exception:  # the scheduler must get its capacity back whatever happened

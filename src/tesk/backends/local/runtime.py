@@ -168,9 +168,10 @@ class LocalRuntime:
             network=self.settings.network,
         )
 
-    async def run_executor(self, task: Task, index: int, note: Note) -> ExecutorOutcome:
+    async def run_executor(self, task: Task, index: int, note: Note, time_limit: float | None) -> ExecutorOutcome:
         with contextlib.ExitStack() as files:
             spec = self._spec(task, index, files)
+            spec.time_limit = time_limit
             try:
                 result = await self.engine.run(spec, note)
             except TaskFailure as exc:
@@ -184,6 +185,7 @@ class LocalRuntime:
                 stdout=tail_text(spec.stdout, limit),
                 stderr=tail_text(spec.stderr, limit),
                 oom_killed=result.oom_killed,
+                timed_out=result.timed_out,
             )
 
     async def release(self, task: Task, final_state: State) -> None:

@@ -28,6 +28,7 @@ from tesk.backends.slurm.folder import JobFolder, Report
 from tesk.backends.slurm.states import ending
 from tesk.config import SlurmSettings, TeskConfig
 from tesk.failures import Failure, FailureReason
+from tesk.limits import TIME_LIMIT_PARAMETERS, TimeLimits
 from tesk.models import ACTIVE_STATES, State, Task, TaskLog
 from tesk.store import StoredTask, TaskStore
 
@@ -44,13 +45,23 @@ PARAMETERS: dict[str, str] = {
 """Supported backend_parameters and the sbatch option each sets."""
 
 
-def sbatch_options(task: Task, slurm: SlurmSettings) -> list[str]:
-    """The task's resources and backend_parameters as sbatch options (site defaults first)."""
+_WORKER_GRACE_MINUTES = 1
+"""Added to a task's time limit in the job's `--time`: the worker stops the task at the limit itself
+(its log kept, TimeLimitExceeded) and needs a moment to report; Slurm's TIMEOUT is the backstop."""
+
+
+def sbatch_options(task: Task, slurm: SlurmSettings, default_time_limit: int | None = None) -> list[str]:
+    """The task's resources and backend_parameters as sbatch options (site defaults first); the
+    task's time limit (`tesk.time_limit`, else the server's default) as `--time`, unless the task
+    gives Slurm's own `time`, which comes later and wins."""
     options: list[str] = []
     if slurm.partition:
         options.append(f"--partition={slurm.partition}")
     if slurm.account:
         options.append(f"--account={slurm.account}")
+    limit = TimeLimits.of(task, default_time_limit).task
+    if limit is not None:
+        options.append(f"--time={math.ceil(limit / 60) + _WORKER_GRACE_MINUTES}")
     resources = task.resources
     if resources is not None:
         if resources.cpu_cores:
@@ -83,16 +94,19 @@ def _with_note(logs: list[TaskLog], line: str, failure: FailureReason) -> list[T
 
 class SlurmBackend:
     name = "slurm"
-    backend_parameters: frozenset[str] = frozenset(PARAMETERS)
+    backend_parameters: frozenset[str] = frozenset(PARAMETERS) | TIME_LIMIT_PARAMETERS
     replica_id: str | None = None
 
     @classmethod
     def from_config(cls, config: TeskConfig, store: TaskStore) -> SlurmBackend:
         """The backend of `tesk serve`: the slurm section, task folders under the data folder by default."""
-        return cls(store, config.slurm, config.server.data_dir)
+        return cls(store, config.slurm, config.server.data_dir, config.server.task_time_limit_seconds)
 
-    def __init__(self, store: TaskStore, slurm: SlurmSettings, data_dir: Path) -> None:
+    def __init__(self, store: TaskStore, slurm: SlurmSettings, data_dir: Path,
+                 default_time_limit: int | None = None) -> None:
+        """`default_time_limit`: TESK_TASK_TIME_LIMIT_SECONDS, the limit of a task without its own."""
         self.store = store
+        self.default_time_limit = default_time_limit
         self.slurm = slurm
         self.shared_dir = (slurm.shared_dir or data_dir / "slurm").resolve()
         self._loop: asyncio.Task[None] | None = None
@@ -133,7 +147,7 @@ class SlurmBackend:
                 f"--output={folder.output}",
                 f"--chdir={folder.root}",
                 f"--export={','.join(exported) if exported else 'NONE'}",
-                *sbatch_options(task, self.slurm),
+                *sbatch_options(task, self.slurm, self.default_time_limit),
             ]
             job_id = await commands.sbatch(options, str(folder.script), environ)
         except (SlurmError, OSError) as exc:
@@ -165,6 +179,8 @@ class SlurmBackend:
     def _write_job(self, folder: JobFolder, task: Task) -> None:
         folder.write_task(task)
         command = [*shlex.split(self.slurm.worker_command), "worker", str(folder.root)]
+        if self.default_time_limit is not None:
+            command += ["--default-time-limit", str(self.default_time_limit)]
         folder.script.write_text(f"#!/bin/sh\nexec {shlex.join(command)}\n")
 
     async def _reconcile_loop(self) -> None:

@@ -18,6 +18,7 @@ import typer
 
 from tesk.backends.slurm.folder import JobFolder, Report
 from tesk.failures import Failure, FailureReason
+from tesk.limits import TimeLimits
 from tesk.models import State, TaskLog
 
 STOPPED_BY_SLURM = "Slurm stopped the job (scancel, its time limit or preemption)"
@@ -37,8 +38,8 @@ class FileReporter:
         await asyncio.to_thread(self.folder.write_report, Report(state, log.model_copy(deep=True), final=True))
 
 
-async def work(folder: JobFolder) -> State:
-    """Run the task of `folder` once and report its end."""
+async def work(folder: JobFolder, default_time_limit: int | None = None) -> State:
+    """Run the task of `folder` once and report its end; `default_time_limit` is the server's."""
     from tesk.backends.local.engines import select_engine
     from tesk.backends.local.runtime import LocalRuntime
     from tesk.config.local import LocalSettings
@@ -57,17 +58,19 @@ async def work(folder: JobFolder) -> State:
             *notes, f"no container engine on node: {exc}"], metadata=Failure(FailureReason.INTERNAL_ERROR).metadata()))
         return State.SYSTEM_ERROR
     runtime = LocalRuntime(folder.work, engine, local, FilerSettings(), "slurm")
-    runner = TaskRunner(task, runtime, reporter, notes)
+    runner = TaskRunner(task, runtime, reporter, notes, TimeLimits.of(task, default_time_limit))
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, runner.abort, State.SYSTEM_ERROR, STOPPED_BY_SLURM)
     return await runner.run()
 
 
 def worker(
     folder: Annotated[Path, typer.Argument(help="The task's folder on the shared file system.")],
+    default_time_limit: Annotated[int | None, typer.Option(
+        help="The server's TESK_TASK_TIME_LIMIT_SECONDS: the time limit of a task without tesk.time_limit.")] = None,
 ) -> None:
     """Run one task in its Slurm job (the command of the batch script the Slurm backend submits)."""
     from tesk.logs import configure_logging
 
     configure_logging("info")
-    state = asyncio.run(work(JobFolder(folder)))
+    state = asyncio.run(work(JobFolder(folder), default_time_limit))
     print(f"tesk worker: task ended {state.value}")

@@ -48,6 +48,8 @@ class ContainerSpec:
     cpu_cores: float | None = None
     ram_bytes: int | None = None
     network: str | None = None
+    time_limit: float | None = None
+    """Seconds the command may run (from its start, image pulls included); then it is stopped."""
 
     def rewind(self) -> None:
         """Start an attempt afresh: empty stdout and stderr, stdin from its first byte."""
@@ -65,14 +67,17 @@ class ContainerExit:
     end_time: datetime
     oom_killed: bool = False
     """The kernel killed the container for going past `ram_bytes` (as far as the engine can tell)."""
+    timed_out: bool = False
+    """The engine stopped the command at `time_limit`."""
 
 
 class Engine(Protocol):
     name: ClassVar[str]
 
     async def run(self, spec: ContainerSpec, note: Note) -> ContainerExit:
-        """Run to the end. Raise `TaskFailure` when nothing could run (image missing, engine error).
-        When cancelled, stop the container (within about a second) before re-raising."""
+        """Run to the end, or stop it at `spec.time_limit`. Raise `TaskFailure` when nothing could run
+        (image missing, engine error). When cancelled, stop the container (within about a second)
+        before re-raising."""
 
     async def remove_labelled(self, label: str, value: str) -> list[str]:
         """Stop and remove every container carrying `label=value`; return their names."""

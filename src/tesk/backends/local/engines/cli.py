@@ -100,12 +100,17 @@ class CliEngine:
     async def run(self, spec: ContainerSpec, note: Note) -> ContainerExit:
         extra: list[Mount] = []
         pulled = False
+        deadline = None if spec.time_limit is None else time.monotonic() + spec.time_limit
         for attempt in range(3):
             cidfile = spec.scratch / f"{spec.name}.{attempt}.cid"
             started = datetime.now(UTC)
-            code = await self._run_once(spec, cidfile, extra)
+            code, timed_out = await self._run_once(spec, cidfile, extra, deadline)
             ended = datetime.now(UTC)
             created = cidfile.exists()
+            marked = self.oom_killed(spec, code)  # asked after every run: podman's marker must go
+            oom_killed = code != 0 and marked
+            if timed_out:
+                return ContainerExit(code, started, ended, timed_out=True)
             if code == ENGINE_ERROR and not created:
                 message = self._engine_message(spec.stderr)
                 if await self.image_present(spec.image):
@@ -124,8 +129,7 @@ class CliEngine:
                 extra = [Mount(spec.workdir, spec.workdir_folder())]
                 note(f"workdir {spec.workdir} is not in image {spec.image}; it was created as an empty folder")
                 continue
-            oom_killed = self.oom_killed(spec, code)  # asked even on success: podman's marker must go
-            return ContainerExit(code, started, ended, oom_killed=code != 0 and oom_killed)
+            return ContainerExit(code, started, ended, oom_killed=oom_killed)
         raise TaskFailure(f"{self.name} could not start the container after several attempts")
 
     def _engine_message(self, stderr: int) -> str:
@@ -134,7 +138,9 @@ class CliEngine:
         os.ftruncate(stderr, 0)
         return message.replace("\n", " | ")
 
-    async def _run_once(self, spec: ContainerSpec, cidfile: Path, extra: list[Mount]) -> int:
+    async def _run_once(self, spec: ContainerSpec, cidfile: Path, extra: list[Mount],
+                        deadline: float | None) -> tuple[int, bool]:
+        """One `run` of the client: its exit code, and whether it was stopped at `deadline`."""
         cidfile.unlink(missing_ok=True)
         args = self.run_args(spec, cidfile, extra)
         spec.rewind()
@@ -148,7 +154,12 @@ class CliEngine:
         except OSError as exc:
             raise TaskFailure(f"could not start {self.command}: {exc}") from exc
         try:
-            return await proc.wait()
+            if deadline is None:
+                return await proc.wait(), False
+            return await asyncio.wait_for(proc.wait(), max(0.0, deadline - time.monotonic())), False
+        except TimeoutError:
+            await asyncio.shield(self._stop(spec.name, proc))
+            return proc.returncode if proc.returncode is not None else KILLED, True
         except asyncio.CancelledError:
             await asyncio.shield(self._stop(spec.name, proc))
             raise

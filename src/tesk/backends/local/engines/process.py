@@ -90,7 +90,7 @@ class ProcessEngine:
         if spec.workdir and spec.workdir_folder and not self._exists_inside(spec, spec.workdir):
             extra.append(Mount(spec.workdir, spec.workdir_folder()))
         started = datetime.now(UTC)
-        code = await self._run_once(spec, extra)
+        code, timed_out = await self._run_once(spec, extra)
         ended = datetime.now(UTC)
         if code == 1:
             last = (tail_text(spec.stderr, 1000).strip().splitlines() or [""])[-1]
@@ -99,7 +99,7 @@ class ProcessEngine:
             elif last.startswith("bwrap: "):
                 os.ftruncate(spec.stderr, 0)
                 raise TaskFailure(f"the process engine could not start the command: {last}")
-        return ContainerExit(code, started, ended)
+        return ContainerExit(code, started, ended, timed_out=timed_out)
 
     @staticmethod
     def _exists_inside(spec: ContainerSpec, path: str) -> bool:
@@ -110,21 +110,27 @@ class ProcessEngine:
         top = path.strip("/").split("/")[0]
         return top not in _PRIVATE and Path(path).is_dir()
 
-    async def _run_once(self, spec: ContainerSpec, extra: list[Mount]) -> int:
+    async def _run_once(self, spec: ContainerSpec, extra: list[Mount]) -> tuple[int, bool]:
+        """The command's exit code, and whether it was stopped at `spec.time_limit`."""
         args = self.args(spec, extra)
         spec.rewind()
         stdin = asyncio.subprocess.DEVNULL if spec.stdin is None else spec.stdin
         proc = await asyncio.create_subprocess_exec(
             *args, stdin=stdin, stdout=spec.stdout, stderr=spec.stderr, start_new_session=True
         )
+        timed_out = False
         try:
-            code = await proc.wait()
+            code = await asyncio.wait_for(proc.wait(), spec.time_limit)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            code, timed_out = await proc.wait(), True
         except asyncio.CancelledError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await asyncio.shield(proc.wait())
             raise
-        return 128 - code if code < 0 else code
+        return (128 - code if code < 0 else code), timed_out
 
     async def remove_labelled(self, label: str, value: str) -> list[str]:
         """Nothing to do: executors die with the server process that started them."""
