@@ -72,7 +72,7 @@ def main() -> None:
     threading.Thread(target=files.serve_forever, daemon=True).start()
     host = f"127.0.0.1:{files.server_address[1]}"
     Files.store = {"/in.txt": b"hello\n"}
-    with DevCluster(fast_config(state_dir=tmp / "devcluster", host_images=(IMAGE,))) as dev:
+    with DevCluster(fast_config(state_dir=tmp / "devcluster", host_images=(IMAGE,), rbac=False)) as dev:
         cluster = Cluster(dev.write_kubeconfig(tmp / "kubeconfig"), "default", dev)
         observer = Kube(load_api_client(dev.write_kubeconfig(tmp / "bench.kubeconfig", user="bench")), "default")
         api = Api(cluster, tmp / "tesk.db", TESK_API_TASKMASTER_ENVIRONMENT_={"TESK_FILER_HTTP_PUT_HOSTS": host})

@@ -74,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tesk-bench-latency-"))
     # As the end-to-end fixture runs it: taskmaster pods are containers of the real image, on the host network.
-    with DevCluster(fast_config(state_dir=tmp / "devcluster", network="host")) as dev:
+    with DevCluster(fast_config(state_dir=tmp / "devcluster", network="host", rbac=False)) as dev:
         kubeconfig = dev.write_kubeconfig(tmp / "kubeconfig")
         batch = kubernetes.client.BatchV1Api(kubernetes.config.new_client_from_config(str(kubeconfig)))
         api = Api(Cluster(kubeconfig, "default", dev), tmp / "tesk.db", split_log_streams=False)

@@ -353,7 +353,7 @@ def test_faults_and_accounting(k8s: Clients, devcluster: DevCluster) -> None:
     k8s.core.list_namespaced_config_map(NS)
     assert time.monotonic() - started >= 0.5
     other = kubernetes.config.new_client_from_config(str(devcluster.write_kubeconfig(
-        devcluster.state_dir / "tm.kubeconfig", user="taskmaster")))
+        devcluster.state_dir / "tm.kubeconfig", user="taskmaster", groups=("system:masters",))))
     kubernetes.client.CoreV1Api(other).list_namespaced_config_map(NS)
     assert devcluster.faults.count(verb="create", resource="configmaps", client="admin") == 2
     assert devcluster.faults.count(verb="list", resource="configmaps", client="taskmaster") == 1

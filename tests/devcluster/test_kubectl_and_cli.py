@@ -33,9 +33,9 @@ def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl (.ci/setup.d/30-kubectl.sh)")
 @pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman (.ci/setup.d/10-podman.sh)")
-def test_kubectl_create_job_then_get_jobs_and_pods(devcluster: DevCluster) -> None:
-    config = devcluster.kubeconfig_path
-    assert config is not None
+def test_kubectl_create_job_then_get_jobs_and_pods(devcluster: DevCluster, tmp_path: Path) -> None:
+    # kubectl sends no bearer token over plain HTTP: as anonymous, RBAC would refuse it everything
+    config = devcluster.write_kubeconfig(tmp_path / "kubectl.kubeconfig", https=True)
     created = kubectl(config, "create", "job", "hello", "--image=busybox", "--", "sh", "-c", "echo from kubectl")
     assert created.returncode == 0, created.stderr
     assert created.stdout.strip() == "job.batch/hello created"

@@ -459,6 +459,13 @@ def test_host_image_pod_reaches_the_api_with_in_cluster_config(tmp_path: Any) ->
     with DevCluster(config) as cluster:
         api = kubernetes.config.new_client_from_config(str(cluster.write_kubeconfig(tmp_path / "kubeconfig")))
         core = kubernetes.client.CoreV1Api(api)
+        rbac = kubernetes.client.RbacAuthorizationV1Api(api)  # under RBAC the pod's account needs a grant
+        rbac.create_namespaced_role(NS, cast(Any, {"metadata": {"name": "lister"}, "rules": [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]}))
+        rbac.create_namespaced_role_binding(NS, cast(Any, {
+            "metadata": {"name": "lister"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "lister"},
+            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": NS}]}))
         core.create_namespaced_pod(NS, cast(Any, {"metadata": {"name": "taskmaster"}, "spec": {
             "restartPolicy": "Never", "containers": [{"name": "main", "image": "localhost/tesk:1.0",
                                                       "args": ["-c", script]}]}}))

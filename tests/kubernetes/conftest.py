@@ -69,7 +69,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if subprocess.run(["podman", "image", "exists", IMAGE], check=False).returncode != 0:
         pytest.fail(f"image {IMAGE} is missing: build it with .ci/setup.d/25-tesk-image.sh")
     tmp = tmp_path_factory.mktemp("k8s")
-    with DevCluster(fast_config(state_dir=tmp / "devcluster", network="host")) as dev:
+    with DevCluster(fast_config(state_dir=tmp / "devcluster", network="host", rbac=False)) as dev:
         observer = dev.write_kubeconfig(tmp / "tests.kubeconfig", user="tests")
         path = dev.write_kubeconfig(tmp / "kubeconfig")
         label_as_deployed(observer, "default")

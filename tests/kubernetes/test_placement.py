@@ -38,7 +38,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
              NodeConfig(name="node-2", zone="zone-a", address="127.0.0.2"))
     # A detach as slow as a cloud's makes a step on the wrong node plainly late, not just reported.
     with DevCluster(fast_config(state_dir=tmp / "devcluster", network="host", nodes=nodes,
-                                volume_detach_delay=20.0)) as dev:
+                                volume_detach_delay=20.0, rbac=False)) as dev:
         observer = dev.write_kubeconfig(tmp / "tests.kubeconfig", user="tests")
         yield Cluster(dev.write_kubeconfig(tmp / "kubeconfig"), "default", dev, observer)
 

@@ -2,7 +2,9 @@
 
 This is a development stand-in, **not a cluster**: one process serves the Kubernetes REST API
 (core/v1 pods, configmaps, secrets, PVCs, persistentvolumes, events, namespaces, nodes,
-serviceaccounts, resourcequotas, limitranges; batch/v1 jobs; coordination.k8s.io/v1 leases; storage.k8s.io/v1 storageclasses) with the semantics clients can observe (uids, one
+serviceaccounts and their TokenRequests, resourcequotas, limitranges; batch/v1 jobs; coordination.k8s.io/v1
+leases; storage.k8s.io/v1 storageclasses; rbac.authorization.k8s.io/v1 roles, rolebindings, clusterroles,
+clusterrolebindings) with the semantics clients can observe (uids, one
 monotonic resourceVersion, generateName, Status errors, label and field selectors, limit/continue,
 watches with 410 Gone, optimistic concurrency, merge/strategic/JSON patches, status subresources,
 finalizers, propagationPolicy and ownerReference garbage collection, ttlSecondsAfterFinished), a
@@ -68,11 +70,26 @@ How pods run
   runs as its image's `USER`; `runAsNonRoot` is enforced (`CreateContainerConfigError`);
   host-process pods run as this process's user.
 
+Who may do what
+---------------
+Requests are authenticated by bearer token (an unknown one is 401; none is `system:anonymous`):
+the kubeconfig's admin is in `system:masters`, `add_user`/`kubeconfig(user=...)` mint tokens for other
+users (in the groups given), and a pod's mounted token or a TokenRequest's authenticates as
+`system:serviceaccount:NS:NAME` in `system:serviceaccounts` and `system:serviceaccounts:NS`. RBAC
+(`rbac`, on by default) authorises every request against the Roles, ClusterRoles and bindings created
+through the API plus the bootstrap `cluster-admin`, `system:discovery` and `system:public-info-viewer`;
+a refusal is kube-apiserver's 403 (devcluster.rbac). OwnerReferencesPermissionEnforcement
+(`owner_references_permission_enforcement`, on) refuses ownerReference changes without `delete` on the
+object and `blockOwnerDeletion` without `update` on the owner's finalizers (devcluster.ownerrefs).
+kubectl sends no bearer token over plain HTTP, so a kubeconfig for kubectl must be `https=True` (the
+`devcluster` command writes one). Not modelled: the Node authoriser, aggregated ClusterRoles, RBAC
+escalation checks, token expiry, and ServiceAccount admission (a pod may name an account that does
+not exist; the kubelet still mounts a token for it).
+
 Left out on purpose (a client that depends on these needs a real cluster)
 ----------------------------------------------------------------------
 * Resources: no Services, Endpoints, Deployments/ReplicaSets/StatefulSets/DaemonSets, CronJobs,
-  RBAC objects (every authenticated token may do everything; an unknown
-  token is 401), CRDs, VolumeAttachments/CSINodes, Node writes (taints are fixed at start).
+  CRDs, VolumeAttachments/CSINodes, Node writes (taints are fixed at start).
 * API machinery: no server-side apply (apply-patch answers 422), no managedFields, no protobuf
   responses (protobuf request bodies are read only for what `kubectl create` sends), no CBOR, no
   aggregated discovery (kubectl falls back to legacy discovery), no OpenAPI v2 and an OpenAPI v3

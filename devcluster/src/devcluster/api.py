@@ -2,8 +2,9 @@
 
 A small ASGI (Starlette) app, so that every client library goes through its real serialisation and
 HTTP code. Requests are authenticated by bearer token (unknown tokens get 401, no token is
-`system:anonymous`), passed through the fault rules, answered from the store, and logged for
-accounting (verb, resource, client).
+`system:anonymous`), authorised by RBAC (devcluster.rbac; a refusal is 403 and is accounted),
+passed through the fault rules, admitted (OwnerReferencesPermissionEnforcement, devcluster.ownerrefs),
+answered from the store, and logged for accounting (verb, resource, client).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from devcluster import discovery, errors, protobuf
+from devcluster import discovery, errors, ownerrefs, protobuf, rbac, users
 from devcluster.faults import Fault, Faults, RequestRecord
 from devcluster.patch import PatchError, apply_patch
 from devcluster.resources import BY_PATH, ResourceType
@@ -36,6 +37,7 @@ from devcluster.selectors import (
     parse_label_selector,
 )
 from devcluster.store import Store, WatchEvent
+from devcluster.users import ANONYMOUS, User
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +102,6 @@ def parse_path(path: str) -> Target | None:
     return Target(rtype, namespace, name, sub)
 
 
-def _verb(method: str, target: Target, watch: bool) -> str:
-    if method == "GET":
-        if not target.name:
-            return "watch" if watch else "list"
-        return "get"
-    return {"POST": "create", "PUT": "update", "PATCH": "patch",
-            "DELETE": "delete" if target.name else "deletecollection"}.get(method, method.lower())
-
-
 def _error_response(error: errors.ApiError) -> Response:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
     return JSONResponse(error.status(), status_code=error.code, headers=headers)
@@ -126,12 +119,14 @@ class ApiServer:
         store: Store,
         faults: Faults,
         logs: LogReader,
-        tokens: dict[str, str],
+        tokens: dict[str, User],
         *,
         evict: Callable[[str, str, dict[str, Any]], dict[str, Any]],
         bookmark_interval: float = 5.0,
         max_watch_seconds: float = 1800.0,
         split_log_streams: bool = False,
+        rbac_enabled: bool = True,
+        owner_references_permission_enforcement: bool = True,
     ) -> None:
         self.store = store
         self.faults = faults
@@ -141,6 +136,9 @@ class ApiServer:
         self.bookmark_interval = bookmark_interval
         self.max_watch_seconds = max_watch_seconds
         self.split_log_streams = split_log_streams
+        self.rbac = rbac_enabled
+        self.owner_references_permission_enforcement = owner_references_permission_enforcement
+        self.authorizer = rbac.Authorizer(store)
         self.address = "127.0.0.1:0"
         self.app = Starlette(routes=[Route("/{path:path}", self.handle,
                                            methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
@@ -148,26 +146,31 @@ class ApiServer:
     # -- entry point --------------------------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
-        """Authenticate, account, inject faults, dispatch."""
+        """Authenticate, authorise, account, inject faults, dispatch."""
         path = request.url.path
         user_agent = request.headers.get("user-agent", "")
         auth = request.headers.get("authorization", "")
-        client = "system:anonymous"
+        user = ANONYMOUS
         if auth.lower().startswith("bearer "):
-            user = self.tokens.get(auth[7:].strip())
-            if user is None:
+            known = self.tokens.get(auth[7:].strip())
+            if known is None:
                 return JSONResponse(errors.ApiError(401, "Unauthorized", "Unauthorized").status(), status_code=401)
-            client = user
+            user = known
+        attributes = rbac.request_attributes(user, request.method, path, request.query_params)
+        allowed, reason = self.authorizer.authorize(attributes) if self.rbac else (True, "")
         target = parse_path(path)
         if target is None:
-            return self._non_resource(path)
-        watch = _flag(request.query_params.get("watch"))
-        verb = _verb(request.method, target, watch)
-        fault = self.faults.take(verb, target.resource, target.namespace, target.name, client, user_agent)
+            return self._non_resource(path) if allowed else _error_response(rbac.refusal(attributes, reason))
+        verb, client = attributes.verb, user.name
 
         def record(code: int) -> None:
             self.faults.record(RequestRecord(verb, target.resource, target.namespace, target.name, client,
                                              user_agent, code, time.monotonic()))
+
+        if not allowed:
+            record(403)
+            return _error_response(rbac.refusal(attributes, reason))
+        fault = self.faults.take(verb, target.resource, target.namespace, target.name, client, user_agent)
 
         if fault is not None:
             if fault.delay:
@@ -179,7 +182,7 @@ class ApiServer:
                 record(fault.status)
                 return _error_response(error)
         try:
-            response = await self._dispatch(request, target, verb, fault)
+            response = await self._dispatch(request, target, verb, fault, user)
         except errors.ApiError as error:
             record(error.code)
             return _error_response(error)
@@ -216,7 +219,8 @@ class ApiServer:
             return PlainTextResponse("ok")
         return _error_response(errors.ApiError(404, "NotFound", "the server could not find the requested resource"))
 
-    async def _dispatch(self, request: Request, target: Target, verb: str, fault: Fault | None) -> Response:
+    async def _dispatch(self, request: Request, target: Target, verb: str, fault: Fault | None,
+                        user: User) -> Response:
         query = request.query_params
         dry_run = query.get("dryRun") == "All"
         rtype = target.rtype
@@ -238,7 +242,7 @@ class ApiServer:
             return await self._get(request, target, namespace)
         body = await self._body(request)
         if verb in ("create", "update", "patch"):
-            return self._write(request, target, verb, namespace, body, dry_run)
+            return self._write(request, target, verb, namespace, body, dry_run, user)
         return self._delete(request, target, verb, namespace, body, dry_run)
 
     async def _get(self, request: Request, target: Target, namespace: str) -> Response:
@@ -253,8 +257,9 @@ class ApiServer:
         return JSONResponse(obj)
 
     def _write(self, request: Request, target: Target, verb: str, namespace: str, body: Any,
-               dry_run: bool) -> Response:
-        """create (or a pod eviction), update and patch."""
+               dry_run: bool, user: User) -> Response:
+        """create (or a pod eviction, or a service account's TokenRequest), update and patch, each after the
+        OwnerReferencesPermissionEnforcement admission."""
         rtype = target.rtype
         if verb == "create":
             if target.subresource == "eviction":
@@ -262,19 +267,48 @@ class ApiServer:
                 self.evict(namespace, target.name, (body or {}).get("deleteOptions") or {})
                 return JSONResponse({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                      "code": 201}, status_code=201)
+            if target.subresource == "token":
+                return JSONResponse(self._token_request(namespace, target.name, body, dry_run), status_code=201)
+            if isinstance(body, dict):
+                self._admit(user, target, namespace, body, None)
             return JSONResponse(self.store.create(rtype, namespace, body, dry_run), status_code=201)
+        current = self.store.get(rtype, namespace, target.name)
         if verb == "update":
+            if isinstance(body, dict):
+                self._admit(user, target, namespace, body, current)
             return JSONResponse(self.store.update(rtype, namespace, target.name, body, target.subresource or None,
                                                   dry_run))
-        current = self.store.get(rtype, namespace, target.name)
         try:
             patched = apply_patch(current, request.headers.get("content-type", ""), body)
         except PatchError as exc:
             raise errors.ApiError(422, "Invalid", str(exc)) from exc
+        self._admit(user, target, namespace, patched, current)
         if "resourceVersion" not in (patched.get("metadata") or {}):
             patched.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
         return JSONResponse(self.store.update(rtype, namespace, target.name, patched, target.subresource or None,
                                               dry_run))
+
+    def _admit(self, user: User, target: Target, namespace: str, new: dict[str, Any],
+               old: dict[str, Any] | None) -> None:
+        if self.owner_references_permission_enforcement:
+            ownerrefs.admit(self.authorizer, user, target.rtype, target.subresource, namespace, new, old)
+
+    def _token_request(self, namespace: str, name: str, body: Any, dry_run: bool) -> dict[str, Any]:
+        """`serviceaccounts/token` (TokenRequest, what `kubectl create token` sends): a token that
+        authenticates as the account. The expiry is reported but not enforced; audiences are echoed."""
+        account = self.store.get(BY_PATH[("", "v1", "serviceaccounts")], namespace, name)
+        spec = dict((body or {}).get("spec") or {}) if isinstance(body, dict) else {}
+        seconds = int(spec.get("expirationSeconds") or 3600)
+        if seconds < 600:
+            raise errors.invalid("authentication.k8s.io", "TokenRequest", name, [
+                ("spec.expirationSeconds", f"Invalid value: {seconds}: may not specify a duration less than 10 minutes")])
+        spec.update(expirationSeconds=seconds, audiences=spec.get("audiences") or ["https://kubernetes.default.svc"])
+        token = "" if dry_run else users.mint(self.tokens, users.service_account(namespace, name))
+        expires = (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"name": name, "namespace": namespace, "creationTimestamp": None,
+                             "uid": account["metadata"]["uid"]},
+                "spec": spec, "status": {"token": token, "expirationTimestamp": expires}}
 
     def _delete(self, request: Request, target: Target, verb: str, namespace: str, body: Any,
                 dry_run: bool) -> Response:

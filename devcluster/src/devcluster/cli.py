@@ -45,9 +45,10 @@ def devcluster(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        path = cluster.write_kubeconfig(kubeconfig)
-        typer.echo(f"devcluster ready: API {cluster.url} (pods use {cluster.https_url}), kubeconfig {path}",
-                   err=False)
+        # HTTPS: kubectl sends no bearer token over plain HTTP, and RBAC refuses anonymous requests
+        path = cluster.write_kubeconfig(kubeconfig, https=True)
+        typer.echo(f"devcluster ready: API {cluster.url} and {cluster.https_url} (pods and the kubeconfig), "
+                   f"kubeconfig {path}", err=False)
         stop.wait()
     except KeyboardInterrupt:
         pass

@@ -23,12 +23,14 @@ from typing import Any, Self, TypeVar
 import uvicorn
 import yaml
 
+from devcluster import users
 from devcluster.admission import Admission, AdmissionConfig
 from devcluster.api import ApiServer
 from devcluster.controllers import Controllers, EventRecorder
 from devcluster.faults import Fault, Faults
 from devcluster.kubelet import Kubelet, KubeletConfig
 from devcluster.nodes import NodeConfig, default_nodes
+from devcluster.rbac import bootstrap_policy
 from devcluster.resources import BY_PLURAL
 from devcluster.runtime import HostRuntime, PodmanRuntime
 from devcluster.storage import builtin_classes
@@ -79,6 +81,12 @@ class DevClusterConfig:
     pod_security_admission: bool = True
     resource_quota_admission: bool = True
     limit_ranger_admission: bool = True
+    # Authorisation by the Roles, ClusterRoles and bindings created through the API (plus the bootstrap
+    # policy); off: every authenticated token may do everything (for a test that isolates something else).
+    rbac: bool = True
+    # The OwnerReferencesPermissionEnforcement admission plugin (on in OpenShift): changing ownerReferences
+    # needs delete on the object, blockOwnerDeletion update on the owner's finalizers.
+    owner_references_permission_enforcement: bool = True
 
 
 def fast_config(**overrides: object) -> DevClusterConfig:
@@ -96,8 +104,8 @@ class DevCluster:
     def __init__(self, config: DevClusterConfig | None = None) -> None:
         self.config = config or DevClusterConfig()
         self.faults = Faults()
-        self.tokens: dict[str, str] = {}
-        self.admin_token = self.add_user("admin")
+        self.tokens: dict[str, users.User] = {}
+        self.admin_token = self.add_user("admin", groups=(users.MASTERS,))
         self._own_state = self.config.state_dir is None
         # A temporary state folder is made by start() and removed by stop().
         self.state_dir = self.config.state_dir or Path(tempfile.gettempdir()) / f"tesk-devcluster-{secrets.token_hex(6)}"
@@ -133,15 +141,17 @@ class DevCluster:
         """The CA certificate that signed the HTTPS serving certificate."""
         return self.state_dir / "pki" / "ca.crt"
 
-    def add_user(self, name: str) -> str:
-        """Mint a bearer token for a user name; requests with it are accounted to that name."""
-        token = secrets.token_urlsafe(24)
-        self.tokens[token] = name
-        return token
+    def add_user(self, name: str, groups: tuple[str, ...] = ()) -> str:
+        """Mint a bearer token for a user name (in `groups` and `system:authenticated`); requests with it
+        are accounted to that name and authorised by the bindings that name the user or its groups."""
+        return users.mint(self.tokens, users.authenticated(name, groups))
 
-    def kubeconfig(self, user: str = "admin", namespace: str = "default", https: bool = False) -> dict[str, Any]:
-        """A kubeconfig (as a dict) for this cluster with a token for `user`."""
-        token = self.admin_token if user == "admin" else self.add_user(user)
+    def kubeconfig(self, user: str = "admin", namespace: str = "default", https: bool = False,
+                   token: str | None = None, groups: tuple[str, ...] = ()) -> dict[str, Any]:
+        """A kubeconfig (as a dict) for this cluster with a token for `user` (the admin's is in `system:masters`;
+        another name gets a new token in `groups` and `system:authenticated`), or with `token` itself."""
+        if token is None:
+            token = self.admin_token if user == "admin" else self.add_user(user, groups)
         cluster: dict[str, Any] = {"server": self.https_url if https else self.url}
         if https:
             cluster["certificate-authority"] = str(self.ca_file)
@@ -155,11 +165,11 @@ class DevCluster:
         }
 
     def write_kubeconfig(self, path: Path | str, user: str = "admin", namespace: str = "default",
-                         https: bool = False) -> Path:
+                         https: bool = False, token: str | None = None, groups: tuple[str, ...] = ()) -> Path:
         """Write a kubeconfig file (mode 600: it holds a token) and return its path."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(yaml.safe_dump(self.kubeconfig(user, namespace, https), sort_keys=False))
+        target.write_text(yaml.safe_dump(self.kubeconfig(user, namespace, https, token, groups), sort_keys=False))
         target.chmod(0o600)
         self.kubeconfig_path = target
         return target
@@ -231,6 +241,8 @@ class DevCluster:
             self.store.create(BY_PLURAL["namespaces"], "", {"metadata": {"name": name}})
         for storage_class in builtin_classes(config.storage_binding_mode):
             self.store.create(BY_PLURAL["storageclasses"], "", storage_class)
+        for plural, policy in bootstrap_policy():
+            self.store.create(BY_PLURAL[plural], "", policy)
         nodes = config.nodes or default_nodes(config.node_count, config.node_cpu, config.node_memory)
         self.podman = PodmanRuntime(config.network, cluster_label=f"tesk-devcluster-{secrets.token_hex(4)}") \
             if shutil.which("podman") else None
@@ -246,7 +258,8 @@ class DevCluster:
                                   on_pvc_bound=self.kubelet.pvc_bound, on_pvc_deleted=self.kubelet.pvc_deleted)
         api = ApiServer(self.store, self.faults, self.kubelet, self.tokens, evict=self.kubelet.evict,
                         bookmark_interval=config.bookmark_interval,
-                        split_log_streams=config.pod_logs_query_split_streams)
+                        split_log_streams=config.pod_logs_query_split_streams, rbac_enabled=config.rbac,
+                        owner_references_permission_enforcement=config.owner_references_permission_enforcement)
         api.address = f"127.0.0.1:{self.port}"
         servers = [
             uvicorn.Server(uvicorn.Config(api.app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)),

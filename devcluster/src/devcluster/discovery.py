@@ -60,8 +60,9 @@ def resource_list(group: str) -> dict[str, Any]:
             entry["categories"] = list(rtype.categories)
         resources.append(entry)
         for sub in rtype.subresources:
-            verbs = {"status": ["get", "patch", "update"], "log": ["get"], "eviction": ["create"]}[sub]
-            kind = {"log": "Pod", "eviction": "Eviction"}.get(sub, rtype.kind)
+            verbs = {"status": ["get", "patch", "update"], "log": ["get"], "eviction": ["create"],
+                     "token": ["create"]}[sub]
+            kind = {"log": "Pod", "eviction": "Eviction", "token": "TokenRequest"}.get(sub, rtype.kind)
             resources.append({"name": f"{rtype.plural}/{sub}", "singularName": "", "namespaced": rtype.namespaced,
                               "kind": kind, "verbs": verbs})
     return {"kind": "APIResourceList", "apiVersion": "v1",

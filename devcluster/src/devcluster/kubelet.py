@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from devcluster import storage
+from devcluster import storage, users
 from devcluster.attach import Attachments
 from devcluster.controllers import EventRecorder, StoreLoop
 from devcluster.nodes import NodeConfig, parse_quantity
@@ -42,6 +42,7 @@ from devcluster.resources import BY_PLURAL
 from devcluster.runtime import ContainerResult, ContainerRun, Handle, HostRuntime, Mount, Runtime
 from devcluster.scheduler import Scheduler
 from devcluster.store import Store, WatchEvent, timestamp
+from devcluster.users import User
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ class Kubelet(StoreLoop):
     resync = 1.0
 
     def __init__(self, store: Store, events: EventRecorder, config: KubeletConfig, podman: Runtime | None,
-                 host: HostRuntime, tokens: dict[str, str]) -> None:
+                 host: HostRuntime, tokens: dict[str, User]) -> None:
         self.store = store
         self.events = events
         self.config = config
@@ -694,9 +695,8 @@ class PodWorker:
 
     def _mint_token(self) -> str:
         if not self.token:
-            self.token = secrets.token_urlsafe(32)
             account = self.pod["spec"].get("serviceAccountName", "default")
-            self.kubelet.tokens[self.token] = f"system:serviceaccount:{self.namespace}:{account}"
+            self.token = users.mint(self.kubelet.tokens, users.service_account(self.namespace, account))
         return self.token
 
     def _write_service_account(self) -> None:

@@ -58,7 +58,8 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("persistentvolumes", "PersistentVolume", namespaced=False, short_names=("pv",),
                  subresources=("status",), singular="persistentvolume"),
     ResourceType("events", "Event", short_names=("ev",), singular="event"),
-    ResourceType("serviceaccounts", "ServiceAccount", short_names=("sa",), singular="serviceaccount"),
+    ResourceType("serviceaccounts", "ServiceAccount", short_names=("sa",), subresources=("token",),
+                 singular="serviceaccount"),
     ResourceType("resourcequotas", "ResourceQuota", short_names=("quota",), subresources=("status",),
                  singular="resourcequota"),
     ResourceType("limitranges", "LimitRange", short_names=("limits",), singular="limitrange"),
@@ -66,6 +67,12 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("leases", "Lease", group="coordination.k8s.io", singular="lease"),
     ResourceType("storageclasses", "StorageClass", group="storage.k8s.io", namespaced=False, short_names=("sc",),
                  singular="storageclass"),
+    ResourceType("roles", "Role", group="rbac.authorization.k8s.io", singular="role"),
+    ResourceType("rolebindings", "RoleBinding", group="rbac.authorization.k8s.io", singular="rolebinding"),
+    ResourceType("clusterroles", "ClusterRole", group="rbac.authorization.k8s.io", namespaced=False,
+                 singular="clusterrole"),
+    ResourceType("clusterrolebindings", "ClusterRoleBinding", group="rbac.authorization.k8s.io", namespaced=False,
+                 singular="clusterrolebinding"),
 )
 
 BY_PATH: dict[tuple[str, str, str], ResourceType] = {(r.group, r.version, r.plural): r for r in RESOURCES}
@@ -82,6 +89,12 @@ Causes = list[tuple[str, str]]
 
 
 def _check_name(rtype: ResourceType, name: str, causes: Causes) -> None:
+    if rtype.group == "rbac.authorization.k8s.io":
+        # RBAC names are path segments (`system:discovery`): ValidateRBACName is path.IsValidPathSegmentName
+        if not name or name in (".", "..") or "/" in name or "%" in name:
+            causes.append(("metadata.name", f"Invalid value: {name!r}: may not be '.' or '..' and may not contain "
+                           "'/' or '%'"))
+        return
     if rtype.plural in ("namespaces", "jobs"):
         # Namespace names are DNS labels; Job names end up in the pods' job-name label (<= 63).
         if len(name) > 63:
@@ -188,6 +201,51 @@ def _check_quantities(path: str, values: Any, causes: Causes) -> None:
             causes.append((f"{path}[{key}]", f"Invalid value: {value!r}: {exc}"))
 
 
+def _check_rules(rules: Any, namespaced: bool, causes: Causes) -> None:
+    """pkg/apis/rbac/validation ValidatePolicyRule: verbs always; non-resource URLs only cluster-wide and
+    alone; resource rules name groups and resources."""
+    for index, rule in enumerate(rules or []):
+        where = f"rules[{index}]"
+        if not rule.get("verbs"):
+            causes.append((f"{where}.verbs", "Required value: verbs must contain at least one value"))
+        urls = rule.get("nonResourceURLs")
+        if urls:
+            if namespaced:
+                causes.append((f"{where}.nonResourceURLs",
+                               f"Invalid value: {urls!r}: namespaced rules cannot apply to non-resource URLs"))
+            if rule.get("apiGroups") or rule.get("resources") or rule.get("resourceNames"):
+                causes.append((f"{where}.nonResourceURLs", f"Invalid value: {urls!r}: rules cannot apply to both "
+                               "regular resources and non-resource URLs"))
+            continue
+        if not rule.get("apiGroups"):
+            causes.append((f"{where}.apiGroups", "Required value: resource rules must supply at least one api group"))
+        if not rule.get("resources"):
+            causes.append((f"{where}.resources", "Required value: resource rules must supply at least one resource"))
+
+
+def _check_binding(obj: dict[str, Any], namespaced: bool, causes: Causes) -> None:
+    """ValidateRoleBinding / ValidateClusterRoleBinding: a roleRef to a (Cluster)Role of the RBAC group; a
+    cluster-wide binding's service-account subjects say their namespace."""
+    ref = obj.get("roleRef") or {}
+    kinds = ("Role", "ClusterRole") if namespaced else ("ClusterRole",)
+    if ref.get("apiGroup") != "rbac.authorization.k8s.io":
+        causes.append(("roleRef.apiGroup", f'Unsupported value: "{ref.get("apiGroup", "")}": supported values: '
+                       '"rbac.authorization.k8s.io"'))
+    if ref.get("kind") not in kinds:
+        causes.append(("roleRef.kind", f'Unsupported value: "{ref.get("kind", "")}": supported values: '
+                       + ", ".join(f'"{k}"' for k in kinds)))
+    if not ref.get("name"):
+        causes.append(("roleRef.name", "Required value"))
+    for index, subject in enumerate(obj.get("subjects") or []):
+        if not subject.get("name"):
+            causes.append((f"subjects[{index}].name", "Required value"))
+        if subject.get("kind") not in ("ServiceAccount", "User", "Group"):
+            causes.append((f"subjects[{index}].kind", f'Unsupported value: "{subject.get("kind", "")}": supported '
+                           'values: "ServiceAccount", "User", "Group"'))
+        elif subject.get("kind") == "ServiceAccount" and not namespaced and not subject.get("namespace"):
+            causes.append((f"subjects[{index}].namespace", "Required value"))
+
+
 def validate(rtype: ResourceType, obj: dict[str, Any]) -> None:
     """Raise a 422 `Invalid` error when `obj` would be rejected by the API server on create or update."""
     metadata = obj.get("metadata") or {}
@@ -253,6 +311,10 @@ def validate(rtype: ResourceType, obj: dict[str, Any]) -> None:
         if obj.get("volumeBindingMode") not in ("Immediate", "WaitForFirstConsumer"):
             causes.append(("volumeBindingMode", (f"Unsupported value: {obj.get('volumeBindingMode')!r}: supported "
                                                  'values: "Immediate", "WaitForFirstConsumer"')))
+    elif rtype.plural in ("roles", "clusterroles"):
+        _check_rules(obj.get("rules"), rtype.namespaced, causes)
+    elif rtype.plural in ("rolebindings", "clusterrolebindings"):
+        _check_binding(obj, rtype.namespaced, causes)
     if causes:
         raise invalid(rtype.group, rtype.kind, name, causes)
 
@@ -295,6 +357,9 @@ def validate_update(rtype: ResourceType, old: dict[str, Any], new: dict[str, Any
                 causes.append((key, f"Forbidden: updates to {key} are forbidden."))
         if old.get("volumeBindingMode") != new.get("volumeBindingMode"):
             causes.append(("volumeBindingMode", "Invalid value: field is immutable"))
+    elif rtype.plural in ("rolebindings", "clusterrolebindings") and old.get("roleRef") != new.get("roleRef"):
+        # the Invalid value is Go's rendering of the RoleRef struct; the stand-in shows the JSON instead
+        causes.append(("roleRef", f"Invalid value: {json.dumps(new.get('roleRef'))}: cannot change roleRef"))
     elif rtype.plural in ("configmaps", "secrets") and old.get("immutable") and any(
             old.get(k) != new.get(k) for k in ("data", "binaryData", "immutable")):
         causes.append(("data", "Forbidden: field is immutable when `immutable` is set"))
