@@ -184,3 +184,12 @@ def test_api_data_volumes_and_read_only_claims_are_mounted_read_only_whatever_th
     assert "Read-only file system" in run(k8s, "claim", write, {"persistentVolumeClaim": {
         "claimName": "data", "readOnly": True}})[1]
     assert run(k8s, "writable", "touch /data/x && echo wrote", pvc("data"))[1] == "wrote\n"
+
+
+def test_fs_group_lets_a_non_root_container_read_a_private_secret_file(k8s: Clients) -> None:
+    k8s.core.create_namespaced_secret(NS, {"metadata": {"name": "key"}, "stringData": {"token": "s3cret"}})
+    secret = {"secret": {"secretName": "key", "defaultMode": 0o400}}
+    read = "cat /data/token 2>&1; echo; stat -L -c '%g %a' /data/token"
+    assert run(k8s, "grouped", read, secret, {"runAsUser": 1000, "fsGroup": 2000})[1].split() == \
+        ["s3cret", "2000", "440"]
+    assert run(k8s, "alone", read, secret, {"runAsUser": 1000})[1].split()[-2:] == ["0", "400"]

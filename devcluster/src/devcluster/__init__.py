@@ -59,8 +59,8 @@ How pods run
   default block-like class `standard` (a fresh ext4 file system) and `root:root 0777` in
   `local-path` (local-path-provisioner's `mkdir -m 0777`); an emptyDir is `0777`. The pod's
   `fsGroup` is applied by the kubelet's recursive walk (group fsGroup, `|0660`, folders `|0110` and
-  setgid, symlinks never followed) to emptyDirs always and to block claims mounted ReadWriteOnce
-  and writable; `fsGroupChangePolicy: OnRootMismatch` skips the walk when the root already fits.
+  setgid, symlinks never followed) to emptyDirs and configMap, secret, downwardAPI and projected
+  volumes always (these with `|0440`), and to block claims mounted ReadWriteOnce and writable; `fsGroupChangePolicy: OnRootMismatch` skips the walk when the root already fits.
   local-path (hostPath) and ReadWriteMany block claims keep their owner and mode. A missing `subPath`
   folder is made with the volume root's mode, owned by root. The stand-in should run as root (CI
   does) for these to be real: as another user it cannot hand folders to root or to fsGroup, and

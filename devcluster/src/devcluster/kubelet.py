@@ -691,6 +691,10 @@ class PodWorker:
             write_atomic(target, files, volume["projected"].get("defaultMode", 0o644))
         else:
             raise VolumeError(f"volume type {sorted(set(volume) - {'name'})} is not supported by the stand-in", name)
+        if API_DATA_VOLUMES & set(volume):
+            # After every write, over the whole volume, with the read-only mask: a 0400 Secret file
+            # becomes 0440 in group fsGroup, so a non-root container of that group reads it.
+            set_volume_ownership(target, fs_group, None, read_only=True)
         self.volume_dirs[name] = target
 
     def _mint_token(self) -> str:

@@ -12,7 +12,8 @@ that difference shows in tests:
   itself, never its target) and, symlinks excepted, `|0660` (`|0440` read-only), folders also
   `|0110` and setgid. `fsGroupChangePolicy: OnRootMismatch` skips the walk when the root already
   has that group, at least those bits and setgid (`requiresPermissionChange`); `Always` or no
-  policy walks on every mount. Like the kubelet, a failed chown or chmod is logged, not fatal.
+  policy walks on every mount. emptyDir and the API-data volumes (configMap, secret, downwardAPI,
+  projected) pass no policy, so they are always walked, the latter after every write. Like the kubelet, a failed chown or chmod is logged, not fatal.
 * `make_sub_path`: a missing subPath folder as the kubelet's `SafeMakeDir` makes it (kubelet_pods.go
   makeMounts, subpath_linux.go doSafeMakeDir): each missing level is made, without following a
   symlink, with the volume root's mode (setgid included); as the kubelet runs as root, the folder is
