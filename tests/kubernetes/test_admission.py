@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -24,11 +25,11 @@ WITH_INPUT = {**TASK, "inputs": [{"content": "x\n", "path": "/data/x.txt"}]}
 
 
 @pytest.fixture
-def core(cluster: Cluster) -> Iterator[kubernetes.client.CoreV1Api]:
-    """The tests' own CoreV1Api (quotas, limit ranges and namespace labels are the cluster operator's, not the
-    API's: its requests are counted apart)."""
-    cluster.require_standin()
-    with load_api_client(cluster.observer) as api_client:
+def core(cluster: Cluster, tmp_path: Path) -> Iterator[kubernetes.client.CoreV1Api]:
+    """A cluster operator's CoreV1Api (quotas, limit ranges and namespace labels are theirs, not the API's)."""
+    dev = cluster.require_standin()
+    operator = dev.write_kubeconfig(tmp_path / "operator.kubeconfig", user="operator", groups=("system:masters",))
+    with load_api_client(operator) as api_client:
         yield kubernetes.client.CoreV1Api(api_client)
 
 

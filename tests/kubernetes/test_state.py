@@ -122,7 +122,27 @@ def test_a_job_whose_pod_creates_are_refused_ends_with_the_refusal_after_its_gra
     assert task_state(job(), [], None, NOW, GRACES).state is State.QUEUED  # no Events read: still waiting
 
 
+def _crashed_taskmaster(ended: float) -> dict[str, Any]:
+    return pod(phase="Failed", created=ended + 5, containerStatuses=[{"name": "taskmaster", "state": {
+        "terminated": {"exitCode": 1, "finishedAt": ts(ended)}}}])
+
+
+def test_a_refused_replacement_taskmaster_ends_the_task_and_an_older_refusal_does_not() -> None:
+    """The first taskmaster pod crashed; the Job controller's replacement is refused: again only Events tell,
+    and only those recorded since the last pod ended."""
+    crashed = _crashed_taskmaster(ended=100)
+    verdict = task_state(job(), [crashed], None, NOW, GRACES, {TASK: [REFUSED]})  # refused 30 s ago
+    assert verdict.state is State.SYSTEM_ERROR and verdict.reason is not None
+    assert verdict.reason.startswith("the taskmaster could not start: Kubernetes refused to create the pod")
+    older = event("FailedCreate", "exceeded quota: q", 200, "Job")  # before the crashed pod ever ran
+    assert task_state(job(), [crashed], None, NOW, GRACES, {TASK: [older]}).state is State.QUEUED
+    assert task_state(job(), [_crashed_taskmaster(ended=30)], None, NOW, GRACES,
+                      {TASK: [REFUSED]}).state is State.QUEUED  # idle 30 s, within the 60 s grace
+
+
 def test_events_are_wanted_only_while_they_can_end_the_task() -> None:
+    assert wants_events(job(), [_crashed_taskmaster(ended=100)], NOW, GRACES) == [TASK]
+    assert wants_events(job(), [_crashed_taskmaster(ended=30)], NOW, GRACES) == []
     assert wants_events(job(), [], NOW, GRACES) == [TASK]  # 600 s without a pod
     young = job()
     young["metadata"]["creationTimestamp"] = ts(5)

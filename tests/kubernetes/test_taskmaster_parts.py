@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,10 @@ from tesk.backends.kubernetes.backend import split_streams_supported
 from tesk.backends.kubernetes.cancel import read_labels_file
 from tesk.backends.kubernetes.kube import KubeError
 from tesk.backends.kubernetes.kube import Kube
-from tesk.backends.kubernetes.taskmaster import TaskPods, _last_json
+from tesk.backends.kubernetes.manifests import Owner
+from tesk.backends.kubernetes.taskmaster import KubernetesRuntime, TaskPods, _last_json
+from tesk.config.kubernetes import KubernetesSettings
+from tesk.runner import TaskFailure
 
 
 def test_downward_api_files_parse_go_quoted_values(tmp_path: Path) -> None:
@@ -74,3 +78,63 @@ def test_the_volumes_node_is_where_the_first_step_pod_ran_and_survives_the_cache
         assert watch.get("t1-inputs") == {**watch.get("t1-inputs"), "spec": {"nodeName": "node-1"}}
     finally:
         loop.close()
+
+
+class RefusingKube:
+    """The API as the taskmaster sees it while the Job controller's pod creates are refused: FailedCreate Events."""
+
+    def __init__(self, recorded: str) -> None:
+        self.recorded = recorded
+        self.reads = 0
+
+    def events_of(self, kind: str, name: str) -> list[dict[str, Any]]:
+        self.reads += 1
+        return [{"reason": "FailedCreate", "type": "Warning", "lastTimestamp": self.recorded,
+                 "message": 'Error creating: pods "t1-inputs-x2z9q" is forbidden: exceeded quota: q, requested: '
+                            "pods=1, used: pods=1, limited: pods=1"}]
+
+
+async def _filer_wait(kube: RefusingKube, *pods: dict[str, Any]) -> None:
+    """The runtime's wait on the inputs filer Job, with these pods in the watch's cache."""
+    watch = TaskPods(Kube.__new__(Kube), "t1", asyncio.get_running_loop())  # never started: no requests
+    for pod in pods:
+        watch.cache.put("Pod", pod)
+    settings = KubernetesSettings(failed_create_grace_seconds=0.2)
+    runtime = KubernetesRuntime(kube, settings, Owner("t1", "uid-1"), watch, None)  # type: ignore[arg-type]
+    await runtime._wait("t1-inputs", "filer", 2, "the inputs filer")
+
+
+def _gave_up(kube: RefusingKube, *pods: dict[str, Any]) -> str:
+    with pytest.raises(TaskFailure) as failure:
+        asyncio.run(asyncio.wait_for(_filer_wait(kube, *pods), timeout=10))
+    return str(failure.value)
+
+
+def _failed_filer_pod() -> dict[str, Any]:
+    return {"kind": "Pod", "metadata": {"name": "t1-inputs-abcde", "resourceVersion": "1",
+                                        "creationTimestamp": "2026-01-01T00:00:00Z",
+                                        "labels": {"tesk.io/task-id": "t1", "tesk.io/role": "inputs"},
+                                        "ownerReferences": [{"kind": "Job", "name": "t1-inputs", "uid": "j"}]},
+            "status": {"phase": "Failed", "containerStatuses": [
+                {"name": "filer", "state": {"terminated": {"exitCode": 1, "message": "refused by the server"}}}]}}
+
+
+def test_a_step_whose_first_pod_is_refused_ends_after_the_failed_create_grace() -> None:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    reason = _gave_up(RefusingKube(now))
+    assert reason.startswith("the inputs filer could not start: Kubernetes refused to create the pod of Job "
+                             't1-inputs: Error creating: pods "t1-inputs-x2z9q" is forbidden: exceeded quota: q')
+
+
+def test_a_replacement_pod_refused_after_a_failed_one_ends_the_step_too() -> None:
+    """The filer's first pod failed (a retry is due) and its replacement is refused: no live pod, only Events."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    reason = _gave_up(RefusingKube(now), _failed_filer_pod())
+    assert "could not start: Kubernetes refused to create the pod of Job t1-inputs" in reason
+
+
+def test_a_refusal_from_before_the_job_went_idle_is_not_taken_for_a_new_one() -> None:
+    kube = RefusingKube("2020-01-01T00:00:00Z")  # an old refusal: a pod was created after it
+    with pytest.raises(TimeoutError):
+        asyncio.run(asyncio.wait_for(_filer_wait(kube, _failed_filer_pod()), timeout=2))
+    assert kube.reads >= 1  # it did look at the Events, and went on waiting

@@ -108,7 +108,7 @@ class KubernetesSettings(BaseSettings):
         120, ge=0, description="How long a pod may wait on CreateContainerError (often transient, retried by the "
         "kubelet) before its task ends.")
     failed_create_grace_seconds: float = Field(
-        60, ge=0, description="How long a Job may go without a pod while Kubernetes refuses to create one "
+        60, ge=0, description="How long a Job may go without a live pod while Kubernetes refuses to create one "
         "(`FailedCreate` Events: Pod Security, ResourceQuota, LimitRange, webhooks, SCCs) before its task ends "
         "SYSTEM_ERROR with the refusal's message.")
     scale_up_grace_seconds: float = Field(

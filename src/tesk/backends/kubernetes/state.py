@@ -15,7 +15,7 @@ Job the controller had not started yet, and QUEUED forever for a pod that could 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tesk.backends.kubernetes import labels as lb
@@ -204,10 +204,14 @@ def pod_blocker(pod: Obj, now: datetime, graces: Graces, events: list[Obj] | Non
     return None
 
 
-def failed_create(name: str, since: float, events: list[Obj], graces: Graces) -> str | None:
+def failed_create(name: str, since: float, events: list[Obj], graces: Graces,
+                  after: datetime | None = None) -> str | None:
     """Why Job `name` has no pod, when Kubernetes refused to create one (admission, quota, a webhook,
     an SCC) and it has gone on for `since` seconds: the Job controller records that only as a
-    `FailedCreate` Event and retries; the Job gets no condition, so without this a task waits forever."""
+    `FailedCreate` Event and retries; the Job gets no condition, so without this a task waits forever.
+    With `after`, only refusals recorded since then count (an older one was followed by a pod)."""
+    if after is not None:
+        events = [e for e in events if (parse_time(_event_time(e)) or after) >= after]
     refused = latest_event(events, frozenset({"FailedCreate"}))
     if refused is None or since < graces.failed_create:
         return None
@@ -254,10 +258,11 @@ def task_state(job: Obj | None, pods: list[Obj], result: dict[str, str] | None, 
         blocker = pod_blocker(pod, now, graces, events.get(pod["metadata"].get("name", "")))
         if blocker:
             return Verdict(State.SYSTEM_ERROR, f"the taskmaster could not start: {blocker}")
-    if not taskmasters:
-        created = parse_time((job.get("metadata") or {}).get("creationTimestamp")) or now
+    idle = idle_since(_created(job, now), taskmasters)
+    if idle is not None:
         name = job["metadata"].get("name", "")
-        refused = failed_create(name, (now - created).total_seconds(), events.get(name, []), graces)
+        refused = failed_create(name, (now - idle).total_seconds(), events.get(name, []), graces,
+                                idle - timedelta(seconds=1))  # Event times have whole seconds
         if refused:
             return Verdict(State.SYSTEM_ERROR, f"the taskmaster could not start: {refused}")
     running = [p for p in taskmasters if (p.get("status") or {}).get("phase") == "Running"]
@@ -275,15 +280,37 @@ def task_state(job: Obj | None, pods: list[Obj], result: dict[str, str] | None, 
 
 def wants_events(job: Obj | None, pods: list[Obj], now: datetime, graces: Graces) -> list[str]:
     """The objects of a not yet running task whose Events could end it: its unschedulable taskmaster
-    pods, or its taskmaster Job when that has had no pod for the FailedCreate grace."""
+    pods, and its taskmaster Job when that has had no live pod for the FailedCreate grace."""
     if job is None or job_finished(job):
         return []
     taskmasters = [p for p in pods if _role(p) == lb.Role.TASKMASTER.value]
-    if taskmasters:
-        return [p["metadata"]["name"] for p in taskmasters
-                if (p.get("status") or {}).get("phase") in (None, "Pending") and unschedulable(p)]
-    created = parse_time((job.get("metadata") or {}).get("creationTimestamp")) or now
-    return [job["metadata"]["name"]] if (now - created).total_seconds() >= graces.failed_create else []
+    wanted = [p["metadata"]["name"] for p in taskmasters
+              if (p.get("status") or {}).get("phase") in (None, "Pending") and unschedulable(p)]
+    idle = idle_since(_created(job, now), taskmasters)
+    if idle is not None and (now - idle).total_seconds() >= graces.failed_create:
+        wanted.append(job["metadata"]["name"])
+    return wanted
+
+
+def idle_since(created: datetime, pods: list[Obj]) -> datetime | None:
+    """Since when a Job created at `created` has had no live pod (None while one lives): `created` when it
+    never had one, else the end of its last pod. A refused create of the first pod, or of a replacement
+    for one that ended, leaves only a FailedCreate Event: this is how long such a refusal may have gone on."""
+    ends = [created]
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed") and not meta.get("deletionTimestamp"):
+            return None
+        finished = [parse_time(t.get("finishedAt")) for c in (pod.get("status") or {}).get("containerStatuses") or []
+                    if (t := (c.get("state") or {}).get("terminated"))]
+        ended = max((f for f in finished if f), default=None)
+        ends.append(ended or parse_time(meta.get("deletionTimestamp")) or parse_time(meta.get("creationTimestamp"))
+                    or created)
+    return max(ends)
+
+
+def _created(obj: Obj, now: datetime) -> datetime:
+    return parse_time((obj.get("metadata") or {}).get("creationTimestamp")) or now
 
 
 def _last_message(pods: list[Obj]) -> str | None:

@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +41,7 @@ from tesk.backends.kubernetes.state import (
     disrupted,
     encode_result,
     failed_create,
+    idle_since,
     parse_time,
     pod_blocker,
     terminated,
@@ -53,7 +54,8 @@ log = logging.getLogger("tesk.taskmaster")
 
 PUBLISH_INTERVAL = 5.0
 NO_POD_GRACE = 60.0
-"""A Job that never had a pod is read after this long: its conditions say why (quota, admission, ...)."""
+"""A Job that never had a pod is read after this long: whether it failed or was deleted (a refused pod
+create shows only in its Events, read after the FailedCreate grace)."""
 EVENT_READ_INTERVAL = 5.0
 """Seconds between reads of a waiting Job's or unschedulable pod's Events."""
 PODS_GONE_CHECK = 3.0
@@ -240,10 +242,9 @@ class KubernetesRuntime:
         next_job_check = time.monotonic() + NO_POD_GRACE
         had_pods = False
         graces = Graces.of(self.settings)
-        started = time.monotonic()
         events: dict[str, list[Obj]] = {}
         events_read_at = 0.0
-        ever_had_pods = False
+        started = datetime.now(UTC)
         while True:
             pods = self.watch.of_job(job)
             failed = []
@@ -268,12 +269,13 @@ class KubernetesRuntime:
                     raise TaskFailure(f"{what} could not start: {blocker}")
             if len(failed) > backoff_limit:
                 return failed[-1]
-            ever_had_pods = ever_had_pods or bool(pods)
+            idle = idle_since(started, pods)
+            idle_seconds = (datetime.now(UTC) - idle).total_seconds() if idle else 0.0
             # Events say what no object shows: a pod create refused (FailedCreate on the Job, no
             # condition ever) or the autoscaler's word on an unschedulable pod. Read only then.
             waiting = [p["metadata"]["name"] for p in pods
                        if (p.get("status") or {}).get("phase") in (None, "Pending") and unschedulable(p)]
-            if not ever_had_pods and time.monotonic() - started >= graces.failed_create:
+            if idle is not None and idle_seconds >= graces.failed_create:
                 waiting.append(job)
             if waiting and time.monotonic() - events_read_at >= EVENT_READ_INTERVAL:
                 events_read_at = time.monotonic()
@@ -282,7 +284,9 @@ class KubernetesRuntime:
                               for name in waiting}
                 except KubeError as exc:
                     log.warning("%s: could not read the Events of %s (%s)", what, ", ".join(waiting), exc)
-                refused = failed_create(job, time.monotonic() - started, events.get(job, []), graces)
+                # only refusals since the Job went idle (event times have whole seconds)
+                refused = failed_create(job, idle_seconds, events.get(job, []), graces,
+                                        idle - timedelta(seconds=1)) if idle else None
                 if refused:
                     raise TaskFailure(f"{what} could not start: {refused}")
                 continue
