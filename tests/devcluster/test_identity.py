@@ -69,10 +69,12 @@ def test_a_fresh_claim_is_root_0755_on_block_storage_and_0777_on_local_path(k8s:
     claim(k8s, "local", storage_class="local-path")
     # WaitForFirstConsumer: a claim's folder exists once its first pod is scheduled.
     assert run(k8s, "block-writer", "touch /data/x", pvc("block"), {"runAsUser": 1000})[0] == "Failed"
-    assert owner(devcluster.pvc_path(NS, "block")) == (0, 0, 0o755)
-    assert not (devcluster.pvc_path(NS, "block") / "x").exists()
+    block = devcluster.pvc_path(NS, "block")
+    assert owner(block) == (0, 0, 0o755)
+    assert os.listdir(block) == ["lost+found"] and owner(block / "lost+found") == (0, 0, 0o700)  # mkfs.ext4's
     assert run(k8s, "local-writer", "touch /data/x", pvc("local"), {"runAsUser": 1000})[0] == "Succeeded"
     assert owner(devcluster.pvc_path(NS, "local")) == (0, 0, 0o777)
+    assert os.listdir(devcluster.pvc_path(NS, "local")) == ["x"]
     assert owner(devcluster.pvc_path(NS, "local") / "x")[0] == 1000
 
 
@@ -89,6 +91,7 @@ def test_fs_group_walks_the_volume_unless_on_root_mismatch_finds_the_root_right(
     assert run(k8s, "first", "mkdir /data/d && echo hi > /data/d/f", pvc("data"), mismatch)[0] == "Succeeded"
     folder = devcluster.pvc_path(NS, "data")
     assert owner(folder) == (0, 2000, 0o2775)
+    assert owner(folder / "lost+found") == (0, 2000, 0o2770)
     assert owner(folder / "d") == (1000, 2000, 0o2755)  # made after the walk: the setgid folder's group
     # Between pods, another uid leaves a private file, and a symlink points out of the volume.
     stray = folder / "stray"

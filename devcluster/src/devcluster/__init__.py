@@ -56,7 +56,8 @@ How pods run
   marked `readOnly` (a claim's), are mounted read-only in every container whatever the
   volumeMount says, as the kubelet's `mustMountRO` does.
 * Ownership, as on a real node (devcluster.ownership): a new claim's root is `root:root 0755` in the
-  default block-like class `standard` (a fresh ext4 file system) and `root:root 0777` in
+  default block-like class `standard` (a fresh ext4 file system, so it holds a `lost+found` folder,
+  `root:root 0700`) and `root:root 0777` in
   `local-path` (local-path-provisioner's `mkdir -m 0777`); an emptyDir is `0777`. The pod's
   `fsGroup` is applied by the kubelet's recursive walk (group fsGroup, `|0660`, folders `|0110` and
   setgid, symlinks never followed) to emptyDirs and configMap, secret, downwardAPI and projected

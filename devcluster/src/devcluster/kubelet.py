@@ -37,7 +37,7 @@ from devcluster import storage, users
 from devcluster.attach import Attachments
 from devcluster.controllers import EventRecorder, StoreLoop
 from devcluster.nodes import NodeConfig, parse_quantity
-from devcluster.ownership import EMPTY_DIR_MODE, make_sub_path, make_volume_root, set_volume_ownership
+from devcluster.ownership import EMPTY_DIR, make_sub_path, make_volume_root, set_volume_ownership
 from devcluster.resources import BY_PLURAL
 from devcluster.runtime import ContainerResult, ContainerRun, Handle, HostRuntime, Mount, Runtime
 from devcluster.scheduler import Scheduler
@@ -338,7 +338,7 @@ class Kubelet(StoreLoop):
 
     def pvc_bound(self, pvc: dict[str, Any]) -> None:
         """Provision the claim's folder: a new volume's root as its class's provisioner leaves it."""
-        make_volume_root(self.pvc_path(pvc), storage.fresh_root_mode(self.store, pvc))
+        make_volume_root(self.pvc_path(pvc), storage.fresh_root(self.store, pvc))
 
     def pvc_deleted(self, pvc: dict[str, Any]) -> None:
         """Release the claim's folder (reclaim policy Delete)."""
@@ -654,14 +654,14 @@ class PodWorker:
         context = self.pod["spec"].get("securityContext") or {}
         fs_group = int(context["fsGroup"]) if "fsGroup" in context else None
         if "emptyDir" in volume:
-            make_volume_root(target, EMPTY_DIR_MODE)
+            make_volume_root(target, EMPTY_DIR)
             set_volume_ownership(target, fs_group, None)  # emptyDir always walks: it ignores the policy
         elif "persistentVolumeClaim" in volume:
             source = volume["persistentVolumeClaim"]
             pvc = self._lookup("persistentvolumeclaims", source["claimName"], False, name)
             assert pvc is not None
             target = self.kubelet.pvc_path(pvc)
-            make_volume_root(target, storage.fresh_root_mode(self.kubelet.store, pvc))
+            make_volume_root(target, storage.fresh_root(self.kubelet.store, pvc))
             if storage.supports_fs_group(storage.claim_volume(self.kubelet.store, pvc), bool(source.get("readOnly"))):
                 set_volume_ownership(target, fs_group, context.get("fsGroupChangePolicy"))
         elif "hostPath" in volume:

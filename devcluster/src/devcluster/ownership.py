@@ -5,8 +5,9 @@ hands out `0777` folders) and fails on every cloud's block storage, whose fresh 
 `root:root 0755`, unless the pod asks for `fsGroup`. The stand-in makes these files the same way, so
 that difference shows in tests:
 
-* `make_volume_root`: a new claim's folder as its provisioner leaves it (`root:root`, mode from
-  `storage.fresh_root_mode`), and an emptyDir as the kubelet's `setupDir` makes it (`0777`).
+* `make_volume_root`: a new claim's folder as its provisioner leaves it (`root:root`, mode and an
+  ext4 `lost+found` from `storage.fresh_root`), and an emptyDir as the kubelet's `setupDir` makes it
+  (`0777`).
 * `set_volume_ownership`: the kubelet's `SetVolumeOwnership` (pkg/volume/volume_linux.go) for
   `fsGroup`: every entry, children before their folder, gets group fsGroup (`lchown`, so a symlink
   itself, never its target) and, symlinks excepted, `|0660` (`|0440` read-only), folders also
@@ -32,24 +33,33 @@ import os
 import stat
 from pathlib import Path
 
+from devcluster.storage import FreshRoot
+
 log = logging.getLogger(__name__)
 
-EMPTY_DIR_MODE = 0o777
+EMPTY_DIR = FreshRoot(0o777, lost_found=False)
 """The kubelet's emptyDir `setupDir` permission (pkg/volume/emptydir/empty_dir.go `perm`)."""
+LOST_FOUND_MODE = 0o700
 RW_MASK = 0o660
 RO_MASK = 0o440
 EXEC_MASK = 0o110
 ON_ROOT_MISMATCH = "OnRootMismatch"
 
 
-def make_volume_root(folder: Path, mode: int) -> None:
-    """Make a volume's root folder owned by root with exactly `mode` (no umask); an existing one is left."""
+def make_volume_root(folder: Path, root: FreshRoot) -> None:
+    """Make a volume's root folder owned by root with exactly its mode (no umask), and the `lost+found`
+    of a fresh ext4 file system where it has one; an existing root is left as it is."""
     try:
         folder.mkdir(parents=True)
     except FileExistsError:
         return
-    folder.chmod(mode)
+    folder.chmod(root.mode)
     _chown(folder, 0, 0)
+    if root.lost_found:
+        lost_found = folder / "lost+found"
+        lost_found.mkdir()
+        lost_found.chmod(LOST_FOUND_MODE)
+        _chown(lost_found, 0, 0)
 
 
 def requires_permission_change(root: Path, fs_group: int, read_only: bool) -> bool:

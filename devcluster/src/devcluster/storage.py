@@ -15,6 +15,7 @@ Classes with another provisioner bind as the stand-in always did: a PV without n
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from devcluster.resources import BY_PLURAL
@@ -45,10 +46,18 @@ so has the folder of any other class here (as a `DirectoryOrCreate` hostPath the
 BLOCK_ROOT_MODE = 0o755
 
 
-def fresh_root_mode(store: Store, pvc: dict[str, Any]) -> int:
-    """The mode the claim's provisioner gives the root of its new volume."""
+@dataclass(frozen=True)
+class FreshRoot:
+    """How a provisioner leaves the root of a new volume (owner root:root)."""
+
+    mode: int
+    lost_found: bool  # mkfs.ext4 makes `lost+found` (root:root 0700): a block volume is never empty
+
+
+def fresh_root(store: Store, pvc: dict[str, Any]) -> FreshRoot:
+    """The root the claim's provisioner gives its new volume (block disks are formatted ext4 here)."""
     provisioner = (claim_class(store, pvc) or {}).get("provisioner", "")
-    return FRESH_ROOT_MODES.get(provisioner, BLOCK_ROOT_MODE)
+    return FreshRoot(FRESH_ROOT_MODES.get(provisioner, BLOCK_ROOT_MODE), provisioner in ATTACHABLE)
 
 
 def supports_fs_group(volume: dict[str, Any] | None, read_only: bool) -> bool:
