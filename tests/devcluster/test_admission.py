@@ -191,3 +191,33 @@ def test_each_admission_plugin_can_be_switched_off(tmp_path: Path) -> None:
         created = core.create_namespaced_pod("strict", pod("anything", limits={"cpu": "2"}))
         assert created.metadata.annotations is None
         api.close()
+
+
+def test_a_quota_counts_claims_their_storage_by_class_and_any_object(k8s: Clients) -> None:
+    quota(k8s, "default", "storage", **{"requests.storage": "1Gi", "standard.storageclass.storage.k8s.io/"
+                                        "persistentvolumeclaims": "1", "count/jobs.batch": "0", "configmaps": "1"})
+    claim: Any = {"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                                                       "resources": {"requests": {"storage": "512Mi"}}}}
+    k8s.core.create_namespaced_persistent_volume_claim("default", claim)
+    assert k8s.core.read_namespaced_resource_quota("storage", "default").status.used == {
+        "configmaps": "0", "count/jobs.batch": "0", "requests.storage": "512Mi",
+        "standard.storageclass.storage.k8s.io/persistentvolumeclaims": "1"}
+    claim["metadata"]["name"] = "more"
+    assert refusal(lambda: k8s.core.create_namespaced_persistent_volume_claim("default", claim)) == (
+        403, "Forbidden",
+        'persistentvolumeclaims "more" is forbidden: exceeded quota: storage, requested: '
+        "standard.storageclass.storage.k8s.io/persistentvolumeclaims=1, used: "
+        "standard.storageclass.storage.k8s.io/persistentvolumeclaims=1, limited: "
+        "standard.storageclass.storage.k8s.io/persistentvolumeclaims=1")
+    template = {"spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}}
+    assert refusal(lambda: k8s.batch.create_namespaced_job("default", {"metadata": {"name": "j"},
+                                                                       "spec": {"template": template}})) == (
+        403, "Forbidden", 'jobs.batch "j" is forbidden: exceeded quota: storage, requested: count/jobs.batch=1, '
+                          "used: count/jobs.batch=0, limited: count/jobs.batch=0")
+    k8s.core.create_namespaced_config_map("default", {"metadata": {"name": "one"}})
+    status, _, message = refusal(lambda: k8s.core.create_namespaced_config_map("default", {"metadata": {"name": "two"}}))
+    assert (status, message) == (403, 'configmaps "two" is forbidden: exceeded quota: storage, requested: '
+                                      "configmaps=1, used: configmaps=1, limited: configmaps=1")
+    k8s.core.delete_namespaced_config_map("one", "default")
+    wait_for(lambda: k8s.core.read_namespaced_resource_quota("storage", "default").status.used["configmaps"] == "0",
+             timeout=10, what="the quota controller to count the deleted ConfigMap out")

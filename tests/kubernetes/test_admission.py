@@ -98,3 +98,19 @@ def _wait_counted(core: kubernetes.client.CoreV1Api, namespace: str, name: str) 
     while not core.read_namespaced_resource_quota(name, namespace).status.used:
         assert time.monotonic() < deadline, f"quota {name} was never counted"
         time.sleep(0.1)
+
+
+def test_a_claim_the_quota_refuses_ends_the_task_at_once(api: Api, cluster: Cluster,
+                                                          core: kubernetes.client.CoreV1Api) -> None:
+    """The taskmaster creates the task's PVC itself: the API's 403 is its answer, no Event or grace involved."""
+    core.create_namespaced_resource_quota(cluster.namespace, {"metadata": {"name": "no-claims"},
+                                                              "spec": {"hard": {"persistentvolumeclaims": "0"}}})
+    _wait_counted(core, cluster.namespace, "no-claims")
+    _, task, took = _run(api, {**TASK, "volumes": ["/scratch"]},
+                         lambda: core.delete_namespaced_resource_quota("no-claims", cluster.namespace))
+    assert task["state"] == "SYSTEM_ERROR"
+    assert re.search(r'Kubernetes refused PersistentVolumeClaim [-a-z0-9]+: .*persistentvolumeclaims "[-a-z0-9]+" '
+                     r"is forbidden: exceeded quota: no-claims, requested: persistentvolumeclaims=1, "
+                     r"used: persistentvolumeclaims=0, limited: persistentvolumeclaims=0", _reasons(task)), \
+        _reasons(task)
+    assert took < 30

@@ -11,9 +11,12 @@ admission (LimitRanger's min/max, PodSecurity, ResourceQuota last) after it. Eac
 staging/src/k8s.io/apiserver/pkg/admission/plugin/resourcequota/controller.go and the pod evaluator in
 pkg/quota/v1/evaluator/core/pods.go), naming the pod by its generated name as the validating phase does.
 
-Left out: PodSecurity's `warn` and `audit` labels (warnings and audit annotations change no outcome, so they are
-ignored) and exemptions; LimitRange types Pod and PersistentVolumeClaim and `maxLimitRequestRatio`; quota scopes,
-scope selectors and every quota resource but pods, count/pods and cpu/memory requests and limits. Where Go
+Quotas count pods (pods, count/pods, cpu, memory, requests.cpu/memory, limits.cpu/memory), claims
+(persistentvolumeclaims, requests.storage and both per storage class) and every served namespaced resource as
+`count/<resource>[.<group>]` (configmaps, secrets, persistentvolumeclaims and resourcequotas also by their legacy
+names). Left out: PodSecurity's `warn` and `audit` labels (warnings and audit annotations change no outcome, so
+they are ignored) and exemptions; LimitRange types Pod and PersistentVolumeClaim and `maxLimitRequestRatio`;
+quota scopes and scope selectors, ephemeral storage, extended resources and updates (a claim's resize). Where Go
 iterates a map (LimitRanger's several violations) the stand-in sorts by resource name.
 """
 
@@ -68,17 +71,15 @@ class Admission:
         """Validating admission of a create (`old` None) or main-resource update; raises the refusal."""
         if rtype.plural == "namespaces" and self.config.pod_security:
             check_namespace_labels(obj, old)
-        if rtype.plural != "pods":
-            return
-        name = obj["metadata"]["name"]
-        if old is None and self.config.limit_ranger:
-            refused = limit_range_violations(obj, self._limit_ranges(namespace))
-            if refused:
-                raise errors.forbidden("", "pods", name, refused)
-        if self.config.pod_security and (old is None or _significant_update(obj, old)):
-            self._pod_security(namespace, obj)
-        if old is None and self.config.resource_quota:
-            self._charge_quotas(namespace, obj, dry_run)
+        if rtype.plural == "pods":
+            if old is None and self.config.limit_ranger:
+                refused = limit_range_violations(obj, self._limit_ranges(namespace))
+                if refused:
+                    raise errors.forbidden("", "pods", obj["metadata"]["name"], refused)
+            if self.config.pod_security and (old is None or _significant_update(obj, old)):
+                self._pod_security(namespace, obj)
+        if old is None and rtype.namespaced and self.config.resource_quota:
+            self._charge_quotas(rtype, namespace, obj, dry_run)
 
     # -- PodSecurity ----------------------------------------------------------------------------
 
@@ -96,30 +97,30 @@ class Admission:
 
     # -- ResourceQuota --------------------------------------------------------------------------
 
-    def _charge_quotas(self, namespace: str, pod: Obj, dry_run: bool) -> None:
-        """Check the pod against every quota of its namespace, then charge them all (none if one refuses)."""
-        name = pod["metadata"]["name"]
-        delta = pod_usage(pod)
+    def _charge_quotas(self, rtype: ResourceType, namespace: str, obj: Obj, dry_run: bool) -> None:
+        """Check a new object against every quota of its namespace, then charge them all (none if one refuses)."""
+        name = obj["metadata"]["name"]
+        delta = object_usage(rtype.plural, obj)
         charged: list[tuple[Obj, Usage]] = []
         for quota in sorted(self.store.scan("resourcequotas", namespace), key=lambda q: q["metadata"]["name"]):
             status = quota.get("status") or {}
             hard = {k: Quantity.parse(v) for k, v in (status.get("hard") or {}).items()}
-            tracked = sorted(k for k in hard if k in POD_QUOTA_RESOURCES)
+            tracked = sorted(k for k in hard if counted_by(k) == rtype.plural)
             if not tracked:
                 continue
             quota_name = quota["metadata"]["name"]
-            missing = missing_explicit_resources(pod, set(tracked) & _EXPLICIT)
+            missing = missing_explicit_resources(obj, set(tracked) & _EXPLICIT) if rtype.plural == "pods" else None
             if missing:
                 raise errors.forbidden("", "pods", name, f"failed quota: {quota_name}: must specify {missing}")
             used = {k: Quantity.parse(v) for k, v in (status.get("used") or {}).items()}
             if any(k not in used for k in tracked):
-                raise errors.forbidden("", "pods", name, f"status unknown for quota: {quota_name}, "
-                                                          f"resources: {','.join(tracked)}")
+                raise errors.forbidden(rtype.group, rtype.plural, name, f"status unknown for quota: {quota_name}, "
+                                                                        f"resources: {','.join(tracked)}")
             requested = {k: v for k, v in delta.items() if k in hard}
             new = {k: used.get(k, ZERO) + v for k, v in requested.items()}
             exceeded = sorted(k for k, v in new.items() if v.value > hard[k].value)
             if exceeded:
-                raise errors.forbidden("", "pods", name, (
+                raise errors.forbidden(rtype.group, rtype.plural, name, (
                     f"exceeded quota: {quota_name}, requested: {_listed(requested, exceeded)}, "
                     f"used: {_listed(used, exceeded)}, limited: {_listed(hard, exceeded)}"))
             charged.append((quota, {**used, **new}))
@@ -331,12 +332,57 @@ def pod_usage(pod: Obj, now: Any = None) -> Usage:
     return usage
 
 
-def quota_status(quota: Obj, pods: list[Obj], now: Any) -> Obj:
+_LEGACY_COUNTS = ("configmaps", "persistentvolumeclaims", "resourcequotas", "secrets")
+"""Object counts quotas also take by their pre-`count/` names (the evaluators' legacy resource names)."""
+_CLASS_SUFFIX = ".storageclass.storage.k8s.io/"
+
+
+def counted_by(resource: str) -> str | None:
+    """The resource (plural) whose objects a quota resource counts, or None for one the stand-in does not
+    count (then it is neither enforced nor reported in `used`)."""
+    if resource in POD_QUOTA_RESOURCES:
+        return "pods"
+    if resource == "requests.storage" or (_CLASS_SUFFIX in resource and resource.split("/", 1)[1] in (
+            "requests.storage", "persistentvolumeclaims")):
+        return "persistentvolumeclaims"
+    if resource in _LEGACY_COUNTS:
+        return resource
+    if resource.startswith("count/"):
+        plural, _, group = resource[len("count/"):].partition(".")
+        rtype = BY_PLURAL.get(plural)
+        if rtype is not None and rtype.namespaced and rtype.group == group:
+            return plural
+    return None
+
+
+def object_usage(plural: str, obj: Obj, now: Any = None) -> Usage:
+    """What one object counts against quotas: pods as `PodUsageFunc`, claims with their storage by class, every
+    other object once under `count/<resource>[.<group>]` (and its legacy name)."""
+    if plural == "pods":
+        return pod_usage(obj, now)
+    rtype = BY_PLURAL[plural]
+    usage: Usage = {f"count/{plural}.{rtype.group}" if rtype.group else f"count/{plural}": ONE}
+    if plural in _LEGACY_COUNTS:
+        usage[plural] = ONE
+    if plural == "persistentvolumeclaims":
+        spec = obj.get("spec") or {}
+        storage = Quantity.parse(((spec.get("resources") or {}).get("requests") or {}).get("storage") or "0")
+        usage["requests.storage"] = storage
+        storage_class = spec.get("storageClassName")
+        if storage_class:
+            usage[f"{storage_class}{_CLASS_SUFFIX}requests.storage"] = storage
+            usage[f"{storage_class}{_CLASS_SUFFIX}persistentvolumeclaims"] = ONE
+    return usage
+
+
+def quota_status(quota: Obj, store: Store, now: Any) -> Obj:
     """The status the quota controller keeps: `hard` from the spec, `used` of the resources it counts."""
+    namespace = quota["metadata"]["namespace"]
     hard = dict((quota.get("spec") or {}).get("hard") or {})
-    sums: dict[str, list[Quantity]] = {k: [] for k in hard if k in POD_QUOTA_RESOURCES}
-    for pod in pods:
-        for key, value in pod_usage(pod, now).items():
-            if key in sums:
-                sums[key].append(value)
+    sums: dict[str, list[Quantity]] = {k: [] for k in hard if counted_by(k)}
+    for plural in sorted({counted for k in sums if (counted := counted_by(k))}):
+        for obj in store.scan(plural, namespace):
+            for key, value in object_usage(plural, obj, now).items():
+                if key in sums:
+                    sums[key].append(value)
     return {"hard": hard, "used": {key: total(values).text for key, values in sorted(sums.items())}}

@@ -19,7 +19,8 @@ They behave like kube-controller-manager where a client can observe it:
 * PVC binder and protection: claims bind at once; a claim in use by a pod stays Terminating.
 * Namespace controller: a deleted namespace empties itself, then disappears.
 * Resource quota controller: each ResourceQuota's `status.hard` follows its spec and `status.used` what
-  the namespace's pods count (admission charges a new pod at once; this pass gives back what ended).
+  the namespace's objects count (admission charges a new one at once; this pass gives back what ended or
+  went).
 
 Everything is level-triggered: a pass runs after each burst of changes and every `resync` seconds.
 """
@@ -627,7 +628,7 @@ class Controllers(StoreLoop):
         moment = now()
         for quota in self.store.scan("resourcequotas"):
             meta = quota["metadata"]
-            status = quota_status(quota, self.store.scan("pods", meta["namespace"]), moment)
+            status = quota_status(quota, self.store, moment)
             if status != quota.get("status"):
                 current = copy.deepcopy(quota)
                 current["status"] = status
