@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,22 @@ async def test_a_task_over_its_memory_is_an_executor_error(make_harness: MakeHar
     assert [e.exit_code for e in (stored.task.logs or [])[-1].logs] == [137]
     assert failure_of((stored.task.logs or [])[-1]) == Failure(FailureReason.OOM_KILLED, 0)
     assert job_states(task_id) == ["COMPLETED"]
+
+
+async def test_the_end_of_a_run_is_noticed_without_waiting_for_the_next_poll(make_harness: MakeHarness) -> None:
+    """With a 60 s poll, a task still ends within seconds of its job (the loop sees the final report and
+    asks squeue at once), and its state never steps back to QUEUED while the finished job is ending."""
+    harness = await make_harness(poll_seconds=60)
+    task_id = await harness.submit({"executors": [{"image": IMAGE, "command": ["sh", "-c", "sleep 1; echo hi"]}]})
+    seen: list[State] = []
+    deadline = time.monotonic() + 40
+    while (state := (await harness.get(task_id)).state) not in (State.COMPLETE, State.EXECUTOR_ERROR,
+                                                                State.SYSTEM_ERROR):
+        assert time.monotonic() < deadline, f"still {state} after 40 s: the task waited for the 60 s poll"
+        if not seen or seen[-1] is not state:
+            seen.append(state)
+        await asyncio.sleep(0.02)
+    stored = await harness.get(task_id)
+    assert stored.state is State.COMPLETE, stored.task.logs
+    assert [e.stdout for e in (stored.task.logs or [])[-1].logs] == ["hi\n"]
+    assert State.QUEUED not in seen[1:], seen

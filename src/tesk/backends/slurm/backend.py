@@ -2,8 +2,12 @@
 
 Every `poll_seconds` the loop reads squeue (one call for all tasks) and each active task's worker
 report, and moves the task in the store: progress while the job runs, the final state when the job
-has ended (the report's, unless the job's end says otherwise: TIMEOUT, OUT_OF_MEMORY, NODE_FAIL,
-PREEMPTED... see `states.py`). A job that ended without a final report, or that the controller no
+has ended: the report's, unless the job's end says otherwise (TIMEOUT, OUT_OF_MEMORY, NODE_FAIL,
+PREEMPTED... see `states.py`). Between those rounds it looks at the report files of running jobs (a
+stat each, no Slurm call): a final report means the job is about to end, so the next round comes at
+once rather than up to `poll_seconds` later. Each report carries the job's restart count, so the
+final report of a run that Slurm has since requeued is not taken for the end of the new run.
+A job that ended without a final report, or that the controller no
 longer knows, ends its task as SYSTEM_ERROR with the job's output tail, so nothing stays QUEUED or
 RUNNING forever. A restarted API finds its tasks' jobs by name (`tesk-<task id>`) and the job id in
 the task folder, so running jobs are adopted, not run again; a task stored but never submitted
@@ -18,6 +22,7 @@ import logging
 import math
 import os
 import shlex
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,6 +48,9 @@ PARAMETERS: dict[str, str] = {
     "time": "--time",
 }
 """Supported backend_parameters and the sbatch option each sets."""
+
+REPORT_SECONDS = 0.25
+"""How often, between squeue rounds, the loop looks at the report files of tasks whose job runs."""
 
 
 _WORKER_GRACE_MINUTES = 1
@@ -112,6 +120,13 @@ class SlurmBackend:
         self._loop: asyncio.Task[None] | None = None
         self._cancels: dict[str, str] = {}
         """Task id -> who cancelled it, for the tasks whose job was sent scancel by this server."""
+        self._running: dict[str, float | None] = {}
+        """Task id -> its report's modification time at the last look, for the tasks whose job was
+        submitted or seen active since (the ones whose report may turn final between rounds)."""
+        self._ending: set[str] = set()
+        """Tasks whose worker has finished its run while the job was still active at the last round."""
+        self._hurry: dict[str, float] = {}
+        """Task of `_ending` -> seconds before the next round looks whether its job has ended."""
 
     def folder(self, task_id: str) -> JobFolder:
         return JobFolder(self.shared_dir / task_id)
@@ -158,6 +173,7 @@ class SlurmBackend:
             await asyncio.to_thread(folder.remove)
             return
         await asyncio.to_thread(folder.write_job_id, job_id)
+        self._running.setdefault(stored.id, None)
         log.info("task %s: submitted as Slurm job %s", stored.id, job_id, extra={"task_id": stored.id})
 
     async def cancel(self, stored: StoredTask, by: str) -> None:
@@ -189,11 +205,42 @@ class SlurmBackend:
                 await self.reconcile()
             except Exception as exc:  # noqa: BLE001 - Slurm or the store may be away for a while; keep trying
                 log.warning("slurm backend: could not reconcile the tasks with Slurm: %s", exc)
-            await asyncio.sleep(self.slurm.poll_seconds)
+            await self._until_next_round()
+
+    async def _until_next_round(self) -> None:
+        """Wait `poll_seconds`, or less when a run has just ended: its job ends a moment later, and a
+        task should not wait a whole poll for it. The rounds for a job that is still ending come
+        0.25 s, 0.5 s, 1 s... apart (a long epilog does not make squeue be asked over and over)."""
+        self._hurry = {task_id: self._hurry.get(task_id, REPORT_SECONDS / 2) * 2 for task_id in self._ending}
+        self._ending = set()
+        deadline = time.monotonic() + min([self.slurm.poll_seconds, *self._hurry.values()])
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(REPORT_SECONDS, left))
+            if await asyncio.to_thread(self._a_run_ended):
+                return
+
+    def _a_run_ended(self) -> bool:
+        """Whether the worker of a running job has written its final report since the last look."""
+        for task_id, seen in list(self._running.items()):  # a copy: submits add to it meanwhile
+            folder = self.folder(task_id)
+            try:
+                changed = folder.report_changed()
+                if changed == seen:
+                    continue
+                self._running[task_id] = changed
+                report = folder.read_report()
+            except (OSError, ValueError):
+                return True  # an unreadable report: the round reads it again and says what is wrong
+            if report is not None and report.final:
+                return True
+        return False
 
     async def reconcile(self) -> None:
         """One round: every active task against its job and its worker's report."""
+        known = set(self._running)
         task_ids = await self.store.ids_in_states([*ACTIVE_STATES, State.CANCELING])
+        for task_id in known - set(task_ids):  # ended meanwhile (tasks submitted since the listing stay)
+            self._running.pop(task_id, None)
         if not task_ids:
             return
         jobs = await commands.jobs()
@@ -210,14 +257,19 @@ class SlurmBackend:
             return  # being submitted now, or submitted at the next start
         if job is not None and job.job_id != job_id:
             job = None
+        seen = await asyncio.to_thread(folder.report_changed)
         report = await asyncio.to_thread(folder.read_report)
         earlier = await asyncio.to_thread(self._earlier_logs, folder)
         if job is not None and job.active:
+            self._running[task_id] = seen
             if stored.state is State.CANCELING and task_id not in self._cancels:
                 await self.cancel(stored, "a user (through another server)")
+            elif report is not None and report.final and report.run >= job.restarts:
+                self._ending.add(task_id)  # this run is over; the job's own end decides the task's
             elif report is not None and stored.state is not State.CANCELING:
                 await self._progress(stored, report, earlier)
             return
+        self._running.pop(task_id, None)
         await self._finish(stored, folder, job_id, job, report, earlier)
 
     @staticmethod
@@ -231,7 +283,7 @@ class SlurmBackend:
 
     async def _progress(self, stored: StoredTask, report: Report, earlier: list[TaskLog]) -> None:
         logs = [*earlier, report.log]
-        # A final report of a job that is still active is its previous run's: Slurm requeued the job
+        # A final report of an earlier run of a job that is still active: Slurm requeued the job
         # (scontrol requeue, a node lost), which runs the worker again from the start.
         state = State.QUEUED if report.final else report.state
         if stored.state is state and (stored.task.logs or []) == logs:

@@ -26,6 +26,8 @@ class Job:
     name: str
     state: str
     reason: str
+    restarts: int = 0
+    """How often Slurm started the job again (requeue, a lost node); the run now due is number `restarts`."""
 
     @property
     def active(self) -> bool:
@@ -64,13 +66,14 @@ async def sbatch(options: list[str], script: str, env: dict[str, str]) -> str:
 async def jobs() -> dict[str, Job]:
     """This user's tesk jobs that the controller still knows (finished ones for MinJobAge), by task id.
     A task with several jobs (a resubmission) maps to its newest."""
-    out = await run("squeue", "--noheader", "--all", "--states=all", "--me", "--format=%i|%j|%T|%r")
+    out = await run("squeue", "--noheader", "--all", "--states=all", "--me",
+                    "--Format=JobID:|,Name:|,State:|,Reason:|,RestartCnt:")
     found: dict[str, Job] = {}
     for line in out.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) != 4 or not parts[1].startswith(JOB_PREFIX):
+        parts = [part.strip() for part in line.split("|")]
+        if len(parts) != 5 or not parts[1].startswith(JOB_PREFIX):
             continue
-        job = Job(*parts)
+        job = Job(*parts[:4], restarts=int(parts[4]) if parts[4].isdigit() else 0)
         known = found.get(job.task_id)
         if known is None or int(job.job_id.split("_")[0]) > int(known.job_id.split("_")[0]):
             found[job.task_id] = job

@@ -3,7 +3,8 @@
 - `task.json`: the task as the API stored it (written by the API before sbatch);
 - `job.sh`, `job_id`, `slurm.out`: the batch script, the job's id (written after sbatch accepted it)
   and the job's own output (the worker's log lines);
-- `report.json`: the worker's latest report: state, this run's task log, whether it is final.
+- `report.json`: the worker's latest report: state, this run's task log, whether it is final, and
+  which run of the job wrote it (Slurm's restart count: a requeued job runs the worker again).
   Written to a temporary name and renamed, so a reader never sees half a report;
 - `work/`: the local runtime's task area on the node (removed by the worker when the task ends).
 Reports through files need no network path from the nodes to the API and no credentials, and a
@@ -27,6 +28,8 @@ class Report:
     state: State
     log: TaskLog
     final: bool
+    run: int = 0
+    """The job's restart count when the worker wrote it (`SLURM_RESTART_COUNT`, unset on the first run)."""
 
 
 class JobFolder:
@@ -56,7 +59,8 @@ class JobFolder:
             return None
 
     def write_report(self, report: Report) -> None:
-        body = {"state": report.state.value, "final": report.final, "log": report.log.model_dump(mode="json")}
+        body = {"state": report.state.value, "final": report.final, "run": report.run,
+                "log": report.log.model_dump(mode="json")}
         self._write(self.report_file, json.dumps(body))
 
     def read_report(self) -> Report | None:
@@ -64,7 +68,15 @@ class JobFolder:
             body = json.loads(self.report_file.read_text())
         except FileNotFoundError:
             return None
-        return Report(State(body["state"]), TaskLog.model_validate(body["log"]), bool(body["final"]))
+        return Report(State(body["state"]), TaskLog.model_validate(body["log"]), bool(body["final"]),
+                      int(body.get("run", 0)))
+
+    def report_changed(self) -> float | None:
+        """The report's modification time (None: no report yet), to notice a new one without reading it."""
+        try:
+            return self.report_file.stat().st_mtime
+        except FileNotFoundError:
+            return None
 
     def output_tail(self, limit: int = 2000) -> str:
         """The end of the job's output file (the worker's own messages), for a system log line."""

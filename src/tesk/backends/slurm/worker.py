@@ -10,6 +10,7 @@ API then decides the task's state from the store (a cancel) and the job's final 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -25,17 +26,18 @@ STOPPED_BY_SLURM = "Slurm stopped the job (scancel, its time limit or preemption
 
 
 class FileReporter:
-    """The worker's `Reporter`: every report replaces `report.json` whole."""
+    """The worker's `Reporter`: every report replaces `report.json` whole, marked with the job's run."""
 
     def __init__(self, folder: JobFolder) -> None:
         self.folder = folder
+        self.run = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
 
     async def update(self, state: State, log: TaskLog) -> bool:
-        await asyncio.to_thread(self.folder.write_report, Report(state, log.model_copy(deep=True), final=False))
+        await asyncio.to_thread(self.folder.write_report, Report(state, log.model_copy(deep=True), False, self.run))
         return True
 
     async def finish(self, state: State, log: TaskLog) -> None:
-        await asyncio.to_thread(self.folder.write_report, Report(state, log.model_copy(deep=True), final=True))
+        await asyncio.to_thread(self.folder.write_report, Report(state, log.model_copy(deep=True), True, self.run))
 
 
 async def work(folder: JobFolder, default_time_limit: int | None = None) -> State:
