@@ -243,3 +243,14 @@ async def test_the_end_of_a_run_is_noticed_without_waiting_for_the_next_poll(mak
     assert stored.state is State.COMPLETE, stored.task.logs
     assert [e.stdout for e in (stored.task.logs or [])[-1].logs] == ["hi\n"]
     assert State.QUEUED not in seen[1:], seen
+
+
+async def test_tasks_submitted_while_the_loop_asks_squeue_are_not_taken_for_vanished_jobs(
+        make_harness: MakeHarness) -> None:
+    """A round that asked squeue just before sbatch returned must not read the new job's id afterwards
+    and conclude that Slurm no longer knows the job (with rounds back to back, most submits race one)."""
+    harness = await make_harness(poll_seconds=0.01)
+    task_ids = [await harness.submit({"executors": [{"image": IMAGE, "command": ["true"]}]}) for _ in range(12)]
+    ended = [await harness.wait(task_id, timeout=120) for task_id in task_ids]
+    assert [stored.state for stored in ended] == [State.COMPLETE] * 12, [
+        (stored.task.logs or [])[-1].system_logs for stored in ended if stored.state is not State.COMPLETE]

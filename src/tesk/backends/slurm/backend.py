@@ -243,18 +243,20 @@ class SlurmBackend:
             self._running.pop(task_id, None)
         if not task_ids:
             return
+        # Job ids are read before squeue is asked: a job whose id is on file was accepted by then, so
+        # squeue lists it. Read after, a job submitted meanwhile would look vanished.
+        job_ids = await asyncio.to_thread(lambda: {task_id: self.folder(task_id).job_id() for task_id in task_ids})
         jobs = await commands.jobs()
         for task_id in task_ids:
-            await self._reconcile_task(task_id, jobs.get(task_id))
+            job_id = job_ids[task_id]
+            if job_id is not None:  # None: being submitted now, or submitted at the next start
+                await self._reconcile_task(task_id, job_id, jobs.get(task_id))
 
-    async def _reconcile_task(self, task_id: str, job: Job | None) -> None:
+    async def _reconcile_task(self, task_id: str, job_id: str, job: Job | None) -> None:
         stored = await self.store.get(task_id)
         if stored is None or not (stored.state in ACTIVE_STATES or stored.state is State.CANCELING):
             return
         folder = self.folder(task_id)
-        job_id = await asyncio.to_thread(folder.job_id)
-        if job_id is None:
-            return  # being submitted now, or submitted at the next start
         if job is not None and job.job_id != job_id:
             job = None
         seen = await asyncio.to_thread(folder.report_changed)
