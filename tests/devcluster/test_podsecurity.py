@@ -94,3 +94,26 @@ def test_an_unknown_level_is_an_error_naming_the_known_ones() -> None:
         match="unknown Pod Security level 'strict': expected one of privileged, baseline, restricted",
     ):
         violations(pod(container()), "strict")
+
+
+def test_baseline_refuses_host_paths_host_ports_and_capabilities_beyond_the_default_set() -> None:
+    spec = pod(
+        {"name": "a", "image": "busybox", "ports": [{"containerPort": 80, "hostPort": 8080}],
+         "securityContext": {"capabilities": {"add": ["NET_ADMIN", "CHOWN"]}}},
+        {"name": "b", "image": "busybox", "ports": [{"containerPort": 443, "hostPort": 443}],
+         "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}},
+        volumes=[{"name": "logs", "hostPath": {"path": "/var/log"}}, {"name": "work", "emptyDir": {}},
+                 {"name": "data", "hostPath": {"path": "/data"}}],
+    )
+    assert violations(spec, "baseline") == [
+        ("non-default capabilities",
+         'containers "a", "b" must not include "NET_ADMIN", "SYS_ADMIN" in securityContext.capabilities.add'),
+        ("hostPath volumes", 'volumes "logs", "data"'),
+        ("hostPort", 'containers "a", "b" use hostPorts 443, 8080'),
+    ]
+    one = pod({"name": "c", "image": "busybox", "ports": [{"containerPort": 80, "hostPort": 80}]},
+              volumes=[{"name": "logs", "hostPath": {"path": "/var/log"}}])
+    assert violations(one, "baseline") == [("hostPath volumes", 'volume "logs"'),
+                                           ("hostPort", 'container "c" uses hostPort 80')]
+    allowed = pod({"name": "d", "image": "busybox", "securityContext": {"capabilities": {"add": ["CHOWN", "KILL"]}}})
+    assert violations(allowed, "baseline") == []

@@ -3,12 +3,11 @@ admission writes.
 
 One implementation for the stand-in and for tesk's own tests of rendered manifests (tests/kubernetes),
 so a pod spec that tesk renders is judged by the same rules wherever it is judged. Covered here: the
-baseline checks `host namespaces` and `privileged`, and the restricted checks allowPrivilegeEscalation,
-capabilities, volume types, runAsNonRoot, runAsUser and seccompProfile (texts from
-k8s.io/pod-security-admission/policy). Left out for now: the other baseline checks (hostPath volumes,
-hostPort, baseline capabilities, AppArmor, SELinux, procMount, sysctls, Windows host process) and the
-user-namespace relaxation. The stand-in's API server applies them on pod create and update
-(devcluster.admission).
+baseline checks non-default capabilities, host namespaces, hostPath volumes, hostPort and privileged, and the
+restricted checks allowPrivilegeEscalation, capabilities, volume types, runAsNonRoot, runAsUser and
+seccompProfile (texts from k8s.io/pod-security-admission/policy). Left out for now: the baseline checks
+AppArmor, SELinux, procMount, sysctls and Windows host process, and the user-namespace relaxation. The
+stand-in's API server applies them on pod create and update (devcluster.admission).
 """
 
 from __future__ import annotations
@@ -56,6 +55,44 @@ def _containers_named(names: list[str]) -> str:
 def _host_namespaces(spec: Pod) -> Violation | None:
     used = [f"{key}=true" for key in ("hostNetwork", "hostPID", "hostIPC") if spec.get(key)]
     return ("host namespaces", ", ".join(used)) if used else None
+
+
+BASELINE_CAPABILITIES = frozenset({"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+                                   "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"})
+"""The capabilities baseline lets a container add (`capabilities_allowed_1_0`)."""
+
+
+def _baseline_capabilities(spec: Pod) -> Violation | None:
+    bad, extra = [], set()
+    for c in _containers(spec):
+        added = set((_own(c).get("capabilities") or {}).get("add") or []) - BASELINE_CAPABILITIES
+        if added:
+            bad.append(c["name"])
+            extra |= added
+    if not bad:
+        return None
+    return ("non-default capabilities",
+            f"{_containers_named(bad)} must not include {_quoted(sorted(extra))} in securityContext.capabilities.add")
+
+
+def _host_path_volumes(spec: Pod) -> Violation | None:
+    names = [v["name"] for v in spec.get("volumes") or [] if "hostPath" in v]
+    if not names:
+        return None
+    return "hostPath volumes", f"{'volume' if len(names) == 1 else 'volumes'} {_quoted(names)}"
+
+
+def _host_ports(spec: Pod) -> Violation | None:
+    bad, ports = [], set()
+    for c in _containers(spec):
+        used = {str(p["hostPort"]) for p in c.get("ports") or [] if p.get("hostPort")}
+        if used:
+            bad.append(c["name"])
+            ports |= used
+    if not bad:
+        return None
+    return ("hostPort", f"{_containers_named(bad)} {'uses' if len(bad) == 1 else 'use'} "
+                        f"{'hostPort' if len(ports) == 1 else 'hostPorts'} {', '.join(sorted(ports))}")
 
 
 def _privileged(spec: Pod) -> Violation | None:
@@ -186,7 +223,8 @@ def _seccomp_profile(spec: Pod) -> Violation | None:
     return None
 
 
-BASELINE_CHECKS = (_host_namespaces, _privileged)
+BASELINE_CHECKS = (_baseline_capabilities, _host_namespaces, _host_path_volumes, _host_ports, _privileged)
+"""In the order of their check IDs (capabilities_baseline, hostNamespaces, hostPath, hostPorts, privileged)."""
 RESTRICTED_CHECKS = (
     _allow_privilege_escalation,
     _capabilities,
@@ -195,6 +233,11 @@ RESTRICTED_CHECKS = (
     _run_as_user,
     _seccomp_profile,
 )
+
+
+OVERRIDDEN = (_baseline_capabilities, _host_path_volumes)
+"""Baseline checks a restricted one replaces (`OverrideCheckIDs`: capabilities_restricted overrides
+capabilities_baseline, restrictedVolumes overrides hostPath)."""
 
 
 def violations(spec: Pod, level: str) -> list[Violation]:
@@ -208,7 +251,7 @@ def violations(spec: Pod, level: str) -> list[Violation]:
     checks = {
         "privileged": (),
         "baseline": BASELINE_CHECKS,
-        "restricted": BASELINE_CHECKS + RESTRICTED_CHECKS,
+        "restricted": tuple(c for c in BASELINE_CHECKS if c not in OVERRIDDEN) + RESTRICTED_CHECKS,
     }[level]
     return [found for check in checks if (found := check(spec)) is not None]
 
