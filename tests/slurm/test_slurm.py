@@ -254,3 +254,43 @@ async def test_tasks_submitted_while_the_loop_asks_squeue_are_not_taken_for_vani
     ended = [await harness.wait(task_id, timeout=120) for task_id in task_ids]
     assert [stored.state for stored in ended] == [State.COMPLETE] * 12, [
         (stored.task.logs or [])[-1].system_logs for stored in ended if stored.state is not State.COMPLETE]
+
+
+def _slurmd_running() -> None:
+    """Start slurmd again if it is not running, and wait until the controller hears from the node."""
+    if subprocess.run(["pgrep", "-x", "slurmd"], capture_output=True, check=False).returncode != 0:
+        subprocess.run(["slurmd"], check=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        states = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, check=False).stdout
+        if any(state.rstrip("*") in ("idle", "mixed", "allocated") and not state.endswith("*")
+               for state in states.split()):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the node did not come back after slurmd was restarted: {states!r}")
+
+
+async def test_a_killed_slurmd_holds_the_finished_job_and_the_task_ends_complete_when_it_is_back(
+        make_harness: MakeHarness) -> None:
+    """slurmd killed while the job runs: the batch step finishes (slurmstepd lives on), but the job
+    stays COMPLETING until slurmd is back. Meanwhile the task stays RUNNING (neither ended nor sent
+    back to QUEUED); once slurmd is back it ends COMPLETE with the executor's output, once."""
+    harness = await make_harness()
+    task_id = await harness.submit({"executors": [{"image": IMAGE, "command": ["sh", "-c", "sleep 3; echo done"]}]})
+    await harness.wait_for(task_id, {State.RUNNING})
+    try:
+        subprocess.run(["pkill", "-9", "-x", "slurmd"], check=True)
+        for _ in range(200):
+            if job_states(task_id) == ["COMPLETING"]:
+                break
+            await asyncio.sleep(0.1)
+        assert job_states(task_id) == ["COMPLETING"]
+        await asyncio.sleep(2)  # several rounds see the final report of a job that has not ended
+        assert (await harness.get(task_id)).state is State.RUNNING
+    finally:
+        await asyncio.to_thread(_slurmd_running)
+    stored = await harness.wait(task_id, timeout=60)
+    assert stored.state is State.COMPLETE, stored.task.logs
+    assert [e.stdout for e in (stored.task.logs or [])[-1].logs] == ["done\n"]
+    assert job_states(task_id) == ["COMPLETED"]
+    assert containers(task_id) == []
