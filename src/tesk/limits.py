@@ -1,7 +1,7 @@
 """Time limits of a task and of each of its executors (issue 14, item 2).
 
 TES has no field for them, so they are `resources.backend_parameters` keys, in seconds, listed in
-service-info by the backends that enforce them: `tesk.time_limit` for the whole task (staging included) and
+service-info by every backend: `tesk.time_limit` for the whole task (staging included) and
 `tesk.executor_time_limit` for each executor. A task without `tesk.time_limit` gets the server's
 `TESK_TASK_TIME_LIMIT_SECONDS` (none by default). A task that runs past a limit is stopped and ends
 EXECUTOR_ERROR with the failure reason `TimeLimitExceeded` (`tesk.failures`).
@@ -16,7 +16,7 @@ from tesk.models import Task
 TASK_TIME_LIMIT = "tesk.time_limit"
 EXECUTOR_TIME_LIMIT = "tesk.executor_time_limit"
 TIME_LIMIT_PARAMETERS = frozenset({TASK_TIME_LIMIT, EXECUTOR_TIME_LIMIT})
-"""backend_parameters keys of the backends that enforce them (lower case, as backends list their keys)."""
+"""backend_parameters keys every backend supports (lower case, as backends list their keys)."""
 DEFAULT_TASK_TIME_LIMIT = "TESK_TASK_TIME_LIMIT_SECONDS"
 
 

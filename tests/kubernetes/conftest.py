@@ -42,6 +42,12 @@ IMAGE = os.environ.get("TESK_TEST_IMAGE", f"tesk:{tesk.__version__}")
 TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "PREEMPTED"}
 
 
+def failure(task: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The task's failure reason and executor (`tesk.failures`) from its last log's metadata."""
+    metadata = task["logs"][-1].get("metadata") or {}
+    return metadata.get("tesk.failure_reason"), metadata.get("tesk.failure_executor")
+
+
 @dataclass
 class Cluster:
     kubeconfig: Path  # what the API uses

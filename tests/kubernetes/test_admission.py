@@ -16,7 +16,7 @@ import kubernetes
 import pytest
 
 from tesk.backends.kubernetes.kube import load_api_client
-from tests.kubernetes.conftest import Api, Cluster
+from tests.kubernetes.conftest import Api, Cluster, failure
 
 pytestmark = pytest.mark.kubernetes
 
@@ -58,6 +58,7 @@ def test_a_taskmaster_the_quota_has_no_room_for_ends_the_task(api: Api, cluster:
                      rf'Error creating: pods "{task_id}-[a-z0-9]{{5}}" is forbidden: exceeded quota: no-pods, '
                      r"requested: pods=1, used: pods=0, limited: pods=0", _reasons(task)), _reasons(task)
     assert took < 30  # the 3 s grace, then the next look at the Job's Events
+    assert failure(task) == ("AdmissionRefused", None)
     assert not cluster.kube().list("Pod", f"tesk.io/task-id={task_id}")[0]
 
 
@@ -73,6 +74,7 @@ def test_a_filer_over_the_limit_range_ends_the_task(api_factory: Any, cluster: C
                      r"Container is 200Mi, but limit is 256Mi", _reasons(task)), _reasons(task)
     assert took < 40
     assert not task["logs"][0].get("logs")  # no executor ran
+    assert failure(task) == ("AdmissionRefused", None), "the refusal, not InputStagingFailed"
 
 
 def test_an_executor_pod_security_refuses_ends_the_task(api: Api, cluster: Cluster,
@@ -90,6 +92,7 @@ def test_an_executor_pod_security_refuses_ends_the_task(api: Api, cluster: Clust
                      r"allowPrivilegeEscalation != false", _reasons(task)), _reasons(task)
     assert took < 40
     assert "executor" in _reasons(task)
+    assert failure(task) == ("AdmissionRefused", "0")
 
 
 def _wait_counted(core: kubernetes.client.CoreV1Api, namespace: str, name: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kubernetes.conftest import TERMINAL, Api, Cluster, staged_task, task_objects
+from tests.kubernetes.conftest import TERMINAL, Api, Cluster, failure, staged_task, task_objects
 
 pytestmark = pytest.mark.kubernetes
 
@@ -58,15 +58,17 @@ def test_outcomes_failures_missing_image_unschedulable(api: Api, cluster: Cluste
     assert logs[1]["stdout"] == "second\n"
     assert "ignore_error is set" in " ".join(task["logs"][0]["system_logs"])
     assert all(e["start_time"] <= e["end_time"] for e in logs)
+    assert failure(task) == ("ExecutorFailed", "2")
 
     task = api.wait(missing)
     assert task["state"] == "SYSTEM_ERROR"
     assert "no-such-image:1" in " ".join(task["logs"][0]["system_logs"])
+    assert failure(task) == ("ImagePullFailed", "0")
 
     task = api.wait(too_big)
     assert task["state"] == "SYSTEM_ERROR"
     assert "could not be scheduled" in " ".join(task["logs"][0]["system_logs"])
-
+    assert failure(task) == ("Unschedulable", "0")
 
 
 def _unschedulable_executor(api: Api, cluster: Cluster) -> tuple[str, dict[str, Any]]:
@@ -147,6 +149,7 @@ def test_eviction_before_and_after_the_container_starts_is_preempted(api: Api, c
         assert "stopped by Kubernetes" in " ".join(task["logs"][0]["system_logs"])
         assert len(kube.list("Pod", f"tesk.io/task-id={task_id},tesk.io/executor=0")[0]) <= 1  # never re-run
         assert len(task["logs"][0]["logs"]) == 0  # the evicted executor has no exit code to report
+        assert failure(task) == ("Evicted", "0"), "EvictionByEvictionAPI is an eviction, not a preemption"
 
 
 def test_cancel_while_pending_and_while_running_wins_and_leaves_no_pod(api: Api, cluster: Cluster) -> None:
@@ -163,6 +166,7 @@ def test_cancel_while_pending_and_while_running_wins_and_leaves_no_pod(api: Api,
         task = api.wait(task_id, timeout=30)
         assert task["state"] == "CANCELED"
         assert any("cancelled by" in line for line in task["logs"][0]["system_logs"])
+        assert failure(task)[0] == "Canceled"
         _no_pods_left(cluster, task_id)
     # cancelling a finished task changes nothing and still answers {}
     assert api.http.post(f"/tasks/{running}:cancel").json() == {}
@@ -248,6 +252,8 @@ def test_create_refused_by_the_cluster_is_an_error_and_leaves_nothing(api: Api, 
     assert "forbidden" in response.json()["message"]
     listed = api.http.get("/tasks", params={"view": "BASIC"}).json()["tasks"]
     assert listed[0]["state"] == "SYSTEM_ERROR"
+    # tesk's own object refused (the backend answers 500): the deployment's fault, not the task's
+    assert failure(listed[0]) == ("InternalError", None)
     deadline = time.monotonic() + 20
     while task_objects(cluster, listed[0]["id"]).get("Job"):
         assert time.monotonic() < deadline
@@ -266,6 +272,7 @@ def test_taskmaster_that_cannot_start_ends_the_task_with_the_reason(api_factory:
     assert task["state"] == "SYSTEM_ERROR"
     assert "the taskmaster could not start" in " ".join(task["logs"][0]["system_logs"])
     assert "no-such-tag" in " ".join(task["logs"][0]["system_logs"])
+    assert failure(task) == ("ImagePullFailed", None)
     _no_pods_left(cluster, task_id, role=None)
 
 
@@ -279,6 +286,7 @@ def test_unschedulable_taskmaster_ends_the_task_after_its_grace(api_factory: Any
     assert task["state"] == "SYSTEM_ERROR"
     said = " ".join(task["logs"][0]["system_logs"])
     assert "could not be scheduled" in said and "Insufficient cpu" in said, said
+    assert failure(task) == ("Unschedulable", None)
     _no_pods_left(cluster, task_id, role=None)
 
 

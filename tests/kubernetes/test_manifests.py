@@ -66,7 +66,7 @@ def test_every_manifest_validates_strictly(version: str, variant: str) -> None:
     s = settings() if variant == "plain" else settings(
         TESK_API_TASKMASTER_DEBUG=True, TESK_API_TASKMASTER_FTP_SECRET_NAME="ftp",
         TESK_API_TASKMASTER_EXECUTOR_SECRET_NAME="exec-secret", storage_class="fast",
-        task_deadline_seconds=3600, filer_secret_name="s3-creds", image_pull_secrets="regcred",
+        filer_secret_name="s3-creds", image_pull_secrets="regcred",
         executor_run_as_user=1000, executor_run_as_group=1000, executor_run_as_non_root=True,
         TESK_API_TASKMASTER_ENVIRONMENT_={"TRANSFER_PVC_NAME": "transfer", "CONTAINER_BASE_PATH": "/transfer",
                                           "HOST_BASE_PATH": "/mnt/data", "EXECUTOR_BACKOFF_LIMIT": "1"})
@@ -277,3 +277,22 @@ def test_pinning_a_step_to_the_volumes_node_keeps_its_zone_and_validates(zones: 
     assert terms == [{"matchExpressions": [zone, pin] if zones else [pin]}]
     for version in VERSIONS:
         kubernetes_validate.validate(job, version, strict=True)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_time_limits_become_active_deadlines(version: str) -> None:
+    task = make_task(resources={"backend_parameters": {"tesk.time_limit": "600"}})
+    taskmaster = manifests.taskmaster_job(settings(), task, "u", None, default_time_limit=3600)
+    assert taskmaster["spec"]["activeDeadlineSeconds"] == 600 + manifests.TASKMASTER_DEADLINE_GRACE
+    args = taskmaster["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--default-time-limit") + 1] == "3600"
+    executor = manifests.executor_job(settings(), task, 0, OWNER, time_limit=12.2)
+    assert executor["spec"]["activeDeadlineSeconds"] == 13
+    for obj in (taskmaster, executor):
+        kubernetes_validate.validate(obj, version, strict=True)
+    plain = manifests.taskmaster_job(settings(), make_task(), "u", None)
+    assert "activeDeadlineSeconds" not in plain["spec"]
+    assert "--default-time-limit" not in plain["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "activeDeadlineSeconds" not in manifests.executor_job(settings(), make_task(), 0, OWNER)["spec"]
+    by_default = manifests.taskmaster_job(settings(), make_task(), "u", None, default_time_limit=3600)
+    assert by_default["spec"]["activeDeadlineSeconds"] == 3600 + manifests.TASKMASTER_DEADLINE_GRACE

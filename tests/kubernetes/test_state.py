@@ -10,13 +10,17 @@ import pytest
 from tesk.backends.kubernetes import labels as lb
 from tesk.backends.kubernetes.state import (
     Graces,
+    Verdict,
     decode_result,
+    disrupted,
     encode_result,
     failed_create,
+    merge_logs,
     pod_blocker,
     task_state,
     wants_events,
 )
+from tesk.failures import Failure, FailureReason, failure_of
 from tesk.models import ExecutorLog, State, TaskLog
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -64,8 +68,9 @@ ROWS: list[tuple[str, Any, list[Any], Any, State, str | None]] = [
      [pod(phase="Failed", containerStatuses=[{"name": "taskmaster", "state": {"terminated": {
          "exitCode": 1, "message": "Traceback...\nKubeError: forbidden"}}}])], None,
      State.SYSTEM_ERROR, "forbidden"),
-    ("deadline", job([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]), [], None,
-     State.SYSTEM_ERROR, "longer than this server's deadline"),
+    ("deadline", job([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}])
+     | {"spec": {"activeDeadlineSeconds": 3660}}, [], None,
+     State.EXECUTOR_ERROR, "ran past its time limit and was stopped (its taskmaster Job's activeDeadlineSeconds, 3660 s"),
     ("condition with status False is not a failure",
      job([{"type": "Failed", "status": "False"}]), [pod(phase="Running")], None, State.INITIALIZING, None),
     ("complete without a result", job([{"type": "Complete", "status": "True"}]), [], None,
@@ -85,10 +90,23 @@ ROWS: list[tuple[str, Any, list[Any], Any, State, str | None]] = [
 ]
 
 
+FAILURES = {
+    "job deleted before a result": FailureReason.INTERNAL_ERROR,
+    "backoff exhausted (1.31+ interim condition first)": FailureReason.INTERNAL_ERROR,
+    "deadline": FailureReason.TIME_LIMIT_EXCEEDED,
+    "complete without a result": FailureReason.INTERNAL_ERROR,
+    "pod pending, pull failing past grace": FailureReason.IMAGE_PULL_FAILED,
+    "invalid image name fails at once": FailureReason.IMAGE_PULL_FAILED,
+    "unschedulable past grace": FailureReason.UNSCHEDULABLE,
+}
+"""The failure reason of the rows whose verdict ends the task (the others carry none)."""
+
+
 @pytest.mark.parametrize(("name", "job_obj", "pods", "result", "state", "reason"), ROWS, ids=[r[0] for r in ROWS])
 def test_task_state(name: str, job_obj: Any, pods: list[Any], result: Any, state: State, reason: str | None) -> None:
     verdict = task_state(job_obj, pods, result, NOW, GRACES)
     assert verdict.state is state
+    assert verdict.failure is FAILURES.get(name)
     if reason is None:
         assert verdict.reason is None
     else:
@@ -116,8 +134,10 @@ def test_a_job_whose_pod_creates_are_refused_ends_with_the_refusal_after_its_gra
     assert failed_create(TASK, 61, [], GRACES) is None  # no pod yet, but nothing refused either
     reason = failed_create(TASK, 61, [event("SuccessfulCreate", "Created pod", 5, "Job"), REFUSED], GRACES)
     assert reason is not None and 'violates PodSecurity "restricted:latest"' in reason and TASK in reason
+    assert reason.reason is FailureReason.ADMISSION_REFUSED
     verdict = task_state(job(), [], None, NOW, GRACES, {TASK: [REFUSED]})
     assert verdict.state is State.SYSTEM_ERROR and verdict.reason is not None
+    assert verdict.failure is FailureReason.ADMISSION_REFUSED
     assert verdict.reason.startswith("the taskmaster could not start: Kubernetes refused to create the pod")
     assert task_state(job(), [], None, NOW, GRACES).state is State.QUEUED  # no Events read: still waiting
 
@@ -175,7 +195,30 @@ def test_create_container_error_is_retried_within_its_grace() -> None:
     assert pod_blocker(pod(created=30, **error), NOW, GRACES) is None
     reason = pod_blocker(pod(created=90, **error), NOW, GRACES)
     assert reason is not None and "CreateContainerError" in reason and "reserve container name" in reason
-    assert pod_blocker(pod(created=1, **waiting("CreateContainerConfigError", "secret not found")), NOW, GRACES)
+    assert reason.reason is FailureReason.INTERNAL_ERROR
+    config = pod_blocker(pod(created=1, **waiting("CreateContainerConfigError", "secret not found")), NOW, GRACES)
+    assert config is not None and config.reason is FailureReason.INTERNAL_ERROR
+
+
+def test_a_preemption_is_preempted_and_every_other_disruption_evicted() -> None:
+    def of(reason: str) -> FailureReason | None:
+        found = disrupted(pod(phase="Running", conditions=[{"type": "DisruptionTarget", "status": "True",
+                                                            "reason": reason, "message": "m"}]))
+        return found.reason if found else None
+
+    assert of("PreemptionByScheduler") is FailureReason.PREEMPTED
+    for reason in ("EvictionByEvictionAPI", "DeletionByTaintManager", "TerminationByKubelet", "DeletionByPodGC"):
+        assert of(reason) is FailureReason.EVICTED, reason
+    assert disrupted(pod(phase="Running")) is None
+
+
+def test_the_controller_s_reason_is_recorded_only_when_the_task_ends_on_it() -> None:
+    published = TaskLog(logs=[ExecutorLog(exit_code=0)], metadata={"other": "kept"})
+    [ended] = merge_logs(None, Verdict(State.EXECUTOR_ERROR, "past its limit", published,
+                                       FailureReason.TIME_LIMIT_EXCEEDED)) or []
+    assert failure_of(ended) == Failure(FailureReason.TIME_LIMIT_EXCEEDED) and (ended.metadata or {})["other"] == "kept"
+    [running] = merge_logs(None, Verdict(State.RUNNING, None, published, FailureReason.INTERNAL_ERROR)) or []
+    assert failure_of(running) is None
 
 
 def test_result_round_trip_and_trimming_keeps_the_ends_of_logs() -> None:

@@ -95,8 +95,6 @@ class KubernetesSettings(BaseSettings):
     job_ttl_seconds: int = Field(
         3600, ge=0, description="`ttlSecondsAfterFinished` of taskmaster Jobs: how long a finished task's "
         "cluster objects stay (the store keeps the task for good).")
-    task_deadline_seconds: int | None = Field(
-        None, gt=0, description="`activeDeadlineSeconds` of taskmaster Jobs: a wall-clock cap per task.")
     taskmaster_backoff_limit: int = Field(
         2, ge=0, description="Restarts of a taskmaster pod that crashed; a restarted taskmaster resumes.")
     unschedulable_grace_seconds: float = Field(

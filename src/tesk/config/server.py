@@ -43,8 +43,7 @@ class ServerSettings(BaseSettings):
     )
     task_time_limit_seconds: int | None = Field(
         None, gt=0, description="Time limit of a task that sets no `tesk.time_limit` backend parameter, "
-        "staging included; a task past it ends EXECUTOR_ERROR with the reason TimeLimitExceeded (local and "
-        "Slurm backends).",
+        "staging included; a task past it ends EXECUTOR_ERROR with the reason TimeLimitExceeded.",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
     log_json: bool = Field(False, description="Write logs as JSON lines (one object per line).")

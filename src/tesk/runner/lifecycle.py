@@ -236,10 +236,13 @@ class TaskRunner:
             raise
         if remaining is None:
             return await step
+        # Not wait_for: on Python 3.11 it can swallow an abort's cancel landing as the step ends.
+        scope = asyncio.timeout(remaining)
         try:
-            return await asyncio.wait_for(step, remaining)
+            async with scope:
+                return await step
         except TimeoutError:
-            if self._deadline is not None and time.monotonic() >= self._deadline:
+            if scope.expired():
                 raise _TimeUp from None
             raise  # the step's own timeout, not the task's
 

@@ -19,6 +19,7 @@ from tesk.backends.kubernetes.cancel import label_cancel
 from tesk.backends.kubernetes.controller import Controller
 from tesk.backends.kubernetes.kube import Kube, KubeError, Obj, load_api_client
 from tesk.config import KubernetesSettings, TeskConfig
+from tesk.limits import TIME_LIMIT_PARAMETERS
 from tesk.models import State, Task, TaskLog
 from tesk.store import StoredTask, TaskStore
 from tesk.telemetry import count_kubernetes_request
@@ -31,16 +32,19 @@ PROBE_INTERVAL = 2.0
 
 class KubernetesBackend:
     name = "kubernetes"
-    backend_parameters: frozenset[str] = frozenset()
+    backend_parameters: frozenset[str] = TIME_LIMIT_PARAMETERS
     replica_id: str | None = None
     """The cluster runs the tasks: no server replica holds them."""
 
     @classmethod
     def from_config(cls, config: TeskConfig, store: TaskStore) -> KubernetesBackend:
         """The backend of `tesk serve`: the kubernetes section, a client from its kubeconfig or in-cluster."""
-        return cls(store, config.kubernetes)
+        return cls(store, config.kubernetes, default_time_limit=config.server.task_time_limit_seconds)
 
-    def __init__(self, store: TaskStore, k8s: KubernetesSettings, kube: Kube | None = None, elect: bool = True) -> None:
+    def __init__(self, store: TaskStore, k8s: KubernetesSettings, kube: Kube | None = None, elect: bool = True,
+                 default_time_limit: int | None = None) -> None:
+        """`default_time_limit`: TESK_TASK_TIME_LIMIT_SECONDS, the limit of a task without its own."""
+        self.default_time_limit = default_time_limit
         self.settings = k8s
         self.store = store
         if kube is None:
@@ -92,7 +96,7 @@ class KubernetesBackend:
     async def submit(self, stored: StoredTask) -> None:
         task = stored.task
         try:
-            job = manifests.taskmaster_job(self.settings, task, stored.owner, stored.team)
+            job = manifests.taskmaster_job(self.settings, task, stored.owner, stored.team, self.default_time_limit)
             documents = manifests.check_task(task)
         except ValueError as exc:
             raise BackendError(str(exc), 400) from None

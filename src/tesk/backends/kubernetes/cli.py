@@ -18,6 +18,8 @@ def taskmaster(
     kubeconfig: Annotated[Path | None, typer.Option(envvar="TESK_K8S_KUBECONFIG",
                                                     help="Kubeconfig (default: in-cluster).")] = None,
     debug: Annotated[bool, typer.Option(help="Debug logging.")] = False,
+    default_time_limit: Annotated[int | None, typer.Option(
+        help="The server's TESK_TASK_TIME_LIMIT_SECONDS: the time limit of a task without tesk.time_limit.")] = None,
 ) -> None:
     """Run one task in the cluster: PVC, filer and executor Jobs, results in the task's ConfigMap."""
     import asyncio
@@ -42,7 +44,8 @@ def taskmaster(
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        state = asyncio.run(run_taskmaster(kube, settings, task_id, spec, labels_file, os.environ.get("POD_NAME")))
+        state = asyncio.run(run_taskmaster(kube, settings, task_id, spec, labels_file, os.environ.get("POD_NAME"),
+                                          default_time_limit))
     except KubeError as exc:
         print(f"tesk taskmaster: task {task_id}: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None

@@ -34,6 +34,7 @@ from tesk.backends.kubernetes.state import (
     task_state,
     wants_events,
 )
+from tesk.failures import FailureReason
 from tesk.models import State, TaskLog
 from tesk.store import StoredTask, TaskStore
 
@@ -300,7 +301,8 @@ class Controller:
         why = "before its taskmaster started" if not running else \
             f"and its taskmaster did not stop within {int(self.settings.cancel_grace_seconds)}s"
         await asyncio.to_thread(self.delete_task_objects, task_id)
-        return Verdict(State.CANCELED, f"cancelled by {by} {why}; every pod of the task was deleted", verdict.log)
+        return Verdict(State.CANCELED, f"cancelled by {by} {why}; every pod of the task was deleted", verdict.log,
+                       FailureReason.CANCELED)
 
     def delete_task_objects(self, task_id: str) -> None:
         """Delete the taskmaster Job (its children go with it) and stop every pod of the task at once:

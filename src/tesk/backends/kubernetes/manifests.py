@@ -33,6 +33,7 @@ from tesk.backends.kubernetes.labels import Role
 from tesk.config.kubernetes import KubernetesSettings
 from tesk.filer.area import TaskArea
 from tesk.filer.errors import FilerError
+from tesk.limits import TimeLimits
 from tesk.models import Executor, FileType, Task, has_wildcards
 
 Manifest = dict[str, Any]
@@ -45,6 +46,9 @@ PODINFO_DIR = "/podinfo"
 FILER_AREA = "/tesk/area"
 """Where filer pods mount the whole PVC: the filer's TaskArea base folder (`/x/y` is `<base>/x/y`)."""
 MAX_SPEC_BYTES = 900 * 1024
+TASKMASTER_DEADLINE_GRACE = 60
+"""Seconds the taskmaster Job's activeDeadlineSeconds gives beyond the task's time limit: the
+taskmaster stops the task at the limit itself and needs a moment to publish why."""
 CONTENT_PLACEHOLDER = "(staged by the inputs filer)"
 """Stands for inline `content` in the taskmaster's copy of the task (the filer document has the real one)."""
 """A ConfigMap holds at most 1 MiB; keep room for metadata."""
@@ -292,9 +296,12 @@ def _pull_secrets(settings: KubernetesSettings) -> list[dict[str, str]]:
     return [{"name": name} for name in settings.pull_secrets()]
 
 
-def taskmaster_job(settings: KubernetesSettings, task: Task, user: str, group: str | None) -> Manifest:
+def taskmaster_job(settings: KubernetesSettings, task: Task, user: str, group: str | None,
+                   default_time_limit: int | None = None) -> Manifest:
     """The taskmaster Job: runs `tesk taskmaster` (the image's entrypoint is `tesk`) with the spec
-    ConfigMap and its own labels mounted."""
+    ConfigMap and its own labels mounted. The taskmaster enforces the task's time limit
+    (`default_time_limit`: the server's, for a task without its own); the Job's activeDeadlineSeconds,
+    `TASKMASTER_DEADLINE_GRACE` later, ends the task should the taskmaster not."""
     assert task.id is not None
     task_id = lb.check_task_id(task.id)
     annotations = {lb.ANNOTATION_USER: user}
@@ -312,7 +319,8 @@ def taskmaster_job(settings: KubernetesSettings, task: Task, user: str, group: s
         "name": "taskmaster",
         "image": settings.taskmaster_image,
         "args": ["taskmaster", "--task-id", task_id, "--spec", f"{SPEC_DIR}/{SPEC_KEY}",
-                 "--labels-file", f"{PODINFO_DIR}/labels", *(["--debug"] if settings.debug else [])],
+                 "--labels-file", f"{PODINFO_DIR}/labels", *(["--debug"] if settings.debug else []),
+                 *(["--default-time-limit", str(default_time_limit)] if default_time_limit is not None else [])],
         "env": env,
         "resources": {"requests": {"cpu": settings.taskmaster_cpu, "memory": settings.taskmaster_memory},
                       "limits": {"memory": settings.taskmaster_memory}},
@@ -353,8 +361,9 @@ def taskmaster_job(settings: KubernetesSettings, task: Task, user: str, group: s
             },
         },
     }
-    if settings.task_deadline_seconds:
-        spec["activeDeadlineSeconds"] = settings.task_deadline_seconds
+    limit = TimeLimits.of(task, default_time_limit).task
+    if limit is not None:
+        spec["activeDeadlineSeconds"] = limit + TASKMASTER_DEADLINE_GRACE
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -466,7 +475,9 @@ def executor_command(executor: Executor) -> list[str]:
     return ["/bin/sh", "-c", 'exec "$@" ' + " ".join(redirects), "sh", *executor.command]
 
 
-def executor_job(settings: KubernetesSettings, task: Task, index: int, owner: Owner) -> Manifest:
+def executor_job(settings: KubernetesSettings, task: Task, index: int, owner: Owner,
+                 time_limit: float | None = None) -> Manifest:
+    """Executor `index`'s Job; `time_limit` (seconds, rounded up) becomes its activeDeadlineSeconds."""
     assert task.id is not None
     executor = task.executors[index]
     container: dict[str, Any] = {
@@ -495,8 +506,11 @@ def executor_job(settings: KubernetesSettings, task: Task, index: int, owner: Ow
     if mounts:
         container["volumeMounts"] = mounts
     pod_spec = _user_pod_spec(settings, task, [container], volumes, executor_pod_security(settings))
-    return _child_job(lb.child_name(task.id, Role.EXECUTOR, index), task.id, Role.EXECUTOR, owner, pod_spec,
-                      settings.backoff_limit("EXECUTOR"), index)
+    job = _child_job(lb.child_name(task.id, Role.EXECUTOR, index), task.id, Role.EXECUTOR, owner, pod_spec,
+                     settings.backoff_limit("EXECUTOR"), index)
+    if time_limit is not None:
+        job["spec"]["activeDeadlineSeconds"] = max(1, math.ceil(time_limit))
+    return job
 
 
 def result_configmap(task_id: str, owner: Owner, data: dict[str, str]) -> Manifest:

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Self
 
 from tesk.backends.kubernetes import labels as lb
 from tesk.backends.kubernetes.cancel import requested
+from tesk.failures import Failure, FailureReason
 from tesk.models import ACTIVE_STATES, State, TaskLog
 
 Obj = dict[str, Any]
@@ -34,6 +35,23 @@ TRANSIENT_WAITING_REASONS = frozenset({"CreateContainerError"})
 """Often transient ("failed to reserve container name", containerd#4604): retried within a grace."""
 SCALE_UP_REASONS = frozenset({"TriggeredScaleUp", "NotTriggerScaleUp"})
 """The cluster autoscaler's Events on an unschedulable pod."""
+PREEMPTION_REASON = "PreemptionByScheduler"
+"""The DisruptionTarget reason of a pod the scheduler preempted (core/v1 PodReasonPreemptionByScheduler);
+the others (EvictionByEvictionAPI, DeletionByTaintManager, TerminationByKubelet, DeletionByPodGC) are
+evictions: a drain, a NoExecute taint, node pressure, a node that is gone."""
+DEADLINE_EXCEEDED = "DeadlineExceeded"
+"""The Job condition reason of a Job past its activeDeadlineSeconds (job controller)."""
+
+
+class Blocker(str):
+    """A sentence saying why a pod cannot run, with its failure reason (`tesk.failures`)."""
+
+    reason: FailureReason
+
+    def __new__(cls, text: str, reason: FailureReason) -> Self:
+        blocker = super().__new__(cls, text)
+        blocker.reason = reason
+        return blocker
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,8 @@ class Verdict:
     state: State
     reason: str | None = None
     log: TaskLog | None = None
+    failure: FailureReason | None = None
+    """The failure reason recorded with `reason` when the task ends on this verdict."""
 
 
 # -- the result ConfigMap -----------------------------------------------------------------------
@@ -136,12 +156,14 @@ def terminated(pod: Obj, container: str) -> Obj | None:
     return ((status or {}).get("state") or {}).get("terminated")
 
 
-def disrupted(pod: Obj) -> str | None:
+def disrupted(pod: Obj) -> Blocker | None:
     """Why Kubernetes took the pod away (eviction, preemption, node drain), or None."""
     cond = condition(pod, "DisruptionTarget")
     if cond is None:
         return None
-    return f"{cond.get('reason') or 'Disrupted'}: {cond.get('message') or 'the pod was evicted or preempted'}"
+    reason = FailureReason.PREEMPTED if cond.get("reason") == PREEMPTION_REASON else FailureReason.EVICTED
+    return Blocker(f"{cond.get('reason') or 'Disrupted'}: {cond.get('message') or 'the pod was evicted or preempted'}",
+                   reason)
 
 
 def _event_time(event: Obj) -> str:
@@ -161,7 +183,7 @@ def unschedulable(pod: Obj) -> bool:
                for c in (pod.get("status") or {}).get("conditions") or [])
 
 
-def pod_blocker(pod: Obj, now: datetime, graces: Graces, events: list[Obj] | None = None) -> str | None:
+def pod_blocker(pod: Obj, now: datetime, graces: Graces, events: list[Obj] | None = None) -> Blocker | None:
     """Why a Pending pod will not start, once it has waited longer than its grace; None otherwise.
 
     Unschedulable counts from the condition's last transition: a cluster autoscaler's
@@ -169,6 +191,8 @@ def pod_blocker(pod: Obj, now: datetime, graces: Graces, events: list[Obj] | Non
     one (a node is on its way) stretches it to the scale-up grace. Image pulls and CreateContainerError
     (often transient) count from the pod's creation; an invalid image name or a missing
     Secret/ConfigMap never heals, so it is reported at once. `events` are the pod's Events, when read.
+    An image that cannot be had (pulls, an invalid name) is ImagePullFailed, an unschedulable pod
+    Unschedulable, a container that cannot be created InternalError.
     """
     status = pod.get("status") or {}
     if status.get("phase") not in (None, "Pending"):
@@ -183,10 +207,12 @@ def pod_blocker(pod: Obj, now: datetime, graces: Graces, events: list[Obj] | Non
         image = cstatus.get("image") or ""
         if reason in FATAL_WAITING_REASONS or (reason in TRANSIENT_WAITING_REASONS
                                                and waited >= graces.create_container):
-            return f"pod {name} cannot start its container {cstatus.get('name')}: {reason}: {message}".rstrip(": ")
+            failure = FailureReason.IMAGE_PULL_FAILED if reason == "InvalidImageName" else FailureReason.INTERNAL_ERROR
+            return Blocker(f"pod {name} cannot start its container {cstatus.get('name')}: {reason}: "
+                           f"{message}".rstrip(": "), failure)
         if reason in IMAGE_PULL_REASONS and waited >= graces.image_pull:
-            return (f"pod {name} could not pull image {image!r} for {int(waited)}s "
-                    f"({reason}: {message})").replace(": )", ")")
+            return Blocker((f"pod {name} could not pull image {image!r} for {int(waited)}s "
+                            f"({reason}: {message})").replace(": )", ")"), FailureReason.IMAGE_PULL_FAILED)
     for cond in status.get("conditions") or []:
         if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
                 and cond.get("reason") == "Unschedulable":
@@ -195,17 +221,18 @@ def pod_blocker(pod: Obj, now: datetime, graces: Graces, events: list[Obj] | Non
             why = cond.get("message") or "no node fits its requests"
             scale_up = latest_event(events or [], SCALE_UP_REASONS)
             if scale_up is not None and scale_up.get("reason") == "NotTriggerScaleUp":
-                return (f"pod {name} cannot be scheduled: {why}; the cluster autoscaler will not add a node "
-                        f"({scale_up.get('message') or 'NotTriggerScaleUp'})")
+                return Blocker(f"pod {name} cannot be scheduled: {why}; the cluster autoscaler will not add a "
+                               f"node ({scale_up.get('message') or 'NotTriggerScaleUp'})", FailureReason.UNSCHEDULABLE)
             limit = graces.scale_up if scale_up is not None else graces.unschedulable
             if pending >= limit:
                 waiting_for = " although the cluster autoscaler started a scale-up" if scale_up is not None else ""
-                return f"pod {name} could not be scheduled for {int(pending)}s{waiting_for}: {why}"
+                return Blocker(f"pod {name} could not be scheduled for {int(pending)}s{waiting_for}: {why}",
+                               FailureReason.UNSCHEDULABLE)
     return None
 
 
 def failed_create(name: str, since: float, events: list[Obj], graces: Graces,
-                  after: datetime | None = None) -> str | None:
+                  after: datetime | None = None) -> Blocker | None:
     """Why Job `name` has no pod, when Kubernetes refused to create one (admission, quota, a webhook,
     an SCC) and it has gone on for `since` seconds: the Job controller records that only as a
     `FailedCreate` Event and retries; the Job gets no condition, so without this a task waits forever.
@@ -215,7 +242,8 @@ def failed_create(name: str, since: float, events: list[Obj], graces: Graces,
     refused = latest_event(events, frozenset({"FailedCreate"}))
     if refused is None or since < graces.failed_create:
         return None
-    return f"Kubernetes refused to create the pod of Job {name}: {refused.get('message') or 'FailedCreate'}"
+    return Blocker(f"Kubernetes refused to create the pod of Job {name}: {refused.get('message') or 'FailedCreate'}",
+                   FailureReason.ADMISSION_REFUSED)
 
 
 def _role(obj: Obj) -> str | None:
@@ -236,35 +264,37 @@ def task_state(job: Obj | None, pods: list[Obj], result: dict[str, str] | None, 
         return Verdict(published[0], log=published[1])
     if job is None:
         return Verdict(State.SYSTEM_ERROR, "the task's taskmaster Job does not exist: it was deleted before the "
-                                           "task finished, or never created")
+                                           "task finished, or never created", failure=FailureReason.INTERNAL_ERROR)
     if requested(job):
         return Verdict(State.CANCELING, log=published[1] if published else None)
     finished = job_finished(job)
     taskmasters = [p for p in pods if _role(p) == lb.Role.TASKMASTER.value]
     if finished == "Failed":
         cond = condition(job, "Failed") or condition(job, "FailureTarget") or {}
-        if cond.get("reason") == "DeadlineExceeded":
-            why = "the task ran longer than this server's deadline and was stopped"
-        else:
-            why = f"the taskmaster failed ({cond.get('reason') or 'Failed'}: {cond.get('message') or ''})"
-            last = _last_message(taskmasters)
-            if last:
-                why += f"; its last words: {last}"
-        return Verdict(State.SYSTEM_ERROR, why, published[1] if published else None)
+        if cond.get("reason") == DEADLINE_EXCEEDED:
+            deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
+            return Verdict(State.EXECUTOR_ERROR, f"the task ran past its time limit and was stopped (its taskmaster "
+                                                 f"Job's activeDeadlineSeconds, {deadline} s, passed)",
+                           published[1] if published else None, FailureReason.TIME_LIMIT_EXCEEDED)
+        why = f"the taskmaster failed ({cond.get('reason') or 'Failed'}: {cond.get('message') or ''})"
+        last = _last_message(taskmasters)
+        if last:
+            why += f"; its last words: {last}"
+        return Verdict(State.SYSTEM_ERROR, why, published[1] if published else None, FailureReason.INTERNAL_ERROR)
     if finished == "Complete":
         return Verdict(State.SYSTEM_ERROR, "the taskmaster ended without reporting a result",
-                       published[1] if published else None)
+                       published[1] if published else None, FailureReason.INTERNAL_ERROR)
     for pod in taskmasters:
         blocker = pod_blocker(pod, now, graces, events.get(pod["metadata"].get("name", "")))
         if blocker:
-            return Verdict(State.SYSTEM_ERROR, f"the taskmaster could not start: {blocker}")
+            return Verdict(State.SYSTEM_ERROR, f"the taskmaster could not start: {blocker}", failure=blocker.reason)
     idle = idle_since(_created(job, now), taskmasters)
     if idle is not None:
         name = job["metadata"].get("name", "")
         refused = failed_create(name, (now - idle).total_seconds(), events.get(name, []), graces,
                                 idle - timedelta(seconds=1))  # Event times have whole seconds
         if refused:
-            return Verdict(State.SYSTEM_ERROR, f"the taskmaster could not start: {refused}")
+            return Verdict(State.SYSTEM_ERROR, f"the taskmaster could not start: {refused}", failure=refused.reason)
     running = [p for p in taskmasters if (p.get("status") or {}).get("phase") == "Running"]
     if not running and published is None:
         return Verdict(State.QUEUED)
@@ -347,6 +377,8 @@ def merge_logs(old: list[TaskLog] | None, verdict: Verdict) -> list[TaskLog] | N
         lines.append(verdict.reason)
     merged.system_logs = lines or None
     merged.metadata = merged.metadata or base.metadata
+    if verdict.failure is not None and verdict.state.is_terminal:
+        Failure(verdict.failure).record(merged)
     if verdict.state.is_terminal and merged.end_time is None:
         merged.end_time = datetime.now(UTC)
     return [merged]

@@ -36,7 +36,9 @@ from tesk.backends.kubernetes.kube import Conflict, Kube, KubeError, Obj
 from tesk.backends.kubernetes.labels import Role
 from tesk.config.kubernetes import KubernetesSettings
 from tesk.backends.kubernetes.state import (
+    DEADLINE_EXCEEDED,
     Graces,
+    condition,
     decode_result,
     disrupted,
     encode_result,
@@ -47,6 +49,8 @@ from tesk.backends.kubernetes.state import (
     terminated,
     unschedulable,
 )
+from tesk.failures import FailureReason, refusal_reason
+from tesk.limits import TimeLimits
 from tesk.models import OutputFileLog, State, Task, TaskLog
 from tesk.runner import ExecutorOutcome, Note, TaskFailure, TaskRunner, describe_executor
 
@@ -60,6 +64,15 @@ EVENT_READ_INTERVAL = 5.0
 """Seconds between reads of a waiting Job's or unschedulable pod's Events."""
 PODS_GONE_CHECK = 3.0
 """How often a Job whose pods have all gone is read, until a new pod appears or the Job says why."""
+DEADLINE_SLACK = 5.0
+"""Seconds past an executor's time limit after which the taskmaster stops it itself: the Job
+controller's deadline deletes the pod with its grace period, which a command ignoring SIGTERM sits out."""
+KILLED = 128 + 9
+"""The exit code given to an executor stopped at its time limit whose container's own end was not seen."""
+
+
+class DeadlineExceeded(TaskFailure):
+    """The step's Job ran past its activeDeadlineSeconds."""
 
 
 class TaskPods:
@@ -149,7 +162,8 @@ class KubernetesRuntime:
             log.info("%s %s already exists (made before a restart): adopting it", body["kind"],
                      body["metadata"]["name"])
         except KubeError as exc:
-            raise TaskFailure(f"Kubernetes refused {body['kind']} {body['metadata']['name']}: {exc}") from None
+            raise TaskFailure(f"Kubernetes refused {body['kind']} {body['metadata']['name']}: {exc}",
+                              refusal_reason(exc.status) if exc.status else None) from None
 
     def _placed(self, body: Obj) -> Obj:
         """Pin a step to the node of the task's earlier steps while they share a one-node volume (R9)."""
@@ -194,21 +208,44 @@ class KubernetesRuntime:
         return report
 
     async def run_executor(self, task: Task, index: int, note: Note, time_limit: float | None) -> ExecutorOutcome:
-        """`time_limit` is always None here until this backend lists the time-limit keys."""
-        body = self._placed(manifests.executor_job(self.settings, task, index, self.owner))
+        """Run the executor's Job; a `time_limit` is its activeDeadlineSeconds, and the taskmaster
+        stops it itself `DEADLINE_SLACK` later should the Job controller's deletion still be waiting."""
+        body = self._placed(manifests.executor_job(self.settings, task, index, self.owner, time_limit))
         name = body["metadata"]["name"]
+        created = datetime.now(UTC)
         await self._create(body)
         what = describe_executor(task, index)
         try:
-            pod, term = await self._wait(name, "executor", self.settings.backoff_limit("EXECUTOR"), what)
+            async with asyncio.timeout(None if time_limit is None else time_limit + DEADLINE_SLACK):
+                pod, term = await self._wait(name, "executor", self.settings.backoff_limit("EXECUTOR"), what)
+        except (TimeoutError, DeadlineExceeded):
+            return await self._stopped_at_limit(name, what, created)
         except asyncio.CancelledError:
             await asyncio.shield(self._stop_job(name, what))
             raise
         stdout, stderr = await self._logs(pod["metadata"]["name"])
         start = parse_time(term.get("startedAt")) or datetime.now(UTC)
+        timed_out = time_limit is not None and term.get("exitCode") != 0 and await self._past_deadline(name)
         return ExecutorOutcome(exit_code=int(term.get("exitCode") or 0), start_time=start,
                                end_time=parse_time(term.get("finishedAt")) or start, stdout=stdout, stderr=stderr,
-                               oom_killed=term.get("reason") == "OOMKilled")
+                               oom_killed=term.get("reason") == "OOMKilled", timed_out=timed_out)
+
+    async def _past_deadline(self, job: str) -> bool:
+        """Whether the Job failed for its activeDeadlineSeconds (its pod was deleted at the deadline)."""
+        current = await self._call(self.kube.get, "Job", job) or {}
+        cond = condition(current, "Failed") or condition(current, "FailureTarget") or {}
+        return cond.get("reason") == DEADLINE_EXCEEDED
+
+    async def _stopped_at_limit(self, job: str, what: str, created: datetime) -> ExecutorOutcome:
+        """The outcome of an executor past its time limit whose pod had not ended yet (or was gone):
+        its log as far as it got, then the Job and pods deleted at once."""
+        pods = self.watch.of_job(job)
+        term = terminated(pods[-1], "executor") if pods else None
+        stdout, stderr = await self._logs(pods[-1]["metadata"]["name"]) if pods else ("", "")
+        await asyncio.shield(self._stop_job(job, what))
+        exit_code = int(term.get("exitCode") or KILLED) if term else KILLED
+        return ExecutorOutcome(exit_code=exit_code, start_time=created, end_time=datetime.now(UTC),
+                               stdout=stdout, stderr=stderr, timed_out=True)
 
     async def _stop_job(self, name: str, what: str) -> None:
         """Foreground-delete the Job (no replacement pods), then its pods at once: a user command that
@@ -255,18 +292,19 @@ class KubernetesRuntime:
                     return pod, term
                 reason = disrupted(pod)
                 if reason:
-                    await self._preempted(what, reason)
+                    await self._preempted(what, reason, reason.reason)
                 if phase == "Failed":
                     if term is None:
                         status = pod.get("status") or {}
                         raise TaskFailure(f"{what}: pod {pod['metadata']['name']} failed before its container ran "
-                                          f"({status.get('reason') or 'Failed'}: {status.get('message') or ''})")
+                                          f"({status.get('reason') or 'Failed'}: {status.get('message') or ''})",
+                                          FailureReason.EVICTED if status.get("reason") == "Evicted" else None)
                     failed.append((pod, term))
                 blocker = pod_blocker(pod, datetime.now(UTC), graces, events.get(pod["metadata"]["name"]))
                 if blocker and unschedulable(pod) and time.monotonic() - events_read_at > 1.0:
                     events_read_at = 0.0  # one fresh look at what the autoscaler said, before giving up
                 elif blocker:
-                    raise TaskFailure(f"{what} could not start: {blocker}")
+                    raise TaskFailure(f"{what} could not start: {blocker}", blocker.reason)
             if len(failed) > backoff_limit:
                 return failed[-1]
             idle = idle_since(started, pods)
@@ -288,7 +326,7 @@ class KubernetesRuntime:
                 refused = failed_create(job, idle_seconds, events.get(job, []), graces,
                                         idle - timedelta(seconds=1)) if idle else None
                 if refused:
-                    raise TaskFailure(f"{what} could not start: {refused}")
+                    raise TaskFailure(f"{what} could not start: {refused}", refused.reason)
                 continue
             if pods:
                 had_pods = True
@@ -300,9 +338,11 @@ class KubernetesRuntime:
                 await self._check_job(job, what)
             await self.watch.changes(timeout=1.0)
 
-    async def _preempted(self, what: str, reason: str) -> None:
-        """End the task as PREEMPTED; returns only through the cancel that the abort sends."""
-        self.abort(State.PREEMPTED, f"{what} was stopped by Kubernetes ({reason})")
+    async def _preempted(self, what: str, reason: str, failure: FailureReason | None = None) -> None:
+        """End the task as PREEMPTED, with the pod's disruption as Preempted or Evicted (None: the pod
+        and its DisruptionTarget are gone, and PREEMPTED's own reason stands); returns only through
+        the cancel that the abort sends."""
+        self.abort(State.PREEMPTED, f"{what} was stopped by Kubernetes ({reason})", failure)
         await asyncio.Event().wait()
 
     async def _check_job(self, job: str, what: str) -> None:
@@ -315,6 +355,8 @@ class KubernetesRuntime:
                 message = f"{cond.get('reason')}: {cond.get('message')}"
                 if cond.get("reason") == "PodFailurePolicy" and "DisruptionTarget" in str(cond.get("message")):
                     await self._preempted(what, message)
+                if cond.get("reason") == DEADLINE_EXCEEDED:
+                    raise DeadlineExceeded(f"{what}: Job {job} failed: {message}", FailureReason.TIME_LIMIT_EXCEEDED)
                 raise TaskFailure(f"{what}: Job {job} failed: {message}")
 
     async def release(self, task: Task, final_state: State) -> None:
@@ -388,8 +430,13 @@ def _last_json(text: str) -> dict[str, Any] | None:
 
 
 async def run_taskmaster(kube: Kube, settings: KubernetesSettings, task_id: str, spec: Path,
-                         labels_file: Path | None, pod_name: str | None) -> State | None:
-    """Run (or resume) the task; the final state, or None when a previous run had already finished it."""
+                         labels_file: Path | None, pod_name: str | None,
+                         default_time_limit: int | None = None) -> State | None:
+    """Run (or resume) the task; the final state, or None when a previous run had already finished it.
+
+    The task's time limits (`tesk.limits`, with the server's default) count from this taskmaster's
+    start: one restarted after a crash counts afresh, and its Job's activeDeadlineSeconds (the task's
+    limit plus a grace) still bounds the whole."""
     loop = asyncio.get_running_loop()
     watch = TaskPods(kube, task_id, loop)
     watch.start()
@@ -425,12 +472,12 @@ async def run_taskmaster(kube: Kube, settings: KubernetesSettings, task_id: str,
                 if runner is not None:
                     runner.abort(State.CANCELED, f"cancelled by {by}")
 
-        def abort(state: State, reason: str) -> None:
+        def abort(state: State, reason: str, failure: FailureReason | None = None) -> None:
             if runner is not None:
-                runner.abort(state, reason)
+                runner.abort(state, reason, failure)
 
         runtime = KubernetesRuntime(kube, settings, owner, watch, abort)
-        runner = TaskRunner(task, runtime, reporter)
+        runner = TaskRunner(task, runtime, reporter, limits=TimeLimits.of(task, default_time_limit))
         watch.listeners.append(check_cancel)
         check_cancel()
 

@@ -100,7 +100,7 @@ class CliEngine:
     async def run(self, spec: ContainerSpec, note: Note) -> ContainerExit:
         extra: list[Mount] = []
         pulled = False
-        deadline = None if spec.time_limit is None else time.monotonic() + spec.time_limit
+        deadline = None if spec.time_limit is None else asyncio.get_running_loop().time() + spec.time_limit
         for attempt in range(3):
             cidfile = spec.scratch / f"{spec.name}.{attempt}.cid"
             started = datetime.now(UTC)
@@ -140,7 +140,7 @@ class CliEngine:
 
     async def _run_once(self, spec: ContainerSpec, cidfile: Path, extra: list[Mount],
                         deadline: float | None) -> tuple[int, bool]:
-        """One `run` of the client: its exit code, and whether it was stopped at `deadline`."""
+        """One `run` of the client: its exit code, and whether it was stopped at `deadline` (loop time)."""
         cidfile.unlink(missing_ok=True)
         args = self.run_args(spec, cidfile, extra)
         spec.rewind()
@@ -154,9 +154,8 @@ class CliEngine:
         except OSError as exc:
             raise TaskFailure(f"could not start {self.command}: {exc}") from exc
         try:
-            if deadline is None:
+            async with asyncio.timeout_at(deadline):
                 return await proc.wait(), False
-            return await asyncio.wait_for(proc.wait(), max(0.0, deadline - time.monotonic())), False
         except TimeoutError:
             await asyncio.shield(self._stop(spec.name, proc))
             return proc.returncode if proc.returncode is not None else KILLED, True

@@ -120,7 +120,8 @@ class ProcessEngine:
         )
         timed_out = False
         try:
-            code = await asyncio.wait_for(proc.wait(), spec.time_limit)
+            async with asyncio.timeout(spec.time_limit):
+                code = await proc.wait()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
