@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import statistics
 import sys
@@ -25,19 +26,20 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the repo root in pl
 # would shadow the devcluster package
 
 from tesk.api.app import create_app
+from tesk.api.compose import compose
 from tesk.api.metrics import MetricsMiddleware
 from tesk.config import TeskConfig
-from tesk.telemetry import STORE_OPERATIONS
 
 TASK = {"name": "bench", "executors": [{"image": "alpine", "command": ["true"]}]}
 
 
 def build(data_dir: str, metrics: bool):  # type: ignore[no-untyped-def]
-    app = create_app(TeskConfig.read(server={"data_dir": Path(data_dir)}))
+    services = compose(TeskConfig.read(server={"data_dir": Path(data_dir)}))
+    if not metrics:  # the API on the untimed store, without the request timing middleware
+        services = dataclasses.replace(services, store=services.store.inner)
+    app = create_app(services)
     if not metrics:
         app.user_middleware = [m for m in app.user_middleware if m.cls is not MetricsMiddleware]
-        for operation in STORE_OPERATIONS:
-            vars(app.state.store).pop(operation, None)
     return app
 
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tesk.api.app import create_app
+from tesk.api.compose import compose
 from tesk.backends import BackendError
 from tesk.config import TeskConfig
 from tesk.limits import TIME_LIMIT_PARAMETERS
@@ -68,7 +69,7 @@ def make_api(tmp_path: Path, database_url: str | None = None, **sections: dict[s
     cfg = TeskConfig.read(server=server, store=store_section, **sections)
     store = SqlTaskStore(cfg.database_url, busy_seconds=cfg.store.busy_seconds)
     backend = RecordingBackend(store)
-    app = create_app(cfg, store=store, backend=backend)
+    app = create_app(compose(cfg, store=store, backend=backend))
     with serving(app) as server:
         api = Api(server.url, backend, store)
         yield api

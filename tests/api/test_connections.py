@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tesk.api.app import create_app
+from tesk.api.compose import compose
 from tesk.api.connections import guarded_protocol
 from tesk.config import TeskConfig
 from tesk.store.sql import SqlTaskStore
@@ -36,7 +37,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
         "max_connections_per_client": CAP,
     })
     store = SqlTaskStore(config.database_url)
-    app = create_app(config, store=store, backend=RecordingBackend(store))
+    app = create_app(compose(config, store=store, backend=RecordingBackend(store)))
     with serving(app, http=guarded_protocol(config.server)) as running:
         yield running
 
@@ -185,7 +186,7 @@ def test_a_short_head_bound_holds_after_a_longer_body_bound(tmp_path: Path) -> N
     """Deadlines of different lengths on one keep-alive connection: each is kept, none is late."""
     config = TeskConfig.read(server={"data_dir": tmp_path, "header_timeout_seconds": 0.5, "body_timeout_seconds": 3})
     store = SqlTaskStore(config.database_url)
-    app = create_app(config, store=store, backend=RecordingBackend(store))
+    app = create_app(compose(config, store=store, backend=RecordingBackend(store)))
     with serving(app, http=guarded_protocol(config.server)) as running, connect(running) as sock:
         body = json.dumps(task_body()).encode()
         sock.sendall(post_head(len(body)) + body[:5])

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tesk.api.app import create_app
+from tesk.api.compose import compose
 from tesk.config import TeskConfig
 from tesk.store.sql import SqlTaskStore
 from tests.api.conftest import Api, RecordingBackend, make_api, task_body
@@ -110,7 +111,7 @@ def test_postgresql_pool_exhausted_is_503_with_retry_after(tmp_path: Path, fresh
 
     store.open = open_and_note_loop  # type: ignore[method-assign]
     backend = RecordingBackend(store)
-    with serving(create_app(config, store=store, backend=backend)) as server:
+    with serving(create_app(compose(config, store=store, backend=backend))) as server:
         base = server.url + "/ga4gh/tes/v1"
         made = httpx.post(f"{base}/tasks", json=task_body(), timeout=30).json()["id"]
         held: list[Any] = []

@@ -21,7 +21,7 @@ import tes
 from typer.testing import CliRunner
 
 from tesk.api.app import create_app
-from tesk.auth.fastapi import AuthAccess
+from tesk.api.compose import compose
 from tesk.config.auth import AuthSettings
 from tesk.cli import _register, app
 from tesk.config import TeskConfig
@@ -61,10 +61,10 @@ class AuthApi:
 
 
 def start_api(tmp_path: Path, auth: AuthSettings, tokens: dict[str, str]) -> Iterator[AuthApi]:
-    config = TeskConfig.read(server={"data_dir": tmp_path})
+    config = TeskConfig.read(server={"data_dir": tmp_path}).replace(auth=auth)
     store = SqlTaskStore(config.database_url)
     backend = RecordingBackend(store)
-    app = create_app(config, store=store, backend=backend, access=AuthAccess(auth))
+    app = create_app(compose(config, store=store, backend=backend))
     with serving(app) as server:
         yield AuthApi(server.url, tmp_path / "tesk.db", backend, dict(tokens))
 

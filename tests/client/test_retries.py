@@ -45,8 +45,9 @@ def test_a_server_that_is_not_up_yet_is_retried(tmp_path: Path) -> None:
     config = TeskConfig.read(server={"data_dir": tmp_path})
     store = SqlTaskStore(config.database_url)
     from tesk.api.app import create_app
+    from tesk.api.compose import compose
 
-    server = ServerThread(create_app(config, store=store, backend=RecordingBackend(store)))
+    server = ServerThread(create_app(compose(config, store=store, backend=RecordingBackend(store))))
     server.port, server.url = port, f"http://127.0.0.1:{port}"
     server.server.config.port = port
     starter = threading.Timer(1.0, server.start)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,9 @@ def test_serve_flags_override_the_environment_without_writing_it(
 
     ran: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: ran.update(options, app=app))
+    root = logging.getLogger()  # serve sets the root logger's handlers: give pytest's back afterwards
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
     monkeypatch.setenv("TESK_PORT", "9123")
     monkeypatch.setenv("TESK_LOCAL_MAX_TASKS", "0")  # no engine needed: the backend is never started
     monkeypatch.delenv("TESK_DATA_DIR", raising=False)

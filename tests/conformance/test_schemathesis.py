@@ -35,6 +35,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tesk.api.app import create_app
+from tesk.api.compose import compose
 from tesk.config import TeskConfig
 from tesk.models import State
 from tesk.store.sql import SqlTaskStore
@@ -71,7 +72,7 @@ def own_document(into: Path) -> dict[str, Any]:
     """The OpenAPI document a server publishes at /openapi.json (built without serving)."""
     config = TeskConfig.read(server={"data_dir": into})
     store = SqlTaskStore(config.database_url)
-    document: dict[str, Any] = create_app(config, store=store, backend=RecordingBackend(store)).openapi()
+    document: dict[str, Any] = create_app(compose(config, store=store, backend=RecordingBackend(store))).openapi()
     return document
 
 

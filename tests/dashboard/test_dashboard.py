@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tesk.api.app import create_app
+from tesk.api.compose import compose
 from tesk.auth.fastapi import swagger_oauth
 from tesk.config.auth import AuthSettings
 from tesk.config import TeskConfig
@@ -124,7 +125,7 @@ def test_the_token_from_swagger_uis_authorize_button_reaches_the_dashboard(tmp_p
     config = TeskConfig.read(server={"data_dir": tmp_path})
     store = SqlTaskStore(config.database_url)
     oauth = swagger_oauth(AuthSettings(profile="auth", issuer="https://issuer.invalid"))
-    app = create_app(config, store=store, backend=RecordingBackend(store), access=HeaderAccess(), oauth=oauth)
+    app = create_app(compose(config, store=store, backend=RecordingBackend(store), access=HeaderAccess(), oauth=oauth))
     with serving(app) as server, client(server.url + "/ga4gh/tes/v1") as tes:
         mine = tes.post("/tasks", json=task_body(), headers={"Authorization": "Bearer carol"}).json()["id"]
         tes.post("/tasks", json=task_body(), headers={"Authorization": "Bearer dave"})

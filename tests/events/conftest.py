@@ -20,6 +20,7 @@ import pytest
 from starlette.requests import Request
 
 from tesk.api.app import create_app
+from tesk.api.compose import compose
 from tesk.auth.principal import Forbidden, Principal, Unauthenticated
 from tesk.backends.local import LocalBackend
 from tesk.config import TeskConfig
@@ -42,7 +43,7 @@ def local_server(data_dir: Path, monkeypatch: pytest.MonkeyPatch | None = None, 
     config = TeskConfig.read(server={"data_dir": data_dir}, local={"engine": "podman", "network": "none", "pull": "never"})
     store = SqlTaskStore(config.database_url)
     backend = LocalBackend.from_config(config, store)
-    with serving(create_app(config, store=store, backend=backend)) as server:
+    with serving(create_app(compose(config, store=store, backend=backend))) as server:
         yield server
 
 
@@ -135,7 +136,7 @@ def guarded_api(tmp_path: Path) -> Iterator[Api]:
     config = TeskConfig.read(server={"data_dir": tmp_path})
     store = SqlTaskStore(config.database_url)
     backend = RecordingBackend(store)
-    with serving(create_app(config, store=store, backend=backend, access=HeaderAccess())) as server:
+    with serving(create_app(compose(config, store=store, backend=backend, access=HeaderAccess()))) as server:
         api = Api(server.url, backend, store)
         yield api
         api.http.close()

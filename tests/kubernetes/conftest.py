@@ -30,6 +30,7 @@ import yaml
 
 import tesk
 from tesk.api.app import create_app
+from tesk.api.compose import compose
 from tesk.backends.kubernetes.backend import KubernetesBackend
 from tesk.backends.kubernetes.kube import Kube, load_api_client
 from tesk.config import KubernetesSettings, TeskConfig
@@ -112,7 +113,7 @@ class Api:
         config = TeskConfig.read(server={"data_dir": db.parent}).replace(kubernetes=self.k8s)
         self.store = SqlTaskStore(f"sqlite+aiosqlite:///{db}")
         self.backend = KubernetesBackend.from_config(config, self.store)
-        self.server = ServerThread(create_app(config, store=self.store, backend=self.backend))
+        self.server = ServerThread(create_app(compose(config, store=self.store, backend=self.backend)))
         self.server.start()
         self.http = httpx.Client(base_url=self.server.url + "/ga4gh/tes/v1", timeout=30)
         self.stopped = False

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tesk.api.app import create_app
+from tesk.api.compose import compose
 from tesk.backends.slurm import SlurmBackend
 from tesk.config import TeskConfig
 from tesk.store.sql import SqlTaskStore
@@ -24,7 +25,7 @@ def tes(tmp_path: Path, slurm_ready: None) -> Iterator[httpx.Client]:
     cfg = TeskConfig.read(server={"data_dir": tmp_path / "server", "backend": "slurm"}, slurm={"poll_seconds": 0.2})
     store = SqlTaskStore(cfg.database_url)
     backend = SlurmBackend.from_config(cfg, store)
-    with serving(create_app(cfg, store=store, backend=backend)) as server:
+    with serving(create_app(compose(cfg, store=store, backend=backend))) as server:
         http = client(server.url + "/ga4gh/tes/v1")
         yield http
         http.close()

@@ -6,7 +6,6 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,45 +20,19 @@ from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import tesk
-from tesk.api.access import Access
+from tesk.api.events import EVENT_PREFIX
+from tesk.api.events import router as events_router
 from tesk.api.fastlane import TaskReadFastLane, TesApp
+from tesk.api.metrics import MetricsMiddleware, metrics_router
 from tesk.api.responses import error_response, internal_error_response, json_response
-from tesk.api.routes import KeyLocks, create_task, router, validation_message
-from tesk.auth.fastapi import AuthAccess, SwaggerOAuth, build_access, swagger_oauth
-from tesk.backends import Backend, load_backend
-from tesk.config import ServiceInfoSettings, TeskConfig
+from tesk.api.routes import create_task, router, validation_message
+from tesk.api.services import Services
+from tesk.dashboard import install_dashboard
 from tesk.errors import ApiError
-from tesk.filer import supported_schemes
-from tesk.models import TES_VERSION, ServiceInfo, dump
-from tesk.store import TaskStore
-from tesk.store.sql import SqlTaskStore
 
 log = logging.getLogger("tesk.api")
 
 TES_PREFIXES = ("/ga4gh/tes/v1", "/v1")
-SERVICE_CREATED_AT = "2026-11-27T00:00:00Z"
-
-
-def build_service_info(settings: ServiceInfoSettings, backend: Backend, storage: list[str]) -> dict[str, Any]:
-    """service-info with every required field, overridable from YAML and `TESK_SERVICE_INFO_*`."""
-    values: dict[str, Any] = {
-        "id": "org.ga4gh.tesk",
-        "name": "tesk",
-        "description": f"GA4GH Task Execution Service running tasks on the {backend.name} backend",
-        "organization": {"name": "tesk", "url": "https://github.com/elixir-cloud-aai/TESK"},
-        "documentationUrl": "https://github.com/elixir-cloud-aai/TESK",
-        "createdAt": SERVICE_CREATED_AT,
-        "updatedAt": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "environment": "dev",
-        "version": tesk.__version__,
-        "type": {"group": "org.ga4gh", "artifact": "tes", "version": TES_VERSION},
-    }
-    values.update(settings.overrides())
-    values["storage"] = storage
-    values["tesResources_backend_parameters"] = sorted(backend.backend_parameters)
-    return dump(ServiceInfo.model_validate(values))
-
-
 def legacy_service_info(info: dict[str, Any]) -> dict[str, Any]:
     """service-info in TES 0.3's shape: py-tes 0.4 reads it and raises on any other key."""
     return {"name": info["name"], "doc": info.get("description", ""), "storage": info["storage"]}
@@ -121,47 +94,37 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def create_app(
-    config: TeskConfig,
-    *,
-    store: TaskStore | None = None,
-    backend: Backend | None = None,
-    access: Access | None = None,
-    oauth: SwaggerOAuth | None = None,
-) -> FastAPI:
-    """The application. Tests pass their own store/backend; `tesk serve` builds them from the config.
+def create_app(services: Services) -> TesApp:
+    """The application serving `services` (built by `tesk.api.compose.compose`).
 
-    `oauth` (Swagger UI's Authorize button and the OpenAPI security schemes) is derived from the auth
-    settings of an `AuthAccess`; pass it to declare security with another access object."""
-    settings = config.server
-    store = store or SqlTaskStore(config.database_url, busy_seconds=config.store.busy_seconds)
-    backend = backend or load_backend(config, store)
-    access = access or build_access(config.auth)
+    One lifespan starts them in order: the hub subscribes to the store first (so it sees the changes the
+    backend makes while it reconciles at start-up), then the store opens and the backend starts; they stop
+    in the reverse order."""
+    store, backend, access = services.store, services.backend, services.access
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await store.open()
-        await backend.start()
-        # Everything loaded so far lives as long as the server: move it out of the collector's
-        # reach, so the garbage collection that requests trigger does not rescan it every time.
-        gc.collect()
-        gc.freeze()
-        app.state.ready = True
-        try:
-            yield
-        finally:
-            app.state.ready = False
-            await backend.stop()
-            await store.close()
-            await access.aclose()
+    async def lifespan(app: TesApp) -> AsyncIterator[None]:
+        async with services.hub.running():
+            await store.open()
+            await backend.start()
+            # Everything loaded so far lives as long as the server: move it out of the collector's
+            # reach, so the garbage collection that requests trigger does not rescan it every time.
+            gc.collect()
+            gc.freeze()
+            app.ready = True
+            try:
+                yield
+            finally:
+                app.ready = False
+                await backend.stop()
+                await store.close()
+                await access.aclose()
 
     fast_lane = TaskReadFastLane(TES_PREFIXES, store, access)
-    if oauth is None and isinstance(access, AuthAccess):
-        oauth = swagger_oauth(access.settings)
     app = TesApp(
+        services=services,
         fast_lane=fast_lane,
         tes_prefixes=TES_PREFIXES,
-        oauth=oauth,
         title="tesk: GA4GH Task Execution Service",
         version=tesk.__version__,
         description="TES 1.1 API (also under `/v1` for Funnel-style clients). Errors: "
@@ -170,21 +133,13 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.store = store
-    app.state.backend = backend
-    app.state.access = access
-    app.state.ready = False
-    app.state.idempotency_locks = KeyLocks()
-    app.state.service_info = build_service_info(config.service_info, backend, supported_schemes(config.filer))
-
-    app.state.legacy_service_info = legacy_service_info(app.state.service_info)
+    legacy = legacy_service_info(services.service_info)
 
     async def service_info_alias(request: Request) -> Response:
-        return json_response(request.app.state.service_info)
+        return json_response(services.service_info)
 
     async def service_info_0_3(request: Request) -> Response:
-        return json_response(request.app.state.legacy_service_info)
+        return json_response(legacy)
 
     for prefix in TES_PREFIXES:
         # TES 0.3's route, which py-tes 0.4 (Snakemake, Toil, cwl-tes) reads; the fast lane leaves it
@@ -198,40 +153,30 @@ def create_app(
         app.include_router(router, prefix=prefix, include_in_schema=prefix == TES_PREFIXES[0], tags=["TES"])
     # Nextflow asks for {endpoint}/service-info at the root.
     app.add_api_route("/service-info", service_info_alias, methods=["GET"], include_in_schema=False)
+    # Extensions (issue 8): event streams, /metrics, /dashboard.
+    app.include_router(events_router, prefix=EVENT_PREFIX, tags=["Extensions"])
+    app.include_router(metrics_router())
+    install_dashboard(app)
 
-    _add_health(app)
-    _add_swagger(app, oauth.init_oauth if oauth is not None and oauth.init_oauth else None)
+    _add_health(app, services)
+    _add_swagger(app, services.oauth.init_oauth if services.oauth is not None and services.oauth.init_oauth else None)
     _add_error_handlers(app)
-    _add_users_tools(app, config)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(BodyLimit, limit=services.config.server.max_body_bytes)
     return app
 
 
-def _add_users_tools(app: FastAPI, config: TeskConfig) -> None:
-    """Event streams and callbacks, /metrics, /dashboard (issue 8; code in events, callbacks, metrics,
-    dashboard)."""
-    from tesk.api.callbacks import install_callbacks
-    from tesk.api.events import install_events
-    from tesk.api.metrics import install_metrics
-    from tesk.dashboard import install_dashboard
-
-    hub = install_events(app)
-    install_callbacks(app, hub, config.callbacks)
-    install_metrics(app)
-    install_dashboard(app)
-
-
-def _add_health(app: FastAPI) -> None:
+def _add_health(app: FastAPI, services: Services) -> None:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:
         return json_response({"status": "ok"})
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:
-        if not request.app.state.ready:
+        if not request.app.ready:
             return json_response({"status": "starting"}, 503)
         try:
-            await request.app.state.store.get("readyz-probe")
+            await services.store.get("readyz-probe")
         except Exception as exc:  # noqa: BLE001 - the probe must answer 503, whatever the store raised
             log.warning("readiness probe: the task store does not answer: %s", exc)
             return json_response({"status": "store unavailable"}, 503)

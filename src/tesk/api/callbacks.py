@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
-from fastapi import FastAPI
 
 import tesk
 from tesk.config.callbacks import CallbackSettings
@@ -165,11 +164,3 @@ class CallbackNotifier:
             return None
         retryable = response.status_code >= 500 or response.status_code == 429
         return retryable, f"HTTP {response.status_code}"
-
-
-def install_callbacks(app: FastAPI, hub: EventHub, settings: CallbackSettings) -> CallbackSettings:
-    """Check callback tags at create time (via `app.state.callbacks`) and deliver when hosts are allowed."""
-    app.state.callbacks = settings
-    if settings.host_patterns():
-        hub.add_consumer("callbacks", CallbackNotifier(settings).consume)
-    return settings

@@ -1,29 +1,32 @@
-"""What a request handler needs of the server: the store, backend and access checks, and the task it
-names if the caller may see it."""
+"""What a request handler needs of the server: its `Services`, and the task a request names if the
+caller may see it."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Depends
 from starlette.requests import Request
 
 from tesk.api.access import Access, Caller
-from tesk.backends import Backend
+from tesk.api.services import Services
 from tesk.errors import task_not_found
 from tesk.store import StoredTask, TaskStore
 
 
-def store_of(request: Request) -> TaskStore:
-    store: TaskStore = request.app.state.store
-    return store
+def services_of(request: Request) -> Services:
+    """The services of the app serving this request (`tesk.api.app.TesApp.services`, given when it was built)."""
+    services: Services = request.app.services
+    return services
 
 
-def backend_of(request: Request) -> Backend:
-    backend: Backend = request.app.state.backend
-    return backend
+async def _services(request: Request) -> Services:
+    """`services_of` as a dependency: a coroutine, so FastAPI calls it in the event loop, not its thread pool."""
+    return services_of(request)
 
 
-def access_of(request: Request) -> Access:
-    access: Access = request.app.state.access
-    return access
+ServicesDep = Annotated[Services, Depends(_services)]
+"""A handler parameter that receives the app's services."""
 
 
 async def visible_task(store: TaskStore, access: Access, request: Request, task_id: str) -> tuple[Caller, StoredTask]:

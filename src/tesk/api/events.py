@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Message, Receive, Scope, Send
 
-from tesk.api.deps import access_of, store_of, visible_task
+from tesk.api.deps import ServicesDep, visible_task
 from tesk.api.hub import EventHub, Listener, TaskEvent
 from tesk.logs import task_context
 from tesk.telemetry import EVENT_STREAMS
@@ -30,11 +30,6 @@ RETRY_MILLISECONDS = 2000
 """What EventSource clients wait before reconnecting."""
 PING_SECONDS = 15
 EVENT_PREFIX = "/ga4gh/tes/v1"
-
-
-def _hub(request: Request) -> EventHub:
-    hub: EventHub = request.app.state.events
-    return hub
 
 
 class EventStream(EventSourceResponse):
@@ -78,16 +73,16 @@ router = APIRouter()
     response_class=EventStream,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
 )
-async def task_events(request: Request, id: str) -> EventStream:
+async def task_events(request: Request, services: ServicesDep, id: str) -> EventStream:
     """State changes of one task as Server-Sent Events: the current state, then each change.
 
     `event: state`, `data: {"id", "state", "time"}`. The stream ends after a final state. Same access
     rules as GetTask.
     """
-    hub = _hub(request)
+    hub = services.hub
     listener = hub.listen(id)  # before reading the state, so no change can fall between the two
     try:
-        _, stored = await visible_task(store_of(request), access_of(request), request, id)
+        _, stored = await visible_task(services.store, services.access, request, id)
     except BaseException:
         hub.unlisten(listener)
         raise
@@ -116,12 +111,11 @@ async def task_events(request: Request, id: str) -> EventStream:
     response_class=EventStream,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
 )
-async def all_events(request: Request) -> EventStream:
+async def all_events(request: Request, services: ServicesDep) -> EventStream:
     """State changes of every task the caller may see (the tasks ListTasks would show them)."""
-    access = access_of(request)
-    caller = await access.caller(request)
-    visibility = access.visibility(caller)
-    hub = _hub(request)
+    caller = await services.access.caller(request)
+    visibility = services.access.visibility(caller)
+    hub = services.hub
     listener = hub.listen()
 
     async def stream() -> AsyncIterator[ServerSentEvent | dict[str, Any]]:
@@ -150,23 +144,3 @@ def _open_stream(hub: EventHub, listener: Listener) -> Iterator[None]:
     finally:
         EVENT_STREAMS.dec()
         hub.unlisten(listener)
-
-
-def install_events(app: FastAPI) -> EventHub:
-    """Add the event routes and run the hub (and its consumers) for as long as the app runs.
-
-    The app's own lifespan (store, backend) runs inside the hub's, so the hub is subscribed before
-    the backend reconciles tasks at start-up.
-    """
-    hub = EventHub(app.state.store)
-    app.state.events = hub
-    app.include_router(router, prefix=EVENT_PREFIX, tags=["Extensions"])
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(application: FastAPI) -> AsyncIterator[None]:
-        async with hub.running(), inner(application):
-            yield
-
-    app.router.lifespan_context = lifespan
-    return hub

@@ -30,7 +30,7 @@ from tesk.api.deps import visible_task
 from tesk.api.openapi import build_openapi
 from tesk.api.responses import error_response, internal_error_response, json_bytes
 from tesk.api.routes import parse_view
-from tesk.auth.fastapi import SwaggerOAuth
+from tesk.api.services import Services
 from tesk.errors import ApiError
 from tesk.models import View, render_task
 from tesk.store import TaskStore
@@ -122,24 +122,28 @@ class TaskReadFastLane:
 
 class TesApp(FastAPI):
     """FastAPI, except that GetTask skips the middleware stack (see the module docstring) and the
-    OpenAPI document is `tesk.api.openapi`'s, built once, with the security schemes when given."""
+    OpenAPI document is `tesk.api.openapi`'s, built once, with the security schemes when given.
+
+    `services` is what the handlers receive (`tesk.api.deps.services_of`); `ready` is true while the
+    lifespan has everything started (`/readyz`)."""
 
     def __init__(
         self,
         *,
+        services: Services,
         fast_lane: TaskReadFastLane,
         tes_prefixes: tuple[str, ...],
-        oauth: SwaggerOAuth | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.services = services
         self.fast_lane = fast_lane
         self.tes_prefixes = tes_prefixes
-        self.oauth = oauth
+        self.ready = False
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
-            self.openapi_schema = build_openapi(self, self.tes_prefixes, self.oauth)
+            self.openapi_schema = build_openapi(self, self.tes_prefixes, self.services.oauth)
         return self.openapi_schema
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

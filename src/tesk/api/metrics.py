@@ -1,28 +1,25 @@
-"""The HTTP side of the metrics: `/metrics`, request timing, store timing and the task event consumer.
+"""The HTTP side of the metrics: `/metrics`, request timing and the task event consumer.
 
 The metric objects are in `tesk.telemetry`, which every layer may import; this module is the API's.
 """
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tesk.api.deps import ServicesDep
 from tesk.api.hub import EventHub, Listener
+from tesk.api.services import Services
 from tesk.models import State
-from tesk.store import TaskStore
 from tesk.telemetry import (
     BACKEND_QUEUE,
-    STORE_LATENCY,
-    STORE_OPERATIONS,
     TASK_DURATION,
     TASK_STATE_CHANGES,
     TASKS,
@@ -74,36 +71,6 @@ def route_template(scope: Scope) -> str:
     return path
 
 
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-def _timed(operation: str, method: F) -> F:
-    histogram = STORE_LATENCY.labels(operation)
-
-    @functools.wraps(method)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return await method(*args, **kwargs)
-        finally:
-            histogram.observe(time.perf_counter() - started)
-
-    wrapper.__dict__["_tesk_timed"] = True
-    return wrapper  # type: ignore[return-value]
-
-
-def instrument_store(store: TaskStore) -> None:
-    """Time the store's operations on this store object, so every caller (API, backend) is measured.
-
-    The bound methods are replaced on the instance only; the class and other stores are untouched.
-    Calling it twice does not time twice.
-    """
-    for operation in STORE_OPERATIONS:
-        method = getattr(store, operation, None)
-        if method is not None and not getattr(method, "_tesk_timed", False):
-            setattr(store, operation, _timed(operation, method))
-
-
 async def watch_task_events(hub: EventHub, listener: Listener) -> None:
     """Count state changes and observe the duration of each task that reaches a final state."""
     while True:
@@ -127,10 +94,10 @@ def _end_time(logs: list[Any] | None) -> datetime | None:
     return None
 
 
-async def _refresh_store_gauges(app: FastAPI) -> None:
+async def _refresh_store_gauges(services: Services) -> None:
     """Tasks by state and the backend's queue, read now (a restart or another replica cannot skew them)."""
-    store = app.state.store
-    backend = app.state.backend
+    store = services.store
+    backend = services.backend
     counts: dict[State, int] = await store.count_by_state()
     for state in State:
         TASKS.labels(state.value).set(counts.get(state, 0))
@@ -139,30 +106,20 @@ async def _refresh_store_gauges(app: FastAPI) -> None:
     BACKEND_QUEUE.labels(backend.name).set(queued)
 
 
-async def _metrics_guard(request: Request) -> None:
+async def _metrics_guard(request: Request, services: ServicesDep) -> None:
     """Open unless `TESK_METRICS_REQUIRE_AUTH` asks for a valid token."""
-    access = request.app.state.access
-    settings = getattr(access, "settings", None)
-    if settings is not None and settings.metrics_require_auth:
-        await access.caller(request)
+    if services.config.auth.metrics_require_auth:
+        await services.access.caller(request)
 
 
 def metrics_router() -> APIRouter:
+    """`/metrics`; the request timing is `MetricsMiddleware` and the store timing `tesk.store.timed`."""
     router = APIRouter()
 
     @router.get("/metrics", include_in_schema=False, dependencies=[Depends(_metrics_guard)])
-    async def metrics(request: Request) -> Response:
+    async def metrics(services: ServicesDep) -> Response:
         """Prometheus text format (version 0.0.4) of every tesk metric and the process collectors."""
-        await _refresh_store_gauges(request.app)
+        await _refresh_store_gauges(services)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
-
-
-def install_metrics(app: FastAPI) -> None:
-    """Serve `/metrics`, time requests and store operations, and follow task events (needs the hub)."""
-    app.include_router(metrics_router())
-    app.add_middleware(MetricsMiddleware)
-    instrument_store(app.state.store)
-    hub: EventHub = app.state.events
-    hub.add_consumer("metrics", watch_task_events)

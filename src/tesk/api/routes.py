@@ -7,10 +7,8 @@ declared for the OpenAPI document only.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -20,8 +18,9 @@ from pydantic import ValidationError
 
 from tesk.api.access import Caller
 from tesk.api.callbacks import check_callback
-from tesk.api.deps import access_of, backend_of, store_of, visible_task
+from tesk.api.deps import ServicesDep, services_of, visible_task
 from tesk.api.responses import json_response
+from tesk.api.services import Services
 from tesk.backends import BackendError
 from tesk.errors import ApiError, BadRequest, ServiceUnavailable
 from tesk.failures import Failure, refusal_reason
@@ -45,9 +44,9 @@ router = APIRouter()
 
 
 @router.get("/service-info", response_model=ServiceInfo, summary="GetServiceInfo", operation_id="GetServiceInfo")
-async def get_service_info(request: Request) -> Response:
+async def get_service_info(services: ServicesDep) -> Response:
     """Information about this TES service: versions, storage it can stage, backend parameters."""
-    return json_response(request.app.state.service_info)
+    return json_response(services.service_info)
 
 
 @router.get(
@@ -58,6 +57,7 @@ async def get_service_info(request: Request) -> Response:
 )
 async def list_tasks(
     request: Request,
+    services: ServicesDep,
     name_prefix: str | None = None,
     state: Annotated[str | None, Query()] = None,
     tag_key: Annotated[list[str] | None, Query()] = None,
@@ -67,7 +67,7 @@ async def list_tasks(
     view: Annotated[str, Query(description="MINIMAL (default), BASIC or FULL")] = "MINIMAL",
 ) -> Response:
     """List the tasks the caller may see, newest first, filtered and paged as TES 1.1 defines."""
-    caller = await access_of(request).caller(request)
+    caller = await services.access.caller(request)
     parsed_view = parse_view(view)
     keys, values = tag_key or [], tag_value or []
     if len(values) > len(keys):
@@ -81,11 +81,11 @@ async def list_tasks(
         tags=tags,
         page_size=parse_page_size(page_size),
         page_token=page_token or None,
-        visibility=access_of(request).visibility(caller),
+        visibility=services.access.visibility(caller),
         with_body=parsed_view is not View.MINIMAL,
     )
     try:
-        page = await store_of(request).list(query)
+        page = await services.store.list(query)
     except InvalidPageToken as exc:
         raise BadRequest(str(exc)) from None
     if parsed_view is View.MINIMAL:
@@ -102,28 +102,6 @@ IDEMPOTENCY_KEY = "idempotency-key"
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 
-class KeyLocks:
-    """One lock per (caller, Idempotency-Key) while a request with it is in flight on this server, so a
-    retry that arrives before the first attempt finished waits for it instead of making a second task."""
-
-    def __init__(self) -> None:
-        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, owner: str, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get((owner, key), (asyncio.Lock(), 0))
-        self._locks[(owner, key)] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[(owner, key)]
-            if users == 1:
-                del self._locks[(owner, key)]
-            else:
-                self._locks[(owner, key)] = (lock, users - 1)
-
-
 async def create_task(request: Request) -> Response:
     """CreateTask: the task starts QUEUED; only `id` is returned (py-tes rejects extra keys).
 
@@ -131,39 +109,36 @@ async def create_task(request: Request) -> Response:
     JSON whatever its Content-Type (`curl -d` sends a form type), and validated once, by the model.
     With an `Idempotency-Key` header (an extension), a retried request gets the task the first made.
     """
+    services = services_of(request)
     task = parse_task(await request.body())
-    access = access_of(request)
-    caller = await access.caller(request)
+    caller = await services.access.caller(request)
     key = request.headers.get(IDEMPOTENCY_KEY)
     if key is None:
-        return await _create(request, task, caller, None)
+        return await _create(services, task, caller, None)
     if not key or len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable():
         raise BadRequest(
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters (a UUID is a good key)"
         )
-    store = store_of(request)
-    async with request.app.state.idempotency_locks.hold(caller.user_id, key):
-        made = await store.task_for_idempotency_key(caller.user_id, key)
+    async with services.idempotency_locks.hold(caller.user_id, key):
+        made = await services.store.task_for_idempotency_key(caller.user_id, key)
         if made is not None:
             log.info("task %s: a retried request of %s (same Idempotency-Key) gets it again", made, caller.user_id)
             return json_response({"id": made})
-        return await _create(request, task, caller, key)
+        return await _create(services, task, caller, key)
 
 
-async def _create(request: Request, task: Task, caller: Caller, key: str | None) -> Response:
-    access = access_of(request)
-    team = access.team_for_create(caller, task.tags or {})
-    settings = request.app.state.settings
-    _check_content_sizes(task, settings.max_content_bytes)
-    backend = backend_of(request)
+async def _create(services: Services, task: Task, caller: Caller, key: str | None) -> Response:
+    team = services.access.team_for_create(caller, task.tags or {})
+    _check_content_sizes(task, services.config.server.max_content_bytes)
+    backend = services.backend
     warnings = check_backend_parameters(task, backend.backend_parameters)
     check_parameter_values(task)
-    check_callback(task.tags, request.app.state.callbacks)
+    check_callback(task.tags, services.config.callbacks)
     task.id = new_task_id()
     task.state = State.QUEUED
     task.creation_time = datetime.now(UTC)
     task.logs = [TaskLog(system_logs=warnings)] if warnings else None
-    store = store_of(request)
+    store = services.store
     await store.create(task, caller.user_id, team, held_by=backend.replica_id, idempotency_key=key)
     stored = StoredTask(task.id, task.state, caller.user_id, team, None, task, held_by=backend.replica_id)
     try:
@@ -211,18 +186,18 @@ def validation_message(errors: Sequence[Any]) -> str:
 
 
 @router.post("/tasks/{id}:cancel", summary="CancelTask", operation_id="CancelTask")
-async def cancel_task(request: Request, id: str) -> Response:
+async def cancel_task(request: Request, services: ServicesDep, id: str) -> Response:
     """Cancel a task: CANCELING, then CANCELED once the backend has stopped it.
 
     A task that already finished is left as it is and the answer is still `{}`.
     """
-    caller, stored = await visible_task(store_of(request), access_of(request), request, id)
+    caller, stored = await visible_task(services.store, services.access, request, id)
     if stored.state.is_terminal:
         return json_response({})
-    changed = await store_of(request).update(id, state=State.CANCELING, only_from=ACTIVE_STATES)
+    changed = await services.store.update(id, state=State.CANCELING, only_from=ACTIVE_STATES)
     if changed is not None:
         log.info("task %s: cancel requested by %s", id, caller.user_id)
-        await backend_of(request).cancel(changed, by=caller.user_id)
+        await services.backend.cancel(changed, by=caller.user_id)
     return json_response({})
 
 

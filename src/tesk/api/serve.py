@@ -40,6 +40,7 @@ def serve(
     import uvicorn
 
     from tesk.api.app import create_app
+    from tesk.api.compose import compose
     from tesk.api.connections import guarded_protocol
     from tesk.config import TeskConfig
     from tesk.logs import configure_logging
@@ -51,7 +52,7 @@ def serve(
             store={} if database_url is None else {"database_url": database_url},
         )
         configure_logging(config.server.log_level, config.server.log_json)
-        app = create_app(config)
+        app = create_app(compose(config))
     except ValueError as exc:
         typer.echo(f"tesk serve: {exc}", err=True)
         raise typer.Exit(2) from None

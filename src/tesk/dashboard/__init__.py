@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
-from tesk.api.deps import access_of, store_of
+from tesk.api.deps import ServicesDep
 from tesk.api.responses import json_response
 from tesk.store import MAX_PAGE_SIZE, TaskQuery
 
@@ -30,12 +30,11 @@ router = APIRouter()
 
 
 @router.get("/dashboard/api/counts", include_in_schema=False)
-async def counts(request: Request) -> Response:
+async def counts(request: Request, services: ServicesDep) -> Response:
     """Tasks by state among those the caller may see; `complete` is false when counting stopped early."""
-    access = access_of(request)
-    caller = await access.caller(request)
-    visibility = access.visibility(caller)
-    store = store_of(request)
+    caller = await services.access.caller(request)
+    visibility = services.access.visibility(caller)
+    store = services.store
     if visibility.all:
         by_state = await store.count_by_state()
         return json_response({"counts": {s.value: n for s, n in by_state.items()}, "complete": True})
