@@ -221,3 +221,32 @@ def test_a_quota_counts_claims_their_storage_by_class_and_any_object(k8s: Client
     k8s.core.delete_namespaced_config_map("one", "default")
     wait_for(lambda: k8s.core.read_namespaced_resource_quota("storage", "default").status.used["configmaps"] == "0",
              timeout=10, what="the quota controller to count the deleted ConfigMap out")
+
+
+def test_limit_range_pod_totals_ratios_and_claim_sizes(k8s: Clients) -> None:
+    k8s.core.create_namespaced_limit_range("default", {"metadata": {"name": "shapes"}, "spec": {"limits": [
+        {"type": "Pod", "max": {"memory": "1Gi"}},
+        {"type": "Container", "maxLimitRequestRatio": {"cpu": "2"}},
+        {"type": "PersistentVolumeClaim", "min": {"storage": "1Gi"}, "max": {"storage": "10Gi"}}]}})
+    two = pod("two", requests={"cpu": "100m", "memory": "600Mi"}, limits={"cpu": "100m", "memory": "600Mi"})
+    two["spec"]["containers"].append({**two["spec"]["containers"][0], "name": "side"})
+    assert refusal(lambda: k8s.core.create_namespaced_pod("default", two)) == (
+        403, "Forbidden", 'pods "two" is forbidden: maximum memory usage per Pod is 1Gi, but limit is 1200Mi')
+    assert refusal(lambda: k8s.core.create_namespaced_pod("default", pod(
+        "bursty", requests={"cpu": "100m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "64Mi"}))) == (
+        403, "Forbidden",
+        'pods "bursty" is forbidden: cpu max limit to request ratio per Container is 2, but provided ratio is 5.000000')
+
+    def claim(name: str, size: str) -> Any:
+        return {"metadata": {"name": name}, "spec": {"accessModes": ["ReadWriteOnce"],
+                                                     "resources": {"requests": {"storage": size}}}}
+
+    assert refusal(lambda: k8s.core.create_namespaced_persistent_volume_claim("default", claim("tiny", "1Mi"))) == (
+        403, "Forbidden",
+        'persistentvolumeclaims "tiny" is forbidden: minimum storage usage per PersistentVolumeClaim is 1Gi, '
+        "but request is 1Mi")
+    assert refusal(lambda: k8s.core.create_namespaced_persistent_volume_claim("default", claim("huge", "20Gi"))) == (
+        403, "Forbidden",
+        'persistentvolumeclaims "huge" is forbidden: maximum storage usage per PersistentVolumeClaim is 10Gi, '
+        "but request is 20Gi")
+    k8s.core.create_namespaced_persistent_volume_claim("default", claim("fits", "2Gi"))

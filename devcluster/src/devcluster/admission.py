@@ -15,8 +15,8 @@ Quotas count pods (pods, count/pods, cpu, memory, requests.cpu/memory, limits.cp
 (persistentvolumeclaims, requests.storage and both per storage class) and every served namespaced resource as
 `count/<resource>[.<group>]` (configmaps, secrets, persistentvolumeclaims and resourcequotas also by their legacy
 names). Left out: PodSecurity's `warn` and `audit` labels (warnings and audit annotations change no outcome, so
-they are ignored) and exemptions; LimitRange types Pod and PersistentVolumeClaim and `maxLimitRequestRatio`;
-quota scopes and scope selectors, ephemeral storage, extended resources and updates (a claim's resize). Where Go
+they are ignored) and exemptions; LimitRange on pod resources other than cpu and memory (the Pod type's
+totals) and on claim updates; quota scopes and scope selectors, ephemeral storage, extended resources and updates (a claim's resize). Where Go
 iterates a map (LimitRanger's several violations) the stand-in sorts by resource name.
 """
 
@@ -78,6 +78,10 @@ class Admission:
                     raise errors.forbidden("", "pods", obj["metadata"]["name"], refused)
             if self.config.pod_security and (old is None or _significant_update(obj, old)):
                 self._pod_security(namespace, obj)
+        if rtype.plural == "persistentvolumeclaims" and old is None and self.config.limit_ranger:
+            refused = claim_limit_violations(obj, self._limit_ranges(namespace))
+            if refused:
+                raise errors.forbidden("", rtype.plural, obj["metadata"]["name"], refused)
         if old is None and rtype.namespaced and self.config.resource_quota:
             self._charge_quotas(rtype, namespace, obj, dry_run)
 
@@ -183,9 +187,13 @@ def _significant_update(pod: Obj, old: Obj) -> bool:
 
 # -- LimitRanger ------------------------------------------------------------------------------------
 
-def _container_items(limit_ranges: list[Obj]) -> list[Obj]:
+def _items(limit_ranges: list[Obj], kind: str) -> list[Obj]:
     return [item for r in limit_ranges for item in (r.get("spec") or {}).get("limits") or []
-            if item.get("type") == "Container"]
+            if item.get("type") == kind]
+
+
+def _quantities(values: dict[str, Any] | None) -> Usage:
+    return {k: Quantity.parse(v) for k, v in (values or {}).items()}
 
 
 def apply_limit_range_defaults(pod: Obj, limit_ranges: list[Obj]) -> None:
@@ -193,7 +201,7 @@ def apply_limit_range_defaults(pod: Obj, limit_ranges: list[Obj]) -> None:
     and say so in the `kubernetes.io/limit-ranger` annotation, as `mergePodResourceRequirements` does."""
     limits: dict[str, Any] = {}
     requests: dict[str, Any] = {}
-    for item in _container_items(limit_ranges):
+    for item in _items(limit_ranges, "Container"):
         limits.update(item.get("default") or {})
         requests.update(item.get("defaultRequest") or {})
     if not limits and not requests:
@@ -216,28 +224,61 @@ def apply_limit_range_defaults(pod: Obj, limit_ranges: list[Obj]) -> None:
 
 
 def limit_range_violations(pod: Obj, limit_ranges: list[Obj]) -> str | None:
-    """The Container min/max a pod breaks, as LimitRanger words it (one text, or several in brackets as
-    `utilerrors.NewAggregate` joins them); None when it breaks none."""
+    """The Container and Pod min, max and maxLimitRequestRatio a pod breaks, as `PodValidateLimitFunc` words
+    them; None when it breaks none."""
     found: list[str] = []
     spec = pod.get("spec") or {}
-    for item in _container_items(limit_ranges):
-        for container in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
-            resources = container.get("resources") or {}
-            requests = {k: Quantity.parse(v) for k, v in (resources.get("requests") or {}).items()}
-            limits = {k: Quantity.parse(v) for k, v in (resources.get("limits") or {}).items()}
-            for resource, value in sorted((item.get("min") or {}).items()):
-                found += _below_min(resource, Quantity.parse(value), requests, limits)
-            for resource, value in sorted((item.get("max") or {}).items()):
-                found += _above_max(resource, Quantity.parse(value), requests, limits)
+    for item in [i for r in limit_ranges for i in (r.get("spec") or {}).get("limits") or []]:
+        if item.get("type") == "Container":
+            for container in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
+                resources = container.get("resources") or {}
+                found += _item_violations(item, "Container", _quantities(resources.get("requests")),
+                                          _quantities(resources.get("limits")))
+        elif item.get("type") == "Pod":
+            found += _item_violations(item, "Pod", _pod_totals(spec, "requests"), _pod_totals(spec, "limits"))
+    return _aggregate(found)
+
+
+def claim_limit_violations(claim: Obj, limit_ranges: list[Obj]) -> str | None:
+    """The PersistentVolumeClaim min and max a claim's storage request breaks (`PersistentVolumeClaimValidateLimitFunc`:
+    only requests count, a max needs one)."""
+    requests = _quantities(((claim.get("spec") or {}).get("resources") or {}).get("requests"))
+    found: list[str] = []
+    for item in _items(limit_ranges, "PersistentVolumeClaim"):
+        for resource, value in sorted((item.get("min") or {}).items()):
+            found += _below_min(resource, Quantity.parse(value), requests, {}, "PersistentVolumeClaim")
+        for resource, value in sorted((item.get("max") or {}).items()):  # `maxRequestConstraint`
+            enforced = Quantity.parse(value)
+            start = f"maximum {resource} usage per PersistentVolumeClaim is {enforced}"
+            if resource not in requests:
+                found.append(f"{start}.  No request is specified")
+            elif requests[resource].milli() > enforced.milli():
+                found.append(f"{start}, but request is {requests[resource]}")
+    return _aggregate(found)
+
+
+def _aggregate(found: list[str]) -> str | None:
+    """One text, or several in brackets as `utilerrors.NewAggregate` joins them (repeats dropped)."""
     unique = list(dict.fromkeys(found))
     if not unique:
         return None
     return unique[0] if len(unique) == 1 else f"[{', '.join(unique)}]"
 
 
-def _below_min(resource: str, enforced: Quantity, requests: Usage, limits: Usage) -> list[str]:
+def _item_violations(item: Obj, kind: str, requests: Usage, limits: Usage) -> list[str]:
+    found: list[str] = []
+    for resource, value in sorted((item.get("min") or {}).items()):
+        found += _below_min(resource, Quantity.parse(value), requests, limits, kind)
+    for resource, value in sorted((item.get("max") or {}).items()):
+        found += _above_max(resource, Quantity.parse(value), requests, limits, kind)
+    for resource, value in sorted((item.get("maxLimitRequestRatio") or {}).items()):
+        found += _over_ratio(resource, Quantity.parse(value), requests, limits, kind)
+    return found
+
+
+def _below_min(resource: str, enforced: Quantity, requests: Usage, limits: Usage, kind: str) -> list[str]:
     """`minConstraint`."""
-    start = f"minimum {resource} usage per Container is {enforced}"
+    start = f"minimum {resource} usage per {kind} is {enforced}"
     if resource not in requests:
         return [f"{start}.  No request is specified"]
     if requests[resource].milli() < enforced.milli():
@@ -247,15 +288,28 @@ def _below_min(resource: str, enforced: Quantity, requests: Usage, limits: Usage
     return []
 
 
-def _above_max(resource: str, enforced: Quantity, requests: Usage, limits: Usage) -> list[str]:
+def _above_max(resource: str, enforced: Quantity, requests: Usage, limits: Usage, kind: str) -> list[str]:
     """`maxConstraint`."""
-    start = f"maximum {resource} usage per Container is {enforced}"
+    start = f"maximum {resource} usage per {kind} is {enforced}"
     if resource not in limits:
         return [f"{start}.  No limit is specified"]
     if limits[resource].milli() > enforced.milli():
         return [f"{start}, but limit is {limits[resource]}"]
     if resource in requests and requests[resource].milli() > enforced.milli():
         return [f"{start}, but request is {requests[resource]}"]
+    return []
+
+
+def _over_ratio(resource: str, enforced: Quantity, requests: Usage, limits: Usage, kind: str) -> list[str]:
+    """`limitRequestRatioConstraint` (the ratio printed as Go's %f)."""
+    start = f"{resource} max limit to request ratio per {kind} is {enforced}"
+    if resource not in requests or requests[resource].milli() == 0:
+        return [f"{start}, but no request is specified or request is 0"]
+    if resource not in limits or limits[resource].milli() == 0:
+        return [f"{start}, but no limit is specified or limit is 0"]
+    ratio = limits[resource].milli() / requests[resource].milli()
+    if ratio * 1000 > enforced.milli():
+        return [f"{start}, but provided ratio is {ratio:f}"]
     return []
 
 
