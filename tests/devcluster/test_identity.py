@@ -5,6 +5,7 @@ non-root container may do."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from devcluster import DevCluster
 from devcluster.pytest_plugin import wait_for
@@ -196,3 +198,22 @@ def test_fs_group_lets_a_non_root_container_read_a_private_secret_file(k8s: Clie
     assert run(k8s, "grouped", read, secret, {"runAsUser": 1000, "fsGroup": 2000})[1].split() == \
         ["s3cret", "2000", "440"]
     assert run(k8s, "alone", read, secret, {"runAsUser": 1000})[1].split()[-2:] == ["0", "400"]
+
+
+def test_ids_and_the_fs_group_change_policy_are_validated_as_the_api_server_does(k8s: Clients) -> None:
+    bad = {"runAsUser": -1, "fsGroup": 2147483648, "supplementalGroups": [5, -2], "fsGroupChangePolicy": "Sometimes"}
+    with pytest.raises(ApiException) as refused:
+        k8s.core.create_namespaced_pod(NS, {"metadata": {"name": "bad"}, "spec": {
+            "securityContext": bad, "containers": [{"name": "main", "image": "busybox",
+                                                    "securityContext": {"runAsGroup": -3}}]}})
+    assert refused.value.status == 422
+    causes = {c["field"]: c["message"] for c in json.loads(refused.value.body)["details"]["causes"]}
+    assert causes == {
+        "spec.securityContext.runAsUser": "Invalid value: -1: must be between 0 and 2147483647, inclusive",
+        "spec.securityContext.fsGroup": "Invalid value: 2147483648: must be between 0 and 2147483647, inclusive",
+        "spec.securityContext.supplementalGroups[1]": "Invalid value: -2: must be between 0 and 2147483647, inclusive",
+        "spec.securityContext.fsGroupChangePolicy":
+            'Unsupported value: "Sometimes": supported values: "Always", "OnRootMismatch"',
+        "spec.containers[0].securityContext.runAsGroup":
+            "Invalid value: -3: must be between 0 and 2147483647, inclusive",
+    }

@@ -186,11 +186,38 @@ def _check_pod_spec(path: str, spec: Any, causes: Causes, *, in_job: bool) -> No
                 if not item_path or item_path.startswith("/") or ".." in item_path.split("/"):
                     causes.append((f"{path}.volumes[{index}].items.path",
                                    f"Invalid value: {item_path!r}: must be a relative path without '..'"))
+    _check_security_context(f"{path}.securityContext", spec.get("securityContext"), causes, pod=True)
+    for group in ("initContainers", "containers"):
+        for index, container in enumerate(spec.get(group) or []):
+            _check_security_context(f"{path}.{group}[{index}].securityContext", container.get("securityContext"),
+                                    causes, pod=False)
     policy = spec.get("restartPolicy", "Always")
     allowed = ("OnFailure", "Never") if in_job else ("Always", "OnFailure", "Never")
     if policy not in allowed:
         causes.append((f"{path}.restartPolicy", f'Unsupported value: "{policy}": supported values: '
                        + ", ".join(f'"{p}"' for p in allowed)))
+
+
+FS_GROUP_CHANGE_POLICIES = ("Always", "OnRootMismatch")
+MAX_ID = 2147483647
+
+
+def _check_security_context(path: str, context: Any, causes: Causes, *, pod: bool) -> None:
+    """validatePodSpecSecurityContext / ValidateSecurityContext: ids in 0..2^31-1 (IsValidUserID,
+    IsValidGroupID) and, on the pod, a known fsGroupChangePolicy."""
+    if not isinstance(context, dict):
+        return
+    ids = [(key, context[key]) for key in ("runAsUser", "runAsGroup") + (("fsGroup",) if pod else ())
+           if key in context]
+    if pod:
+        ids += [(f"supplementalGroups[{i}]", g) for i, g in enumerate(context.get("supplementalGroups") or [])]
+    for key, value in ids:
+        if not isinstance(value, int) or not 0 <= value <= MAX_ID:
+            causes.append((f"{path}.{key}", f"Invalid value: {value!r}: must be between 0 and {MAX_ID}, inclusive"))
+    policy = context.get("fsGroupChangePolicy") if pod else None
+    if policy is not None and policy not in FS_GROUP_CHANGE_POLICIES:
+        causes.append((f"{path}.fsGroupChangePolicy", f'Unsupported value: "{policy}": supported values: '
+                       + ", ".join(f'"{p}"' for p in FS_GROUP_CHANGE_POLICIES)))
 
 
 def _check_quantities(path: str, values: Any, causes: Causes) -> None:
