@@ -1,8 +1,9 @@
 """What the stand-in cluster costs on top of its floors, measured in the same run.
 
-1. API request latency: the official client reading one ConfigMap from the stand-in, next to the same
-   client reading a constant ConfigMap body from a bare Starlette route on the same uvicorn (the
-   floor: HTTP + client deserialisation).
+1. API request latency: the official client reading one ConfigMap from the stand-in, as the admin
+   (system:masters) and as a service account that a RoleBinding lets read it (RBAC decides every
+   request), next to the same client reading a constant ConfigMap body from a bare Starlette route on
+   the same uvicorn (the floor: HTTP + client deserialisation).
 2. Job latency: create a `busybox true` Job and wait for its Complete condition (watch), next to
    `podman run --rm --network none busybox true` (the floor: the container runtime itself).
 
@@ -48,6 +49,22 @@ def per_request_ms(core: kubernetes.client.CoreV1Api) -> float:
     for _ in range(REQUESTS):
         core.read_namespaced_config_map("bench", "default")
     return (time.perf_counter() - started) / REQUESTS * 1000
+
+
+def service_account_core(cluster: DevCluster, admin: kubernetes.client.ApiClient, tmp: Path
+                         ) -> kubernetes.client.CoreV1Api:
+    """A client holding the token of a service account allowed to get ConfigMaps by a Role and RoleBinding."""
+    core, rbac = kubernetes.client.CoreV1Api(admin), kubernetes.client.RbacAuthorizationV1Api(admin)
+    core.create_namespaced_service_account("default", cast(Any, {"metadata": {"name": "reader"}}))
+    rbac.create_namespaced_role("default", cast(Any, {"metadata": {"name": "reader"}, "rules": [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]}))
+    rbac.create_namespaced_role_binding("default", cast(Any, {
+        "metadata": {"name": "reader"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                                    "name": "reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": "default"}]}))
+    issued: Any = core.create_namespaced_service_account_token("reader", "default", cast(Any, {"spec": {}}))
+    path = cluster.write_kubeconfig(tmp / "reader.kubeconfig", user="reader", token=issued.status.token)
+    return kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(str(path)))
 
 
 def bare_floor_ms() -> float:
@@ -97,9 +114,11 @@ def main() -> None:
         core, batch = kubernetes.client.CoreV1Api(api), kubernetes.client.BatchV1Api(api)
         core.create_namespaced_config_map("default", cast(Any, {"metadata": {"name": "bench"}, "data": {"k": "v"}}))
         standin = per_request_ms(core)
+        authorised = per_request_ms(service_account_core(cluster, api, Path(tmp)))
         floor = bare_floor_ms()
-        print(f"GET configmap: stand-in {standin:.2f} ms/request, bare Starlette floor {floor:.2f} ms/request "
-              f"(x{standin / floor:.2f}, {REQUESTS} sequential requests, official client)")
+        print(f"GET configmap: stand-in {standin:.2f} ms/request as the admin, {authorised:.2f} ms/request "
+              f"as a service account under RBAC, bare Starlette floor {floor:.2f} ms/request "
+              f"(x{standin / floor:.2f}, x{authorised / floor:.2f}; {REQUESTS} sequential requests, official client)")
         jobs = [job_seconds(batch, i) for i in range(JOBS)]
         runs = [podman_seconds() for _ in range(JOBS)]
         job_median, run_median = statistics.median(jobs), statistics.median(runs)

@@ -32,9 +32,10 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the repo root in pl
 from bench.devcluster import job_seconds
 from devcluster import DevCluster
 from devcluster.cluster import fast_config
-from tests.kubernetes.conftest import IMAGE, Api, Cluster
+from tests.kubernetes.conftest import Api, deployed
 
-TASKMASTER = "system:serviceaccount:default:tesk-taskmaster"
+API = "system:serviceaccount:tes:tesk-api"  # deploy/'s accounts, as the e2e fixture applies them
+TASKMASTER = "system:serviceaccount:tes-tasks:tesk-taskmaster"
 TASK = {"executors": [{"image": "busybox", "command": ["true"]}]}
 
 
@@ -59,7 +60,7 @@ def task_run(dev: DevCluster, api: Api) -> tuple[float, list[tuple[str, float]]]
                 marks.append((label, r.at - since))
                 return
 
-    first("API creates the taskmaster Job", client="admin", verb="create", resource="jobs")
+    first("API creates the taskmaster Job", client=API, verb="create", resource="jobs")
     first("taskmaster's first request (process up)", client=TASKMASTER)
     first("taskmaster creates the executor Job", client=TASKMASTER, verb="create", resource="jobs")
     first("taskmaster reads the executor log (done)", client=TASKMASTER, resource="pods/log")
@@ -73,11 +74,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tesk-bench-latency-"))
-    # As the end-to-end fixture runs it: taskmaster pods are containers of the real image, on the host network.
-    with DevCluster(fast_config(state_dir=tmp / "devcluster", network="host", rbac=False)) as dev:
-        kubeconfig = dev.write_kubeconfig(tmp / "kubeconfig")
-        batch = kubernetes.client.BatchV1Api(kubernetes.config.new_client_from_config(str(kubeconfig)))
-        api = Api(Cluster(kubeconfig, "default", dev), tmp / "tesk.db", split_log_streams=False)
+    # As the end-to-end fixture runs it: deploy/'s RBAC enforced, taskmaster pods are containers of the real
+    # image, on the host network.
+    with DevCluster(fast_config(state_dir=tmp / "devcluster", network="host")) as dev:
+        cluster = deployed(dev, tmp)
+        admin = dev.write_kubeconfig(tmp / "bench.kubeconfig")
+        batch = kubernetes.client.BatchV1Api(kubernetes.config.new_client_from_config(str(admin)))
+        api = Api(cluster, tmp / "tesk.db", split_log_streams=False)
         try:
             task_run(dev, api)  # warm-up: first image use, first connections
             job_seconds(batch, 999)

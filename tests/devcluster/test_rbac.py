@@ -8,6 +8,8 @@ or from what the kubelet mounts into a pod.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -274,3 +276,14 @@ def test_the_switches_turn_rbac_and_owner_reference_enforcement_off(tmp_path: Pa
         made = anyone("POST", "/api/v1/namespaces/default/configmaps", configmap("free", ownerReferences=[owner]))
         assert made.status_code == 201, made.text
         assert Http(open_cluster, None)("GET", "/api/v1/nodes").status_code == 200
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl (.ci/setup.d/30-kubectl.sh)")
+def test_kubectl_create_token_gives_a_token_of_the_account(devcluster: DevCluster, admin: Http,
+                                                           tmp_path: Path) -> None:
+    """`kubectl create token` posts a protobuf TokenRequest (over HTTPS: kubectl sends no token over HTTP)."""
+    config = devcluster.write_kubeconfig(tmp_path / "kubectl.kubeconfig", https=True)
+    done = subprocess.run(["kubectl", "--kubeconfig", str(config), "create", "token", "robot", "-n", NS,
+                           "--duration", "20m"], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert SA in refused(Http(devcluster, done.stdout.strip())("GET", f"/api/v1/namespaces/{NS}/pods"))

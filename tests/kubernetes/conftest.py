@@ -9,12 +9,17 @@ Tests that need the stand-in's fault injection or its PVC folders are skipped on
 On the stand-in, taskmaster and filer pods run the tesk image built from deploy/Dockerfile
 (`.ci/setup.d/25-tesk-image.sh`) as real podman containers, as the image's uid 10001 with the
 service-account files and the PVC mounted. Every pod gets the host network: that is how they reach the
-stand-in's API server, which listens on 127.0.0.1.
+stand-in's API server, which listens on 127.0.0.1. The stand-in enforces RBAC: `deployed` applies
+deploy/kustomize/base's namespaces, service accounts, Roles and bindings through the API, the API under
+test authenticates as the tesk-api service account, tasks go to deploy/'s tasks namespace (tes-tasks) and
+the taskmasters run as tesk-taskmaster there, so a verb a Role lacks is refused here as on a cluster.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -24,7 +29,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
-import kubernetes
 import pytest
 import yaml
 
@@ -38,7 +42,8 @@ from tesk.store.sql import SqlTaskStore
 from tests.conftest import ServerThread
 
 REAL_KUBECONFIG = os.environ.get("TESK_TEST_KUBECONFIG")
-DEPLOY_TASKS = Path(__file__).resolve().parents[2] / "deploy" / "kustomize" / "base" / "tasks"
+DEPLOY_BASE = Path(__file__).resolve().parents[2] / "deploy" / "kustomize" / "base"
+KUBECTL = shutil.which("kubectl")
 IMAGE = os.environ.get("TESK_TEST_IMAGE", f"tesk:{tesk.__version__}")
 TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "PREEMPTED"}
 
@@ -55,6 +60,7 @@ class Cluster:
     namespace: str
     devcluster: Any | None  # devcluster.DevCluster when running on the stand-in
     observer: Path | None = None  # the tests' own kubeconfig (another user, so their requests are told apart)
+    api_user: str = ""  # who the API authenticates as on the stand-in (to aim faults at the API's requests)
 
     def kube(self) -> Kube:
         return Kube(load_api_client(self.observer or self.kubeconfig), self.namespace)
@@ -76,21 +82,46 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if subprocess.run(["podman", "image", "exists", IMAGE], check=False).returncode != 0:
         pytest.fail(f"image {IMAGE} is missing: build it with .ci/setup.d/25-tesk-image.sh")
     tmp = tmp_path_factory.mktemp("k8s")
-    with DevCluster(fast_config(state_dir=tmp / "devcluster", network="host", rbac=False)) as dev:
-        observer = dev.write_kubeconfig(tmp / "tests.kubeconfig", user="tests")
-        path = dev.write_kubeconfig(tmp / "kubeconfig")
-        label_as_deployed(dev.write_kubeconfig(tmp / "operator.kubeconfig", user="operator",
-                                               groups=("system:masters",)), "default")
-        yield Cluster(path, "default", dev, observer)
+    with DevCluster(fast_config(state_dir=tmp / "devcluster", network="host")) as dev:
+        yield deployed(dev, tmp)
 
 
-def label_as_deployed(kubeconfig: Path, namespace: str) -> None:
-    """Give the tasks namespace the Pod Security labels of deploy/'s (baseline), so every test runs under them
-    (as a cluster operator, whose requests are not counted as the API's)."""
-    deployed = yaml.safe_load((DEPLOY_TASKS / "namespace.yaml").read_text())
-    labels = {k: v for k, v in deployed["metadata"]["labels"].items() if k.startswith("pod-security.kubernetes.io/")}
-    with load_api_client(kubeconfig) as api_client:
-        kubernetes.client.CoreV1Api(api_client).patch_namespace(namespace, {"metadata": {"labels": labels}})
+ACCESS_KINDS = ("Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+
+
+def deployed(dev: Any, tmp: Path) -> Cluster:
+    """The stand-in as deploy/kustomize/base leaves a cluster, as far as access goes: its namespaces (with
+    their Pod Security labels), service accounts, Roles and bindings, rendered by kustomize and applied
+    through the API by kubectl. The API under test holds the tesk-api account's token (a TokenRequest, as
+    `kubectl create token` gets it) and works in the tasks namespace deploy/ tells it; the tests' own
+    observer is another user, in system:masters, so its requests are told apart."""
+    rendered = rendered_base()
+    access = [o for o in rendered if o["kind"] in ACCESS_KINDS]
+    admin = dev.write_kubeconfig(tmp / "admin.kubeconfig", https=True)  # kubectl sends no token over HTTP
+    _kubectl("--kubeconfig", str(admin), "apply", "-f", "-", stdin=yaml.safe_dump_all(access))
+    api_namespace = next(o["metadata"]["namespace"] for o in access
+                         if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "tesk-api")
+    token = _kubectl("--kubeconfig", str(admin), "create", "token", "tesk-api", "-n", api_namespace).strip()
+    env = {e["name"]: e.get("value") for o in rendered if o["kind"] == "Deployment"
+           for c in o["spec"]["template"]["spec"]["containers"] for e in c.get("env") or []}
+    tasks_namespace = str(env["TESK_API_K8S_NAMESPACE"])
+    kubeconfig = dev.write_kubeconfig(tmp / "kubeconfig", user="tesk-api", namespace=tasks_namespace, token=token)
+    observer = dev.write_kubeconfig(tmp / "tests.kubeconfig", user="tests", groups=("system:masters",))
+    return Cluster(kubeconfig, tasks_namespace, dev, observer, f"system:serviceaccount:{api_namespace}:tesk-api")
+
+
+@functools.cache
+def rendered_base() -> list[dict[str, Any]]:
+    """deploy/kustomize/base as `kubectl kustomize` renders it (once a session: it takes about a second)."""
+    assert KUBECTL is not None, "kubectl is needed to render deploy/ (.ci/setup.d/30-kubectl.sh installs it)"
+    return [o for o in yaml.safe_load_all(_kubectl("kustomize", str(DEPLOY_BASE))) if o]
+
+
+def _kubectl(*args: str, stdin: str | None = None) -> str:
+    assert KUBECTL is not None
+    done = subprocess.run([KUBECTL, *args], input=stdin, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+    return done.stdout
 
 
 class Api:

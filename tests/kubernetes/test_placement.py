@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tesk.backends.kubernetes.labels import Role
-from tests.kubernetes.conftest import IMAGE, REAL_KUBECONFIG, TERMINAL, Cluster
+from tests.kubernetes.conftest import IMAGE, REAL_KUBECONFIG, TERMINAL, Cluster, deployed
 
 pytestmark = [pytest.mark.kubernetes,
               pytest.mark.skipif(bool(REAL_KUBECONFIG), reason="needs the stand-in's two nodes in one zone")]
@@ -38,9 +38,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
              NodeConfig(name="node-2", zone="zone-a", address="127.0.0.2"))
     # A detach as slow as a cloud's makes a step on the wrong node plainly late, not just reported.
     with DevCluster(fast_config(state_dir=tmp / "devcluster", network="host", nodes=nodes,
-                                volume_detach_delay=20.0, rbac=False)) as dev:
-        observer = dev.write_kubeconfig(tmp / "tests.kubeconfig", user="tests")
-        yield Cluster(dev.write_kubeconfig(tmp / "kubeconfig"), "default", dev, observer)
+                                volume_detach_delay=20.0)) as dev:
+        yield deployed(dev, tmp)
 
 
 def watch_steps(api: Any, cluster: Cluster, task_id: str, timeout: float = 60) -> dict[str, dict[str, Any]]:

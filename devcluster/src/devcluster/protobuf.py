@@ -1,6 +1,6 @@
 """Decode the Kubernetes protobuf bodies that kubectl's typed `create` commands send.
 
-Why: `kubectl create job|configmap|secret|namespace|serviceaccount` posts
+Why: `kubectl create job|configmap|secret|namespace|serviceaccount|token` posts
 `application/vnd.kubernetes.protobuf` (accepting JSON back), with no fallback. The stand-in answers
 in JSON and only needs to read these few message types, so this is a small wire-format reader with
 the field numbers of the upstream `generated.proto` files for the fields those commands set.
@@ -49,8 +49,11 @@ SCHEMA: dict[str, dict[int, tuple[str, str]]] = {
                4: ("stringData", "map"), 5: ("immutable", "bool?")},
     "Namespace": {1: ("metadata", "msg:ObjectMeta")},
     "ServiceAccount": {1: ("metadata", "msg:ObjectMeta"), 4: ("automountServiceAccountToken", "bool?")},
+    # authentication.k8s.io/v1, what `kubectl create token` posts to serviceaccounts/NAME/token
+    "TokenRequest": {1: ("metadata", "msg:ObjectMeta"), 2: ("spec", "msg:TokenRequestSpec")},
+    "TokenRequestSpec": {1: ("audiences", "*string"), 4: ("expirationSeconds", "int?")},
 }
-TOP_LEVEL = {"Job", "ConfigMap", "Secret", "Namespace", "ServiceAccount"}
+TOP_LEVEL = {"Job", "ConfigMap", "Secret", "Namespace", "ServiceAccount", "TokenRequest"}
 
 
 class ProtobufError(ValueError):

@@ -133,8 +133,9 @@ def _applies_to(subject: Mapping[str, Any], user: User, binding_namespace: str) 
 class Objects(Protocol):
     """What the authoriser reads from the store."""
 
-    def iter(self, plural: str, namespace: str | None = None) -> Iterable[dict[str, Any]]:
-        """Copies of the objects of a resource, optionally of one namespace."""
+    def scan(self, plural: str, namespace: str | None = None) -> Iterable[dict[str, Any]]:
+        """The live objects of a resource (not copies: the authoriser only reads them), optionally of one
+        namespace."""
         ...
 
     def peek(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -154,11 +155,11 @@ class Authorizer:
         if MASTERS in attributes.user.groups:
             return True, ""
         missing: list[str] = []
-        for binding in self.store.iter("clusterrolebindings"):
+        for binding in self.store.scan("clusterrolebindings"):
             if self._grants(binding, "", attributes, missing):
                 return True, ""
         if attributes.namespace:
-            for binding in self.store.iter("rolebindings", attributes.namespace):
+            for binding in self.store.scan("rolebindings", attributes.namespace):
                 if self._grants(binding, attributes.namespace, attributes, missing):
                     return True, ""
         if not missing:
