@@ -10,7 +10,7 @@ Job, a list of executor Jobs, a pod list per executor, ...), LIST = 4 requests p
 unpaginated lists of every executor Job, every unlabelled Job and every Job pod of the namespace;
 its taskmaster polls each running Job every 5 s, so its lifecycle count grows with the run time.
 
-Run: .venv/bin/python bench/k8s_requests.py   (needs podman and bubblewrap, like the e2e tests)
+Run: .venv/bin/python bench/k8s_requests.py   (needs podman and the tesk image, like the e2e tests)
 """
 
 from __future__ import annotations
@@ -34,18 +34,18 @@ from devcluster.cluster import fast_config
 from tesk.models import State, Task
 from tesk.store import new_task_id
 from tesk.store.sql import SqlTaskStore
-from tests.kubernetes.conftest import IMAGE, TERMINAL, Api, Cluster
-from tests.kubernetes.test_e2e import Files
+from tests.kubernetes.conftest import TERMINAL, Api, Files, deployed
 
-TASKMASTER = "system:serviceaccount:default:tesk-taskmaster"
+API = "system:serviceaccount:tes:tesk-api"  # deploy/'s accounts, as the e2e fixture applies them
+TASKMASTER = "system:serviceaccount:tes-tasks:tesk-taskmaster"
 
 
 def counted(dev: DevCluster, since: float) -> Counter[tuple[str, str, str]]:
-    """Requests since `since` by the API (admin) and taskmasters, without leader-election renewals."""
+    """Requests since `since` by the API and taskmasters, without leader-election renewals."""
     rows: Counter[tuple[str, str, str]] = Counter()
     for r in dev.faults.requests():
-        if r.at >= since and r.resource != "leases" and r.client in ("admin", TASKMASTER):
-            rows[("API" if r.client == "admin" else "taskmaster", r.verb, r.resource)] += 1
+        if r.at >= since and r.resource != "leases" and r.client in (API, TASKMASTER):
+            rows[("API" if r.client == API else "taskmaster", r.verb, r.resource)] += 1
     return rows
 
 
@@ -72,9 +72,12 @@ def main() -> None:
     threading.Thread(target=files.serve_forever, daemon=True).start()
     host = f"127.0.0.1:{files.server_address[1]}"
     Files.store = {"/in.txt": b"hello\n"}
-    with DevCluster(fast_config(state_dir=tmp / "devcluster", host_images=(IMAGE,), rbac=False)) as dev:
-        cluster = Cluster(dev.write_kubeconfig(tmp / "kubeconfig"), "default", dev)
-        observer = Kube(load_api_client(dev.write_kubeconfig(tmp / "bench.kubeconfig", user="bench")), "default")
+    # As the end-to-end fixture runs it: deploy/'s RBAC enforced, taskmaster and filer pods are containers of
+    # the real image on the host network.
+    with DevCluster(fast_config(state_dir=tmp / "devcluster", network="host")) as dev:
+        cluster = deployed(dev, tmp)
+        assert cluster.observer is not None
+        observer = Kube(load_api_client(cluster.observer), cluster.namespace)
         api = Api(cluster, tmp / "tesk.db", TESK_API_TASKMASTER_ENVIRONMENT_={"TESK_FILER_HTTP_PUT_HOSTS": host})
         try:
             rows = []
