@@ -105,10 +105,14 @@ def gone(message: str) -> ApiError:
 
 
 def forbidden(group: str, plural: str, name: str, why: str) -> ApiError:
-    """403 as `apierrors.NewForbidden` words it (admission refusals: `pods "x" is forbidden: ...`)."""
-    return ApiError(
-        403,
-        "Forbidden",
-        f'{_qualified(group, plural)} "{name}" is forbidden: {why}',
-        details={"name": name, "group": group, "kind": plural},
-    )
+    """403 as `apierrors.NewForbidden` words it (admission and authorisation refusals): `pods "x" is
+    forbidden: ...`, `pods is forbidden: ...` without a name, `forbidden: ...` without a resource; the
+    details name what is set (Go omits the empty fields)."""
+    if not plural:
+        text = f"forbidden: {why}"
+    elif not name:
+        text = f"{_qualified(group, plural)} is forbidden: {why}"
+    else:
+        text = f'{_qualified(group, plural)} "{name}" is forbidden: {why}'
+    details = {k: v for k, v in (("name", name), ("group", group), ("kind", plural)) if v}
+    return ApiError(403, "Forbidden", text, details=details)

@@ -57,7 +57,7 @@ def admit(authorizer: rbac.Authorizer, user: User, rtype: ResourceType, subresou
     name = metadata.get("name") or metadata.get("generateName") or "Unknown"
 
     def refuse(why: str) -> errors.ApiError:
-        return rbac.forbidden(rtype.group, rtype.plural, name, why)
+        return errors.forbidden(rtype.group, rtype.plural, name, why)
 
     if old is not None:
         allowed, reason = authorizer.authorize(rbac.Attributes(

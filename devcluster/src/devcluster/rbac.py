@@ -195,24 +195,10 @@ def forbidden_message(attributes: Attributes, reason: str = "") -> str:
     return f"{text}: {reason}" if reason else text
 
 
-def forbidden(group: str, resource: str, name: str, message: str) -> errors.ApiError:
-    """apierrors.NewForbidden: `<resource>[.<group>] ["<name>"] is forbidden: <message>` (`forbidden: ...`
-    when there is no resource), with details naming the group, resource and name."""
-    qualified = f"{resource}.{group}" if group else resource
-    if not resource:
-        text = f"forbidden: {message}"
-    elif not name:
-        text = f"{qualified} is forbidden: {message}"
-    else:
-        text = f"{qualified} {quote(name)} is forbidden: {message}"
-    details = {k: v for k, v in (("name", name), ("group", group), ("kind", resource)) if v}
-    return errors.ApiError(403, "Forbidden", text, details=details)
-
-
 def refusal(attributes: Attributes, reason: str) -> errors.ApiError:
     """The 403 a refused request gets."""
-    return forbidden(attributes.api_group, attributes.resource, attributes.name,
-                     forbidden_message(attributes, reason))
+    return errors.forbidden(attributes.api_group, attributes.resource, attributes.name,
+                            forbidden_message(attributes, reason))
 
 
 def quote(text: str) -> str:
