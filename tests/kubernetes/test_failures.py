@@ -20,6 +20,9 @@ def test_allocating_past_ram_gb_is_an_executor_error_with_oom_killed(api: Api) -
     assert failure(task) == ("OOMKilled", "1")
     assert [e["exit_code"] for e in task["logs"][0]["logs"]] == [0, 137]
     assert any("OOMKilled" in line for line in task["logs"][0]["system_logs"])
+    metadata = task["logs"][0]["metadata"]
+    assert float(metadata["tesk.executor.1.wall_seconds"]) >= 0
+    assert "tesk.executor.1.peak_memory_bytes" not in metadata, "not sampled on Kubernetes: absent, not 0"
 
 
 def test_an_executor_past_its_time_limit_is_stopped_by_its_job_s_deadline(api: Api, cluster: Cluster) -> None:

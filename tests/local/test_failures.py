@@ -136,3 +136,24 @@ def container_names(task_id: str) -> list[str]:
     out = subprocess.run(["podman", "ps", "--all", "--filter", f"label=tesk.task-id={task_id}", "--format",
                           "{{.Names}}"], capture_output=True, text=True, check=True).stdout
     return out.split()
+
+
+async def test_an_executor_s_peak_memory_and_cpu_time_are_measured(make_harness: MakeHarness) -> None:
+    """200 MiB allocated (dd's buffer) and held past a read; then two seconds of busy CPU on one core,
+    checked against the container's own cgroup counter read at its very end (cgroup v1 or v2)."""
+    harness = await make_harness()
+    own_cpu = ("cat /sys/fs/cgroup/cpuacct/cpuacct.usage 2>/dev/null || "
+               "awk '/usage_usec/ {print $2 * 1000}' /sys/fs/cgroup/cpu.stat")
+    stored = await harness.run({"resources": {"cpu_cores": 1}, "executors": [
+        {"image": IMAGE, "command": ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null; sleep 1"]},
+        {"image": IMAGE, "command": ["sh", "-c", f"timeout 2 yes > /dev/null; {own_cpu}"]},
+    ]})
+    assert stored.state is State.COMPLETE
+    log = (stored.task.logs or [])[-1]
+    metadata = log.metadata or {}
+    peak = int(metadata["tesk.executor.0.peak_memory_bytes"])
+    assert 200 * 2**20 <= peak < 220 * 2**20, peak
+    wall, cpu = float(metadata["tesk.executor.1.wall_seconds"]), float(metadata["tesk.executor.1.cpu_seconds"])
+    true_cpu = int(float(log.logs[1].stdout or "0")) / 1e9
+    assert true_cpu > 0.3 and true_cpu <= wall, (true_cpu, wall)
+    assert true_cpu - 0.25 <= cpu <= true_cpu + 0.05, (cpu, true_cpu)  # one read interval short at most

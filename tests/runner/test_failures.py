@@ -13,6 +13,11 @@ from tesk.runner import ExecutorOutcome, Note, TaskFailure, TaskRunner
 from tests.runner.test_runner import ListReporter, ScriptedRuntime, make_task, run
 
 
+def failure_keys(log: TaskLog) -> dict[str, str]:
+    """The log's failure keys (its metadata holds the executors' usage too)."""
+    return {k: v for k, v in (log.metadata or {}).items() if k in (REASON_KEY, EXECUTOR_KEY)}
+
+
 class OomRuntime(ScriptedRuntime):
     """Executor 1 is killed for its memory."""
 
@@ -24,7 +29,7 @@ class OomRuntime(ScriptedRuntime):
 async def test_a_non_zero_exit_is_executor_failed_naming_the_executor() -> None:
     state, log = await run(make_task(3), ScriptedRuntime([0, 3]), ListReporter())
     assert state is State.EXECUTOR_ERROR
-    assert log.metadata == {REASON_KEY: "ExecutorFailed", EXECUTOR_KEY: "1"}
+    assert failure_keys(log) == {REASON_KEY: "ExecutorFailed", EXECUTOR_KEY: "1"}
 
 
 async def test_an_oom_kill_is_an_executor_error_with_oom_killed_and_a_sentence() -> None:
@@ -38,7 +43,7 @@ async def test_an_ignored_failure_leaves_a_complete_task_without_a_reason() -> N
     task = make_task(2)
     task.executors[0].ignore_error = True
     state, log = await run(task, ScriptedRuntime([1, 0]), ListReporter())
-    assert state is State.COMPLETE and log.metadata is None
+    assert state is State.COMPLETE and failure_keys(log) == {}
 
 
 async def failed_in(step: str, error: Exception, **task: Any) -> tuple[State, TaskLog]:
@@ -49,22 +54,22 @@ async def failed_in(step: str, error: Exception, **task: Any) -> tuple[State, Ta
 
 async def test_staging_failures_say_which_direction() -> None:
     _, log = await failed_in("inputs", TaskFailure("input /in: 404"))
-    assert log.metadata == {REASON_KEY: "InputStagingFailed"}
+    assert failure_keys(log) == {REASON_KEY: "InputStagingFailed"}
     _, log = await failed_in("outputs", TaskFailure("output /x: 403"), outputs=[{"path": "/x", "url": "file:///x"}])
-    assert log.metadata == {REASON_KEY: "OutputStagingFailed"}
+    assert failure_keys(log) == {REASON_KEY: "OutputStagingFailed"}
 
 
 async def test_a_reason_the_runtime_knows_wins_over_the_step_and_names_the_executor() -> None:
     state, log = await failed_in("executor 1", TaskFailure("image x is not here", FailureReason.IMAGE_PULL_FAILED))
     assert state is State.SYSTEM_ERROR
-    assert log.metadata == {REASON_KEY: "ImagePullFailed", EXECUTOR_KEY: "1"}
+    assert failure_keys(log) == {REASON_KEY: "ImagePullFailed", EXECUTOR_KEY: "1"}
 
 
 async def test_failures_without_a_known_reason_are_internal_errors() -> None:
     _, log = await failed_in("prepare", TaskFailure("volume /a overlaps input /a/b"))
-    assert log.metadata == {REASON_KEY: "InternalError"}
+    assert failure_keys(log) == {REASON_KEY: "InternalError"}
     _, log = await failed_in("executor 0", KeyError("oops"))
-    assert log.metadata == {REASON_KEY: "InternalError", EXECUTOR_KEY: "0"}
+    assert failure_keys(log) == {REASON_KEY: "InternalError", EXECUTOR_KEY: "0"}
 
 
 async def stopped_in(step: str, state: State, given: FailureReason | None = None, executors: int = 2) -> TaskLog:
@@ -84,22 +89,22 @@ async def stopped_in(step: str, state: State, given: FailureReason | None = None
 
 async def test_a_cancel_is_canceled_and_names_the_executor_that_was_running() -> None:
     log = await stopped_in("executor 1", State.CANCELED, executors=3)
-    assert log.metadata == {REASON_KEY: "Canceled", EXECUTOR_KEY: "1"}
+    assert failure_keys(log) == {REASON_KEY: "Canceled", EXECUTOR_KEY: "1"}
 
 
 async def test_an_abort_carries_the_stopper_s_reason_or_the_one_its_state_implies() -> None:
-    assert (await stopped_in("inputs", State.PREEMPTED)).metadata == {REASON_KEY: "Preempted"}
-    assert (await stopped_in("inputs", State.SYSTEM_ERROR)).metadata == {REASON_KEY: "InternalError"}
-    assert (await stopped_in("inputs", State.PREEMPTED, FailureReason.EVICTED)).metadata == {REASON_KEY: "Evicted"}
+    assert failure_keys(await stopped_in("inputs", State.PREEMPTED)) == {REASON_KEY: "Preempted"}
+    assert failure_keys(await stopped_in("inputs", State.SYSTEM_ERROR)) == {REASON_KEY: "InternalError"}
+    assert failure_keys(await stopped_in("inputs", State.PREEMPTED, FailureReason.EVICTED)) == {REASON_KEY: "Evicted"}
 
 
 async def test_a_task_sent_back_to_the_queue_carries_no_reason() -> None:
-    assert (await stopped_in("executor 0", State.QUEUED)).metadata is None
+    assert failure_keys(await stopped_in("executor 0", State.QUEUED)) == {}
 
 
 async def test_the_task_refused_by_the_reporter_mid_run_is_canceled() -> None:
     state, log = await run(make_task(), ScriptedRuntime(), ListReporter(refuse_after=1))
-    assert state is State.CANCELED and log.metadata == {REASON_KEY: "Canceled"}
+    assert state is State.CANCELED and failure_keys(log) == {REASON_KEY: "Canceled"}
 
 
 def test_recording_keeps_other_metadata_and_replaces_an_earlier_failure() -> None:
@@ -157,7 +162,7 @@ async def test_staging_past_the_task_s_limit_is_stopped_as_time_limit_exceeded()
     started = asyncio.get_running_loop().time()
     state, log = await run_with(make_task(), runtime, TimeLimits(task=1))
     assert 1 <= asyncio.get_running_loop().time() - started < 2
-    assert state is State.EXECUTOR_ERROR and log.metadata == {REASON_KEY: "TimeLimitExceeded"}
+    assert state is State.EXECUTOR_ERROR and failure_keys(log) == {REASON_KEY: "TimeLimitExceeded"}
     assert "stopped inputs" in runtime.calls and "executor 0" not in runtime.calls
     assert any("time limit of 1 s (tesk.time_limit) while staging inputs" in line for line in log.system_logs or [])
 
@@ -166,7 +171,7 @@ async def test_a_timeout_of_the_step_itself_is_not_the_task_s_time_limit() -> No
     runtime = ScriptedRuntime()
     runtime.fail["inputs"] = TimeoutError()
     state, log = await run_with(make_task(), runtime, TimeLimits(task=60))
-    assert state is State.SYSTEM_ERROR and log.metadata == {REASON_KEY: "InternalError"}
+    assert state is State.SYSTEM_ERROR and failure_keys(log) == {REASON_KEY: "InternalError"}
 
 
 def test_limits_come_from_backend_parameters_else_the_server_default() -> None:
@@ -181,3 +186,21 @@ async def run_with(task: Task, runtime: ScriptedRuntime, limits: TimeLimits) -> 
     state = await TaskRunner(task, runtime, reporter, limits=limits).run()
     assert reporter.final is not None
     return state, reporter.final[1]
+
+
+class MeasuredRuntime(ScriptedRuntime):
+    """Executor 0 reports what it used; executor 1 was not measured."""
+
+    async def run_executor(self, task: Task, index: int, note: Note, time_limit: float | None) -> ExecutorOutcome:
+        started = datetime(2026, 1, 1, tzinfo=UTC)
+        ended = started.replace(second=2, microsecond=500000)
+        if index == 0:
+            return ExecutorOutcome(0, started, ended, peak_memory_bytes=209715200, cpu_seconds=1.25)
+        return ExecutorOutcome(0, started, ended)
+
+
+async def test_each_executor_s_usage_is_in_the_log_metadata_and_unmeasured_keys_are_absent() -> None:
+    state, log = await run(make_task(2), MeasuredRuntime(), ListReporter())
+    assert state is State.COMPLETE
+    assert log.metadata == {"tesk.executor.0.wall_seconds": "2.500", "tesk.executor.0.peak_memory_bytes": "209715200",
+                            "tesk.executor.0.cpu_seconds": "1.250", "tesk.executor.1.wall_seconds": "2.500"}

@@ -21,6 +21,7 @@ from typing import TypeVar
 from tesk.failures import Failure, FailureReason, stop_reason
 from tesk.limits import EXECUTOR_TIME_LIMIT, TimeLimits
 from tesk.models import ExecutorLog, State, Task, TaskLog
+from tesk.usage import ResourceUsage
 from tesk.runner.protocols import Note, Reporter, Runtime, TaskFailure
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,8 @@ class TaskRunner:
                     exit_code=outcome.exit_code,
                 )
             )
+            ResourceUsage((outcome.end_time - outcome.start_time).total_seconds(), outcome.peak_memory_bytes,
+                          outcome.cpu_seconds).record(task_log, index)
             if outcome.exit_code != 0 or outcome.timed_out:
                 if outcome.timed_out and own_limit:
                     note(f"{describe_executor(task, index)} ran past its time limit of {self.limits.executor} s "

@@ -46,6 +46,9 @@ class ExecutorOutcome:
     """The executor was killed for going past its memory limit (the engine or Kubernetes says so)."""
     timed_out: bool = False
     """The executor was stopped at the time limit it was run with."""
+    peak_memory_bytes: int | None = None
+    cpu_seconds: float | None = None
+    """What the executor used, where the runtime could measure it (None: not measured)."""
 
 
 class Runtime(Protocol):

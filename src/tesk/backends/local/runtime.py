@@ -186,6 +186,8 @@ class LocalRuntime:
                 stderr=tail_text(spec.stderr, limit),
                 oom_killed=result.oom_killed,
                 timed_out=result.timed_out,
+                peak_memory_bytes=result.peak_memory_bytes,
+                cpu_seconds=result.cpu_seconds,
             )
 
     async def release(self, task: Task, final_state: State) -> None:

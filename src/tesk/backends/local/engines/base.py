@@ -69,6 +69,9 @@ class ContainerExit:
     """The kernel killed the container for going past `ram_bytes` (as far as the engine can tell)."""
     timed_out: bool = False
     """The engine stopped the command at `time_limit`."""
+    peak_memory_bytes: int | None = None
+    cpu_seconds: float | None = None
+    """What the container used, where the engine could measure it (`cgroups.CgroupSampler`)."""
 
 
 class Engine(Protocol):

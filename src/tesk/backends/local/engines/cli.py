@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from tesk.backends.local.engines.base import ContainerExit, ContainerSpec, run_quietly
+from tesk.backends.local.engines.cgroups import CgroupSampler
 from tesk.config.local import LocalSettings, PullPolicy
 from tesk.failures import FailureReason
 from tesk.filer import Mount
@@ -104,13 +105,15 @@ class CliEngine:
         for attempt in range(3):
             cidfile = spec.scratch / f"{spec.name}.{attempt}.cid"
             started = datetime.now(UTC)
-            code, timed_out = await self._run_once(spec, cidfile, extra, deadline)
+            usage = CgroupSampler(cidfile)
+            code, timed_out = await self._run_once(spec, cidfile, extra, deadline, usage)
             ended = datetime.now(UTC)
             created = cidfile.exists()
             marked = self.oom_killed(spec, code)  # asked after every run: podman's marker must go
             oom_killed = code != 0 and marked
             if timed_out:
-                return ContainerExit(code, started, ended, timed_out=True)
+                return ContainerExit(code, started, ended, timed_out=True,
+                                     peak_memory_bytes=usage.peak_memory_bytes, cpu_seconds=usage.cpu_seconds)
             if code == ENGINE_ERROR and not created:
                 message = self._engine_message(spec.stderr)
                 if await self.image_present(spec.image):
@@ -129,7 +132,8 @@ class CliEngine:
                 extra = [Mount(spec.workdir, spec.workdir_folder())]
                 note(f"workdir {spec.workdir} is not in image {spec.image}; it was created as an empty folder")
                 continue
-            return ContainerExit(code, started, ended, oom_killed=oom_killed)
+            return ContainerExit(code, started, ended, oom_killed=oom_killed,
+                                 peak_memory_bytes=usage.peak_memory_bytes, cpu_seconds=usage.cpu_seconds)
         raise TaskFailure(f"{self.name} could not start the container after several attempts")
 
     def _engine_message(self, stderr: int) -> str:
@@ -139,8 +143,9 @@ class CliEngine:
         return message.replace("\n", " | ")
 
     async def _run_once(self, spec: ContainerSpec, cidfile: Path, extra: list[Mount],
-                        deadline: float | None) -> tuple[int, bool]:
-        """One `run` of the client: its exit code, and whether it was stopped at `deadline` (loop time)."""
+                        deadline: float | None, usage: CgroupSampler) -> tuple[int, bool]:
+        """One `run` of the client: its exit code, and whether it was stopped at `deadline` (loop time);
+        `usage` follows the container's cgroup meanwhile."""
         cidfile.unlink(missing_ok=True)
         args = self.run_args(spec, cidfile, extra)
         spec.rewind()
@@ -153,15 +158,19 @@ class CliEngine:
             )
         except OSError as exc:
             raise TaskFailure(f"could not start {self.command}: {exc}") from exc
+        following = asyncio.create_task(usage.follow())
         try:
             async with asyncio.timeout_at(deadline):
                 return await proc.wait(), False
         except TimeoutError:
+            usage.read()
             await asyncio.shield(self._stop(spec.name, proc))
             return proc.returncode if proc.returncode is not None else KILLED, True
         except asyncio.CancelledError:
             await asyncio.shield(self._stop(spec.name, proc))
             raise
+        finally:
+            following.cancel()
 
     async def _stop(self, name: str, proc: asyncio.subprocess.Process) -> None:
         """Kill the container (the client's exit alone would leave it running), then wait for the client.

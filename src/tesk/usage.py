@@ -1,0 +1,42 @@
+"""What each executor used, in a task's log metadata (issue 14, item 3).
+
+Keys of the last TaskLog's `metadata` (a TES map of strings, in the BASIC and FULL views), one set
+per executor that ran, `<i>` its 0-based index in `executors`:
+
+- `tesk.executor.<i>.wall_seconds`: its end time minus its start time, every backend;
+- `tesk.executor.<i>.peak_memory_bytes`: the highest memory use of its container (cgroup), where the
+  backend can measure it;
+- `tesk.executor.<i>.cpu_seconds`: the CPU time its container used (user + system), likewise.
+
+A key the backend could not measure is absent, never 0 or a guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tesk.models import TaskLog
+
+PREFIX = "tesk.executor."
+
+
+def usage_key(index: int, name: str) -> str:
+    return f"{PREFIX}{index}.{name}"
+
+
+@dataclass(frozen=True)
+class ResourceUsage:
+    """One executor's measured use; None where it was not measured."""
+
+    wall_seconds: float
+    peak_memory_bytes: int | None = None
+    cpu_seconds: float | None = None
+
+    def record(self, log: TaskLog, index: int) -> None:
+        """Add this executor's keys to `log.metadata`, keeping the other keys."""
+        keys = {usage_key(index, "wall_seconds"): f"{self.wall_seconds:.3f}"}
+        if self.peak_memory_bytes is not None:
+            keys[usage_key(index, "peak_memory_bytes")] = str(self.peak_memory_bytes)
+        if self.cpu_seconds is not None:
+            keys[usage_key(index, "cpu_seconds")] = f"{self.cpu_seconds:.3f}"
+        log.metadata = (log.metadata or {}) | keys
