@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import posixpath
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -267,6 +268,22 @@ class TaskLog(_Model):
     @field_serializer("start_time", "end_time")
     def _times(self, v: datetime | None) -> str | None:
         return None if v is None else _utc(v)
+
+
+def notes_entry(notes: Sequence[str]) -> TaskLog:
+    """The log entry that records the API's notes about a task (ignored backend_parameters, ...) before
+    any attempt: it has no `start_time`, so nobody takes it for a run. GetTask shows it until the first
+    attempt's log, which starts with the same lines, takes its place."""
+    return TaskLog(system_logs=list(notes))
+
+
+def split_notes(logs: Sequence[TaskLog] | None) -> tuple[list[str], list[TaskLog]]:
+    """(the API's notes, the attempts' logs) of a stored task: the last entry is the notes entry when it
+    has no `start_time` (see `notes_entry`)."""
+    entries = list(logs or [])
+    if entries and entries[-1].start_time is None:
+        return list(entries[-1].system_logs or []), entries[:-1]
+    return [], entries
 
 
 CLIENT_REQUEST = {"client_request": True}

@@ -7,7 +7,7 @@ finishes a cancel the way every backend must (CANCELING -> CANCELED).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ class RecordingBackend:
     def __init__(self, store: TaskStore) -> None:
         self.store = store
         self.submitted: list[str] = []
+        self.notes: dict[str, list[str]] = {}
         self.cancelled: list[tuple[str, str]] = []
         self.refuse: str | None = None
 
@@ -42,10 +43,11 @@ class RecordingBackend:
     async def stop(self) -> None:
         return None
 
-    async def submit(self, stored: StoredTask) -> None:
+    async def submit(self, stored: StoredTask, notes: Sequence[str]) -> None:
         if self.refuse:
             raise BackendError(self.refuse, 503)
         self.submitted.append(stored.id)
+        self.notes[stored.id] = list(notes)
 
     async def cancel(self, stored: StoredTask, by: str) -> None:
         self.cancelled.append((stored.id, by))

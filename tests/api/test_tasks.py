@@ -235,6 +235,15 @@ def test_backend_parameters_strict_and_lenient(api: Api) -> None:
     assert api.tes.get(f"/tasks/{task_id}").json()["state"] == "QUEUED"
 
 
+def test_the_backend_gets_the_apis_notes_with_the_task(api: Api) -> None:
+    """The notes go to `submit` as an argument, and the stored task shows them until it runs."""
+    noted = create(api.tes, resources={"backend_parameters": {"gpu": "1"}})
+    plain = create(api.tes)
+    assert api.backend.notes == {noted: ["ignored unsupported backend_parameters: gpu"], plain: []}
+    full = api.tes.get(f"/tasks/{noted}", params={"view": "FULL"}).json()
+    assert full["logs"] == [{"logs": [], "outputs": [], "system_logs": ["ignored unsupported backend_parameters: gpu"]}]
+
+
 def test_backend_refusal_is_an_error_and_the_task_is_not_left_queued(api: Api) -> None:
     api.backend.refuse = "the cluster said no"
     r = api.tes.post("/tasks", json=task_body())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import pytest
 
 from tesk.backends.local import LocalBackend
 from tesk.config import TeskConfig
-from tesk.models import State, Task
+from tesk.models import State, Task, notes_entry
 from tesk.store import StoredTask, new_task_id
 from tesk.store.sql import SqlTaskStore
 
@@ -34,15 +34,16 @@ class Harness:
         self.store = store
         self.root = root
 
-    async def submit(self, body: dict[str, Any]) -> str:
+    async def submit(self, body: dict[str, Any], notes: Sequence[str] = ()) -> str:
         task = Task.model_validate(body)
         task.id = new_task_id()
         task.state = State.QUEUED
         task.creation_time = datetime.now(UTC)
+        task.logs = [notes_entry(notes)] if notes else None
         await self.store.create(task, "tester", None, held_by=self.backend.replica_id)
         stored = await self.store.get(task.id)
         assert stored is not None
-        await self.backend.submit(stored)
+        await self.backend.submit(stored, notes)
         return task.id
 
     async def get(self, task_id: str) -> StoredTask:

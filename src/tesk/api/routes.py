@@ -34,6 +34,7 @@ from tesk.models import (
     Task,
     TaskLog,
     View,
+    notes_entry,
     render_task,
 )
 from tesk.store import MAX_PAGE_SIZE, InvalidPageToken, StoredTask, TaskQuery, new_task_id
@@ -137,12 +138,12 @@ async def _create(services: Services, task: Task, caller: Caller, key: str | Non
     task.id = new_task_id()
     task.state = State.QUEUED
     task.creation_time = datetime.now(UTC)
-    task.logs = [TaskLog(system_logs=warnings)] if warnings else None
+    task.logs = [notes_entry(warnings)] if warnings else None
     store = services.store
     await store.create(task, caller.user_id, team, held_by=backend.replica_id, idempotency_key=key)
     stored = StoredTask(task.id, task.state, caller.user_id, team, None, task, held_by=backend.replica_id)
     try:
-        await backend.submit(stored)
+        await backend.submit(stored, warnings)
     except BackendError as exc:
         log.error("task %s: the %s backend refused it: %s", task.id, backend.name, exc)
         await store.update(

@@ -8,6 +8,7 @@ before `cancel` is called, so a backend never has to make the first record of an
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -37,8 +38,13 @@ class Backend(Protocol):
     async def stop(self) -> None:
         """Stop accepting work and release resources; running tasks are left to reconciliation."""
 
-    async def submit(self, stored: StoredTask) -> None:
-        """Start (or queue) a task that is already stored as QUEUED."""
+    async def submit(self, stored: StoredTask, notes: Sequence[str]) -> None:
+        """Start (or queue) a task that is already stored as QUEUED.
+
+        `notes` are the system log lines the API wrote about the task (ignored backend_parameters and
+        the like); they go first in the system log of the task's first attempt. The stored task holds
+        them too, as its notes entry (`tesk.models.split_notes`), for a backend that takes it up again
+        after a restart."""
 
     async def cancel(self, stored: StoredTask, by: str) -> None:
         """Stop a task the store already marks CANCELING and bring it to CANCELED."""

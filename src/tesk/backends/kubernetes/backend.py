@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 from tesk.backends import BackendError
 from tesk.backends.kubernetes import labels as lb
@@ -93,7 +94,9 @@ class KubernetesBackend:
                 if (p["metadata"].get("labels") or {}).get(lb.ROLE) == lb.Role.TASKMASTER.value
                 and (p.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed")]
 
-    async def submit(self, stored: StoredTask) -> None:
+    async def submit(self, stored: StoredTask, notes: Sequence[str]) -> None:
+        """The taskmaster Job of the task. `notes` need not travel with it: the controller keeps the
+        stored notes first when it folds the taskmaster's log into the store (`state.merge_logs`)."""
         task = stored.task
         try:
             job = manifests.taskmaster_job(self.settings, task, stored.owner, stored.team, self.default_time_limit)

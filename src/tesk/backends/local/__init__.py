@@ -29,6 +29,7 @@ import socket
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from collections.abc import Sequence
 from typing import IO
 
 from tesk.backends.local.engines import LABEL_INSTANCE, LABEL_TASK, Engine, select_engine
@@ -38,7 +39,7 @@ from tesk.backends.local.scheduler import Scheduler
 from tesk.config import FilerSettings, LocalSettings, TeskConfig
 from tesk.failures import Failure, FailureReason
 from tesk.limits import TIME_LIMIT_PARAMETERS, TimeLimits
-from tesk.models import ACTIVE_STATES, State, TaskLog
+from tesk.models import ACTIVE_STATES, State, TaskLog, split_notes
 from tesk.runner import TaskRunner
 from tesk.store import HELD_STATES, Replica, StoredTask, TakenOver, TaskStore
 
@@ -125,6 +126,8 @@ class LocalBackend:
         self._lock: IO[str] | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._canceling: set[str] = set()
+        self._notes: dict[str, list[str]] = {}
+        """The API's notes of each queued task (`submit`), which its run puts first in its system log."""
         self.scheduler = Scheduler(
             cpu_cores=self.local.cpu_cores,
             ram_gb=self.local.ram_gb,
@@ -182,7 +185,7 @@ class LocalBackend:
         """TESK_LOCAL_MAX_TASKS=0: accept and queue, start nothing (no engine is even looked for)."""
         return self.local.max_tasks == 0
 
-    async def submit(self, stored: StoredTask) -> None:
+    async def submit(self, stored: StoredTask, notes: Sequence[str]) -> None:
         if self.engine is None and not self.draining:
             await self._fail(stored, self.engine_problem, FailureReason.INTERNAL_ERROR)
             return
@@ -191,6 +194,7 @@ class LocalBackend:
         if reason is not None:
             await self._fail(stored, reason, FailureReason.UNSCHEDULABLE)
             return
+        self._notes[stored.id] = list(notes)
         self.scheduler.add(stored.id, request)
         self._pump()
 
@@ -212,6 +216,7 @@ class LocalBackend:
         self._canceling.add(stored.id)
         try:
             where = "while queued" if self.scheduler.remove(stored.id) else "before it started"
+            self._notes.pop(stored.id, None)
             await self.store.update(
                 stored.id, state=State.CANCELED,
                 logs=_note(stored, f"{reason} {where}", FailureReason.CANCELED),
@@ -298,6 +303,7 @@ class LocalBackend:
                   self.replica_id, why)
         self.generation = None
         self.scheduler.clear()
+        self._notes.clear()
         for runner in list(self.runners.values()):
             runner.abort(State.QUEUED, f"this server lost its hold on the task: {why}")
         if self.jobs:
@@ -338,15 +344,13 @@ class LocalBackend:
 
     async def _run(self, task_id: str) -> None:
         assert self.engine is not None
+        notes = self._notes.pop(task_id, [])
         try:
             stored = await self.store.get(task_id)
             if stored is None or stored.state is not State.QUEUED or stored.held_by != self.replica_id:
                 return
             task = stored.task
-            earlier = list(task.logs or [])
-            # A log entry without a start time holds notes made before any run (the API's warnings):
-            # they belong to this run's log rather than to an attempt of their own.
-            notes = earlier.pop().system_logs or [] if earlier and earlier[-1].start_time is None else []
+            earlier = split_notes(task.logs)[1]  # the notes entry gives way to this run's log, which has them
             runtime = LocalRuntime(TaskFolder(self.task_dir / task_id), self.engine, self.local, self.filer, self.instance)
             reporter = StoreReporter(self.store, task_id, earlier, self.replica_id)
             runner = TaskRunner(task, runtime, reporter, notes, TimeLimits.of(task, self.default_time_limit))
@@ -429,4 +433,4 @@ class LocalBackend:
             if updated is None:
                 return
             stored = updated
-        await self.submit(stored)
+        await self.submit(stored, split_notes(stored.task.logs)[0])

@@ -23,6 +23,7 @@ import math
 import os
 import shlex
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from tesk.backends.slurm.states import ending
 from tesk.config import SlurmSettings, TeskConfig
 from tesk.failures import Failure, FailureReason
 from tesk.limits import TIME_LIMIT_PARAMETERS, TimeLimits
-from tesk.models import ACTIVE_STATES, State, Task, TaskLog
+from tesk.models import ACTIVE_STATES, State, Task, TaskLog, notes_entry, split_notes
 from tesk.store import StoredTask, TaskStore
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,7 @@ def _with_note(logs: list[TaskLog], line: str, failure: FailureReason) -> list[T
         last.end_time = last.end_time or now
         last.system_logs = [*(last.system_logs or []), line]
     else:
-        notes = logs[-1].system_logs or [] if logs else []
-        last = TaskLog(start_time=now, end_time=now, logs=[], outputs=[], system_logs=[*notes, line])
+        last = TaskLog(start_time=now, end_time=now, logs=[], outputs=[], system_logs=[*split_notes(logs)[0], line])
     Failure(failure).record(last)
     return [*logs[:-1], last]
 
@@ -140,7 +140,7 @@ class SlurmBackend:
             if stored is not None and self.folder(task_id).job_id() is None:
                 log.info("task %s: stored but never submitted (the server stopped in between); submitting it",
                          task_id, extra={"task_id": task_id})
-                await self.submit(stored)
+                await self.submit(stored, split_notes(stored.task.logs)[0])
         self._loop = asyncio.create_task(self._reconcile_loop(), name="tesk-slurm-reconcile")
 
     async def stop(self) -> None:
@@ -149,9 +149,11 @@ class SlurmBackend:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
 
-    async def submit(self, stored: StoredTask) -> None:
+    async def submit(self, stored: StoredTask, notes: Sequence[str]) -> None:
         folder = self.folder(stored.id)
-        task = stored.task
+        # The job document is the task with the API's notes as its last log entry, for the worker.
+        attempts = split_notes(stored.task.logs)[1]
+        task = stored.task.model_copy(update={"logs": [*attempts, notes_entry(notes)] if notes else attempts or None})
         try:
             await asyncio.to_thread(self._write_job, folder, task)
             environ = dict(os.environ)
@@ -281,7 +283,7 @@ class SlurmBackend:
             logs = list(folder.read_task().logs or [])
         except FileNotFoundError:
             return []
-        return logs[:-1] if logs and logs[-1].start_time is None else logs
+        return split_notes(logs)[1]
 
     async def _progress(self, stored: StoredTask, report: Report, earlier: list[TaskLog]) -> None:
         logs = [*earlier, report.log]

@@ -20,7 +20,7 @@ import typer
 from tesk.backends.slurm.folder import JobFolder, Report
 from tesk.failures import Failure, FailureReason
 from tesk.limits import TimeLimits
-from tesk.models import State, TaskLog
+from tesk.models import State, TaskLog, split_notes
 
 STOPPED_BY_SLURM = "Slurm stopped the job (scancel, its time limit or preemption)"
 
@@ -49,8 +49,7 @@ async def work(folder: JobFolder, default_time_limit: int | None = None) -> Stat
     from tesk.runner import TaskRunner
 
     task = folder.read_task()
-    earlier = list(task.logs or [])
-    notes = earlier.pop().system_logs or [] if earlier and earlier[-1].start_time is None else []
+    notes = split_notes(task.logs)[0]
     reporter = FileReporter(folder)
     local = LocalSettings()
     try:
