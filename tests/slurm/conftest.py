@@ -72,15 +72,16 @@ def slurm_ready(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 async def make_harness(tmp_path: Path, slurm_ready: None) -> AsyncIterator[MakeHarness]:
-    """`await make_harness(**TESK_SLURM_* settings)`: a backend on the store and shared folder of this
-    test (a second call is the same API restarted); everything stops at teardown."""
+    """`await make_harness(default_time_limit, **TESK_SLURM_* settings)`: a backend on the store and
+    shared folder of this test (a second call is the same API restarted); everything stops at teardown."""
     data_dir = tmp_path / "server"
     store = SqlTaskStore(TeskConfig.read(server={"data_dir": data_dir}).database_url)
     await store.open()
     started: list[SlurmBackend] = []
 
-    async def make(**slurm: Any) -> Harness:
-        backend = SlurmBackend(store, SlurmSettings(**({"poll_seconds": 0.2} | slurm)), data_dir)
+    async def make(default_time_limit: int | None = None, **slurm: Any) -> Harness:
+        settings = SlurmSettings(**({"poll_seconds": 0.2} | slurm))
+        backend = SlurmBackend(store, settings, data_dir, default_time_limit)
         await backend.start()
         started.append(backend)
         return Harness(backend, store)

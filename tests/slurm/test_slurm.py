@@ -171,6 +171,16 @@ async def test_an_executor_past_its_time_limit_is_stopped_by_the_worker(make_har
     assert containers(task_id) == []
 
 
+async def test_the_server_s_default_time_limit_reaches_the_worker(make_harness: MakeHarness) -> None:
+    harness = await make_harness(default_time_limit=3)
+    task_id = await harness.submit({"executors": [{"image": IMAGE, "command": ["sleep", "300"]}]})
+    stored = await harness.wait(task_id, timeout=60)
+    assert stored.state is State.EXECUTOR_ERROR
+    run = (stored.task.logs or [])[-1]
+    assert failure_of(run) == Failure(FailureReason.TIME_LIMIT_EXCEEDED, 0)
+    assert any("time limit of 3 s (TESK_TASK_TIME_LIMIT_SECONDS)" in line for line in run.system_logs or [])
+
+
 async def test_a_requeued_job_runs_the_task_again_to_a_true_end(make_harness: MakeHarness) -> None:
     harness = await make_harness()
     task_id = await harness.submit({"executors": [{"image": IMAGE, "command": ["sh", "-c", "sleep 3; echo done"]}]})
