@@ -250,3 +250,16 @@ def test_limit_range_pod_totals_ratios_and_claim_sizes(k8s: Clients) -> None:
         'persistentvolumeclaims "huge" is forbidden: maximum storage usage per PersistentVolumeClaim is 10Gi, '
         "but request is 20Gi")
     k8s.core.create_namespaced_persistent_volume_claim("default", claim("fits", "2Gi"))
+
+
+def test_a_scoped_quota_covers_only_the_pods_in_its_scope(k8s: Clients) -> None:
+    k8s.core.create_namespaced_resource_quota("default", {"metadata": {"name": "no-best-effort"},
+                                                          "spec": {"hard": {"pods": "0"}, "scopes": ["BestEffort"]}})
+    wait_for(lambda: k8s.core.read_namespaced_resource_quota("no-best-effort", "default").status.used, timeout=10,
+             what="the scoped quota's status")
+    k8s.core.create_namespaced_pod("default", pod("burstable", requests={"cpu": "10m"}))
+    assert refusal(lambda: k8s.core.create_namespaced_pod("default", pod("best-effort"))) == (
+        403, "Forbidden", 'pods "best-effort" is forbidden: exceeded quota: no-best-effort, requested: pods=1, '
+                          "used: pods=0, limited: pods=0")
+    k8s.core.create_namespaced_config_map("default", {"metadata": {"name": "not-a-pod"}})
+    assert k8s.core.read_namespaced_resource_quota("no-best-effort", "default").status.used == {"pods": "0"}

@@ -102,7 +102,7 @@ Left out on purpose (a client that depends on these needs a real cluster)
   stays 1) and expire after one hour, field validation (`fieldValidation=Strict`) is not applied,
   ServiceAccount admission does not add the token volume to the pod spec (the kubelet mounts it).
   Admission (devcluster.admission) ignores Pod Security's `warn`/`audit` labels and exemptions, the
-  LimitRange on claim updates, quota scopes, ephemeral
+  LimitRange on claim updates, quota scopes but BestEffort/NotBestEffort/Terminating/NotTerminating, ephemeral
   storage and extended resources (quotas count pods' cpu/memory, claims' storage and object counts).
 * Jobs: no Indexed completion mode, `backoffLimitPerIndex`, `successPolicy`, `managedBy`,
   `podFailurePolicy` action FailIndex, or work-queue semantics of a null `completions`;

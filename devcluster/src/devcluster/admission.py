@@ -16,7 +16,8 @@ Quotas count pods (pods, count/pods, cpu, memory, requests.cpu/memory, limits.cp
 `count/<resource>[.<group>]` (configmaps, secrets, persistentvolumeclaims and resourcequotas also by their legacy
 names). Left out: PodSecurity's `warn` and `audit` labels (warnings and audit annotations change no outcome, so
 they are ignored) and exemptions; LimitRange on pod resources other than cpu and memory (the Pod type's
-totals) and on claim updates; quota scopes and scope selectors, ephemeral storage, extended resources and updates (a claim's resize). Where Go
+totals) and on claim updates; the quota scopes PriorityClass and CrossNamespacePodAffinity and scope selectors
+(such a quota covers nothing), ephemeral storage, extended resources and updates (a claim's resize). Where Go
 iterates a map (LimitRanger's several violations) the stand-in sorts by resource name.
 """
 
@@ -110,7 +111,7 @@ class Admission:
             status = quota.get("status") or {}
             hard = {k: Quantity.parse(v) for k, v in (status.get("hard") or {}).items()}
             tracked = sorted(k for k in hard if counted_by(k) == rtype.plural)
-            if not tracked:
+            if not tracked or not in_scope(quota, rtype.plural, obj):
                 continue
             quota_name = quota["metadata"]["name"]
             missing = missing_explicit_resources(obj, set(tracked) & _EXPLICIT) if rtype.plural == "pods" else None
@@ -429,6 +430,26 @@ def object_usage(plural: str, obj: Obj, now: Any = None) -> Usage:
     return usage
 
 
+_SCOPES = {
+    "BestEffort": lambda pod: qos_class(pod.get("spec") or {}) == "BestEffort",
+    "NotBestEffort": lambda pod: qos_class(pod.get("spec") or {}) != "BestEffort",
+    "Terminating": lambda pod: (pod.get("spec") or {}).get("activeDeadlineSeconds") is not None,
+    "NotTerminating": lambda pod: (pod.get("spec") or {}).get("activeDeadlineSeconds") is None,
+}
+
+
+def in_scope(quota: Obj, plural: str, obj: Obj) -> bool:
+    """Whether a quota with `spec.scopes` covers the object: only pods matching every scope (BestEffort,
+    NotBestEffort, Terminating, NotTerminating); a scope the stand-in does not know (PriorityClass,
+    CrossNamespacePodAffinity, scopeSelector) matches nothing, so such a quota refuses nothing."""
+    spec = quota.get("spec") or {}
+    scopes = list(spec.get("scopes") or [])
+    scopes += [e.get("scopeName") for e in (spec.get("scopeSelector") or {}).get("matchExpressions") or []]
+    if not scopes:
+        return True
+    return plural == "pods" and all(scope in _SCOPES and _SCOPES[scope](obj) for scope in scopes)
+
+
 def quota_status(quota: Obj, store: Store, now: Any) -> Obj:
     """The status the quota controller keeps: `hard` from the spec, `used` of the resources it counts."""
     namespace = quota["metadata"]["namespace"]
@@ -436,6 +457,8 @@ def quota_status(quota: Obj, store: Store, now: Any) -> Obj:
     sums: dict[str, list[Quantity]] = {k: [] for k in hard if counted_by(k)}
     for plural in sorted({counted for k in sums if (counted := counted_by(k))}):
         for obj in store.scan(plural, namespace):
+            if not in_scope(quota, plural, obj):
+                continue
             for key, value in object_usage(plural, obj, now).items():
                 if key in sums:
                     sums[key].append(value)
