@@ -131,7 +131,11 @@ def test_run_wait_prints_output_and_mirrors_the_exit_code(tmp_path: Path) -> Non
         failed = tesk(server.url, "run", "--wait", IMAGE, "--", "sh", "-c", "echo oops >&2; exit 7")
         assert failed.exit_code == 7, failed.output
         assert "oops" in failed.stderr
+        assert "EXECUTOR_ERROR: ExecutorFailed (executor 0)" in failed.stderr
         task_id = tesk(server.url, "task", "list").stdout.splitlines()[1].split()[0]
+        shown = tesk(server.url, "task", "get", task_id)
+        assert json.loads(shown.stdout)["state"] == "EXECUTOR_ERROR", "stdout stays JSON"
+        assert f"{task_id} EXECUTOR_ERROR: ExecutorFailed (executor 0)" in shown.stderr
         logs = tesk(server.url, "task", "logs", task_id, "--executor", "0", "--stderr")
         assert (logs.exit_code, logs.stdout) == (0, "oops\n")
         r = tesk(server.url, "task", "logs", task_id, "--executor", "3")

@@ -28,6 +28,7 @@ from rich.live import Live
 from rich.table import Table
 
 from tesk.client.http import ClientError, Connection, TesClient
+from tesk.failures import EXECUTOR_KEY, REASON_KEY
 
 OUTCOME_EXIT_CODES = {"COMPLETE": 0, "EXECUTOR_ERROR": 1, "SYSTEM_ERROR": 3, "CANCELED": 4, "PREEMPTED": 5}
 FAILED_COMMAND = 2
@@ -205,7 +206,19 @@ def _print_outputs(task: dict[str, Any]) -> int:
     sys.stdout.flush()
     for line in logs.get("system_logs", []) if state == "SYSTEM_ERROR" else []:
         err.print(line, style="red", markup=False)
+    _print_reason(task)
     return code
+
+
+def _print_reason(task: dict[str, Any]) -> None:
+    """`<id> <state>: <reason> (executor <i>)` on stderr for a task that says why it failed
+    (docs/extensions.md, tesk.failure_reason): a line a person reads, the JSON stays clean."""
+    metadata = (task.get("logs") or [{}])[-1].get("metadata") or {}
+    reason = metadata.get(REASON_KEY)
+    if reason:
+        executor = metadata.get(EXECUTOR_KEY)
+        err.print(f"{task.get('id', '')} {task.get('state', '')}: {reason}"
+                  + (f" (executor {executor})" if executor is not None else ""), style="red", markup=False)
 
 
 # -- list / get / cancel / logs ---------------------------------------------------------------------
@@ -278,6 +291,7 @@ def get(
         out.print_json(data=task)
     else:
         sys.stdout.write(json.dumps(task, indent=2) + "\n")
+    _print_reason(task)
 
 
 @task_app.command("cancel")
