@@ -118,3 +118,27 @@ def test_informer_survives_a_410_whose_relist_fails_past_every_retry(kube: tuple
     assert informer.is_alive()
     informer.stop()
     client.delete("ConfigMap", "task-b-result")
+
+
+def test_informer_gives_up_a_half_open_watch_and_sees_the_changes_it_missed(kube: tuple[Kube, object]) -> None:
+    """R1: a watch that stays open and sends nothing (a peer gone without a FIN, a stuck API server)
+    is abandoned by the client once the server's own timeout and the read slack have passed; the
+    loop resumes and sees what changed meanwhile."""
+    from devcluster.faults import Fault
+
+    client, dev = kube
+    cache = Cache()
+    selector = lb.MANAGED_SELECTOR + f",{lb.ROLE}=result"
+    informer = Informer(client, "ConfigMap", selector, cache, lambda ids: None, watch_timeout=1)
+    informer.start()
+    wait(informer.synced.is_set)
+    stuck = dev.faults.add(Fault(verb="watch", resource="configmaps", status=0, half_open=True, times=1))  # type: ignore[attr-defined]
+    dev.drop_watches()  # type: ignore[attr-defined]
+    wait(lambda: stuck.hits == 1)
+    body = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "task-c-result", "labels": lb.task_labels("task-c", lb.Role.RESULT)},
+            "data": {"state": "COMPLETE"}}
+    client.create(body)
+    wait(lambda: cache.result("task-c") == {"state": "COMPLETE"}, timeout=1 + client.request_timeout[1] + 10)
+    informer.stop()
+    client.delete("ConfigMap", "task-c-result")

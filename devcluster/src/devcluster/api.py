@@ -122,7 +122,8 @@ class ApiServer:
         tokens: dict[str, User],
         *,
         evict: Callable[[str, str, dict[str, Any]], dict[str, Any]],
-        bookmark_interval: float = 5.0,
+        bookmark_interval: float = 60.0,
+        watch_delays: dict[str, float] | None = None,
         max_watch_seconds: float = 1800.0,
         split_log_streams: bool = False,
         rbac_enabled: bool = True,
@@ -134,6 +135,7 @@ class ApiServer:
         self.tokens = tokens
         self.evict = evict
         self.bookmark_interval = bookmark_interval
+        self.watch_delays = dict(watch_delays or {})
         self.max_watch_seconds = max_watch_seconds
         self.split_log_streams = split_log_streams
         self.rbac = rbac_enabled
@@ -369,16 +371,20 @@ class ApiServer:
         if fault is not None and fault.drop_after is not None:
             timeout = min(timeout, fault.drop_after)
         bookmarks = _flag(query.get("allowWatchBookmarks"))
-        queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
+        delay = self.watch_delays.get(rtype.plural, 0.0)
+        queue: asyncio.Queue[tuple[float, WatchEvent]] = asyncio.Queue()
         view = _WatchView(rtype, namespace, labels, fields, "as=Table" in request.headers.get("accept", ""))
         wanted, encode, translate = view.wanted, view.encode, view.translate
 
-        unsubscribe = self.store.subscribe(lambda e: queue.put_nowait(e) if e.plural == rtype.plural else None)
+        unsubscribe = self.store.subscribe(
+            lambda e: queue.put_nowait((time.monotonic(), e)) if e.plural == rtype.plural else None)
         generation = self.faults.watch_generation
 
         async def stream() -> AsyncIterator[bytes]:
             try:
                 last = self.store.revision
+                if fault is not None and fault.half_open:
+                    await asyncio.Event().wait()  # until the client gives up (or the cluster stops)
                 if fault is not None and fault.status == 410:
                     yield encode("ERROR", errors.gone(f"too old resource version: {since} ({self.store.revision})")
                                  .status())
@@ -409,7 +415,7 @@ class ApiServer:
                         return
                     wait = min(remaining, 0.25, max(0.0, next_bookmark - time.monotonic()) if bookmarks else 0.25)
                     try:
-                        event = await asyncio.wait_for(queue.get(), timeout=max(wait, 0.01))
+                        committed, event = await asyncio.wait_for(queue.get(), timeout=max(wait, 0.01))
                     except TimeoutError:
                         if bookmarks and time.monotonic() >= next_bookmark:
                             next_bookmark = time.monotonic() + self.bookmark_interval
@@ -418,6 +424,8 @@ class ApiServer:
                         continue
                     if event.resource_version <= last:
                         continue
+                    if (late := committed + delay - time.monotonic()) > 0:
+                        await asyncio.sleep(late)  # this resource's watch cache is that far behind
                     line = translate(event)
                     if line:
                         yield line

@@ -39,6 +39,7 @@ from devcluster.tls import write_certificates
 
 T = TypeVar("T")
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+DEFAULT_WATCH_DELAYS = {"jobs": 0.05, "configmaps": 0.25}
 
 
 def default_entrypoint() -> list[str]:
@@ -70,7 +71,11 @@ class DevClusterConfig:
     restart_backoff_base: float = 10.0  # CrashLoopBackOff back-off base
     downward_api_delay: float = 0.0  # how long the kubelet takes to refresh Downward API files
     history_size: int = 4096  # watch events kept; older resourceVersions answer 410 Gone
-    bookmark_interval: float = 5.0
+    bookmark_interval: float = 60.0  # seconds between watch bookmarks (the watch cache's bookmarkFrequency, 1 min)
+    # Each resource's events reach its watchers after that resource's own delay (plural -> seconds), as from
+    # kube-apiserver's separate watch caches: changes of different resources arrive in either order (here a
+    # ConfigMap's change after a Job's made just after it); within one resource the order holds.
+    watch_delays: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WATCH_DELAYS))
     pod_gc_period: float = 20.0  # the pod garbage collector's period (kube-controller-manager's gcCheckPeriod)
     # Feature gate PodLogsQuerySplitStreams (alpha, off by default in 1.32+): only with it on does the pod log
     # `stream` parameter (Stdout/Stderr) select one stream; off, the combined log is served.
@@ -93,7 +98,7 @@ def fast_config(**overrides: object) -> DevClusterConfig:
     """A configuration for tests and benchmarks: Kubernetes semantics with back-offs measured in fractions
     of seconds (Job retries 0.2 s, image pulls 0.5 s, restarts 0.5 s), so failure paths run in seconds."""
     values: dict[str, object] = {"job_backoff_base": 0.2, "image_backoff_base": 0.5, "restart_backoff_base": 0.5,
-                                 "bookmark_interval": 1.0, "pod_gc_period": 1.0, "volume_detach_delay": 1.0}
+                                 "pod_gc_period": 1.0, "volume_detach_delay": 1.0}
     values.update(overrides)
     return DevClusterConfig(**values)  # type: ignore[arg-type]
 
@@ -257,7 +262,7 @@ class DevCluster:
                                   pod_gc_period=config.pod_gc_period,
                                   on_pvc_bound=self.kubelet.pvc_bound, on_pvc_deleted=self.kubelet.pvc_deleted)
         api = ApiServer(self.store, self.faults, self.kubelet, self.tokens, evict=self.kubelet.evict,
-                        bookmark_interval=config.bookmark_interval,
+                        bookmark_interval=config.bookmark_interval, watch_delays=config.watch_delays,
                         split_log_streams=config.pod_logs_query_split_streams, rbac_enabled=config.rbac,
                         owner_references_permission_enforcement=config.owner_references_permission_enforcement)
         api.address = f"127.0.0.1:{self.port}"

@@ -35,8 +35,9 @@ class Fault:
 
     Empty match fields match everything. `times` is how many requests it hits (None: until removed).
     `status` 0 means "do not fail" (use with `delay` for slow answers). For watches, `status` 410
-    sends the ERROR event a compacted history would, and `drop_after` closes the stream after that
-    many seconds. `client` matches the user name or a substring of the User-Agent.
+    sends the ERROR event a compacted history would, `drop_after` closes the stream after that
+    many seconds, and `half_open` (with `status` 0) keeps it open with nothing sent, not even bookmarks, until the client
+    gives up (a connection whose peer is gone, or a stuck API server: only a client-side timeout ends it). `client` matches the user name or a substring of the User-Agent.
     """
 
     verb: str = ""
@@ -50,6 +51,7 @@ class Fault:
     message: str = "injected fault"
     times: int | None = 1
     drop_after: float | None = None
+    half_open: bool = False
     hits: int = field(default=0, init=False)
 
     def matches(self, verb: str, resource: str, namespace: str, name: str, client: str, user_agent: str) -> bool:
