@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -365,74 +365,14 @@ class ApiServer:
                fault: Fault | None) -> Response:
         query = request.query_params
         rtype = target.rtype
-        namespace = target.namespace if rtype.namespaced else ""
-        since = query.get("resourceVersion") or ""
         timeout = min(float(query.get("timeoutSeconds") or self.max_watch_seconds), self.max_watch_seconds)
         if fault is not None and fault.drop_after is not None:
             timeout = min(timeout, fault.drop_after)
-        bookmarks = _flag(query.get("allowWatchBookmarks"))
-        delay = self.watch_delays.get(rtype.plural, 0.0)
-        queue: asyncio.Queue[tuple[float, WatchEvent]] = asyncio.Queue()
-        view = _WatchView(rtype, namespace, labels, fields, "as=Table" in request.headers.get("accept", ""))
-        wanted, encode, translate = view.wanted, view.encode, view.translate
-
-        unsubscribe = self.store.subscribe(
-            lambda e: queue.put_nowait((time.monotonic(), e)) if e.plural == rtype.plural else None)
-        generation = self.faults.watch_generation
-
-        async def stream() -> AsyncIterator[bytes]:
-            try:
-                last = self.store.revision
-                if fault is not None and fault.half_open:
-                    await asyncio.Event().wait()  # until the client gives up (or the cluster stops)
-                if fault is not None and fault.status == 410:
-                    yield encode("ERROR", errors.gone(f"too old resource version: {since} ({self.store.revision})")
-                                 .status())
-                    return
-                if since in ("", "0"):
-                    for obj in self.store.iter(rtype.plural, namespace or None):
-                        if wanted(obj):
-                            yield encode("ADDED", obj)
-                else:
-                    try:
-                        backlog = self.store.events_since(rtype.plural, int(since))
-                    except ValueError:
-                        yield encode("ERROR", errors.bad_request(f"invalid resourceVersion {since!r}").status())
-                        return
-                    except errors.ApiError as error:
-                        yield encode("ERROR", error.status())
-                        return
-                    for event in backlog:
-                        if event.resource_version <= last:
-                            line = translate(event)
-                            if line:
-                                yield line
-                deadline = time.monotonic() + timeout
-                next_bookmark = time.monotonic() + self.bookmark_interval
-                while True:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self.faults.watch_generation != generation:
-                        return
-                    wait = min(remaining, 0.25, max(0.0, next_bookmark - time.monotonic()) if bookmarks else 0.25)
-                    try:
-                        committed, event = await asyncio.wait_for(queue.get(), timeout=max(wait, 0.01))
-                    except TimeoutError:
-                        if bookmarks and time.monotonic() >= next_bookmark:
-                            next_bookmark = time.monotonic() + self.bookmark_interval
-                            yield encode("BOOKMARK", {"kind": rtype.kind, "apiVersion": rtype.api_version,
-                                                      "metadata": {"resourceVersion": str(self.store.revision)}})
-                        continue
-                    if event.resource_version <= last:
-                        continue
-                    if (late := committed + delay - time.monotonic()) > 0:
-                        await asyncio.sleep(late)  # this resource's watch cache is that far behind
-                    line = translate(event)
-                    if line:
-                        yield line
-            finally:
-                unsubscribe()
-
-        return StreamingResponse(stream(), media_type="application/json",
+        view = _WatchView(rtype, target.namespace if rtype.namespaced else "", labels, fields,
+                          "as=Table" in request.headers.get("accept", ""))
+        watch = _Watch(self, view, query.get("resourceVersion") or "", timeout, _flag(query.get("allowWatchBookmarks")),
+                       self.watch_delays.get(rtype.plural, 0.0), fault)
+        return StreamingResponse(watch.stream(), media_type="application/json",
                                  headers={"Transfer-Encoding": "chunked", "Cache-Control": "no-cache"})
 
     # -- logs ---------------------------------------------------------------------------------------
@@ -528,6 +468,91 @@ class ApiServer:
                         return
 
         return StreamingResponse(stream(), media_type="text/plain")
+
+
+class _WatchRefused(Exception):
+    """The starting point cannot be served (a compacted or invalid resourceVersion): sent as an ERROR event."""
+
+    def __init__(self, error: errors.ApiError) -> None:
+        self.error = error
+
+
+class _Watch:
+    """One watch stream: the starting point (the current objects, or the history since a resourceVersion),
+    then live events, each delayed by its resource's watch-cache delay, with bookmarks, until the timeout,
+    a dropped-watches fault, or the client leaving."""
+
+    def __init__(self, server: ApiServer, view: _WatchView, since: str, timeout: float, bookmarks: bool,
+                 delay: float, fault: Fault | None) -> None:
+        self.server, self.view, self.since, self.timeout = server, view, since, timeout
+        self.bookmarks, self.delay, self.fault = bookmarks, delay, fault
+        self.queue: asyncio.Queue[tuple[float, WatchEvent]] = asyncio.Queue()
+        plural = view.rtype.plural
+        # Subscribed before the starting point is read, so no change falls between the two.
+        self.unsubscribe = server.store.subscribe(
+            lambda e: self.queue.put_nowait((time.monotonic(), e)) if e.plural == plural else None)
+        self.generation = server.faults.watch_generation
+        self.last = server.store.revision
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        try:
+            if self.fault is not None and self.fault.half_open:
+                await asyncio.Event().wait()  # until the client gives up (or the cluster stops)
+            if self.fault is not None and self.fault.status == 410:
+                yield self.view.encode("ERROR", errors.gone(
+                    f"too old resource version: {self.since} ({self.server.store.revision})").status())
+                return
+            try:
+                for line in self._start():
+                    yield line
+            except _WatchRefused as refused:
+                yield self.view.encode("ERROR", refused.error.status())
+                return
+            async for line in self._follow():
+                yield line
+        finally:
+            self.unsubscribe()
+
+    def _start(self) -> Iterator[bytes]:
+        """The current objects as ADDED (no resourceVersion, or 0), else the history since it."""
+        store, view = self.server.store, self.view
+        if self.since in ("", "0"):
+            for obj in store.iter(view.rtype.plural, view.namespace or None):
+                if view.wanted(obj):
+                    yield view.encode("ADDED", obj)
+            return
+        try:
+            backlog = store.events_since(view.rtype.plural, int(self.since))
+        except ValueError:
+            raise _WatchRefused(errors.bad_request(f"invalid resourceVersion {self.since!r}")) from None
+        except errors.ApiError as error:
+            raise _WatchRefused(error) from None
+        for event in backlog:
+            if event.resource_version <= self.last and (line := view.translate(event)):
+                yield line
+
+    async def _follow(self) -> AsyncIterator[bytes]:
+        """Live events after the starting point, and bookmarks when asked for."""
+        interval = self.server.bookmark_interval
+        deadline = time.monotonic() + self.timeout
+        next_bookmark = time.monotonic() + interval
+        while (remaining := deadline - time.monotonic()) > 0 and self.server.faults.watch_generation == self.generation:
+            wait = min(remaining, 0.25, max(0.0, next_bookmark - time.monotonic()) if self.bookmarks else 0.25)
+            try:
+                committed, event = await asyncio.wait_for(self.queue.get(), timeout=max(wait, 0.01))
+            except TimeoutError:
+                if self.bookmarks and time.monotonic() >= next_bookmark:
+                    next_bookmark = time.monotonic() + interval
+                    yield self.view.encode("BOOKMARK", {
+                        "kind": self.view.rtype.kind, "apiVersion": self.view.rtype.api_version,
+                        "metadata": {"resourceVersion": str(self.server.store.revision)}})
+                continue
+            if event.resource_version <= self.last:
+                continue
+            if (late := committed + self.delay - time.monotonic()) > 0:
+                await asyncio.sleep(late)  # this resource's watch cache is that far behind
+            if line := self.view.translate(event):
+                yield line
 
 
 class _WatchView:
