@@ -115,7 +115,7 @@ def test_service_info_parses(client: tes.HTTPClient) -> None:
     assert info.type == {"group": "org.ga4gh", "artifact": "tes", "version": "1.1.0"}
     assert info.organization["url"].startswith(("http://", "https://"))
     assert info.id and info.name and info.version
-    assert info.tes_resources_backend_parameters == ["queue", "vmsize"]
+    assert info.tes_resources_backend_parameters == ["queue", "tesk.executor_time_limit", "tesk.time_limit", "vmsize"]
     assert isinstance(info.storage, list)
 
 

@@ -33,7 +33,8 @@ def tes(tmp_path: Path, slurm_ready: None) -> Iterator[httpx.Client]:
 
 def test_service_info_lists_the_slurm_backend_parameters(tes: httpx.Client) -> None:
     listed = tes.get("/service-info").json()["tesResources_backend_parameters"]
-    assert listed == ["account", "constraint", "gres", "partition", "qos", "time"]
+    assert listed == ["account", "constraint", "gres", "partition", "qos", "tesk.executor_time_limit",
+                      "tesk.time_limit", "time"]
 
 
 def test_strict_backend_parameters_refuse_an_unknown_key_and_submit_nothing(tes: httpx.Client) -> None:
