@@ -405,69 +405,87 @@ class ApiServer:
         return container
 
     async def _log(self, request: Request, namespace: str, name: str) -> Response:
-        query = request.query_params
         pod = self.store.get(BY_PATH[("", "v1", "pods")], namespace, name)
-        previous = _flag(query.get("previous"))
-        container = self._log_container(pod, query.get("container") or "", previous)
-        tail = int(query["tailLines"]) if query.get("tailLines") else None
+        options = _LogOptions.parse(request.query_params, name, self.split_log_streams)
+        container = self._log_container(pod, request.query_params.get("container") or "", options.previous)
+        lines = options.select(self.logs.read_log(pod, container, options.previous))
+        if options.tail is not None:
+            lines = lines[-options.tail:] if options.tail > 0 else []
+        if not options.follow or options.previous:
+            data = b"".join(lines)
+            return Response(data[:options.limit] if options.limit is not None else data, media_type="text/plain")
+        followed = self._followed_log(pod, container, options, lines)
+        return StreamingResponse(_limited(followed, options.limit), media_type="text/plain")
+
+    async def _followed_log(self, pod: dict[str, Any], container: str, options: _LogOptions,
+                            lines: list[bytes]) -> AsyncGenerator[bytes, None]:
+        """The lines so far, then each new one as the container writes it, until the container stops."""
+        meta = pod["metadata"]
+        seen = len(self.logs.read_log(pod, container, options.previous))
+        for line in lines:
+            yield line
+        while True:
+            try:
+                current = self.store.get(BY_PATH[("", "v1", "pods")], meta["namespace"], meta["name"])
+            except errors.ApiError:
+                return
+            running = self.logs.is_running(current, container)
+            records = self.logs.read_log(current, container, False)
+            for line in options.select(records[seen:]):
+                yield line
+            seen = len(records)
+            if not running:
+                return
+            await asyncio.sleep(0.1)
+
+
+async def _limited(source: AsyncGenerator[bytes, None], limit: int | None) -> AsyncIterator[bytes]:
+    """`source` cut at `limit` bytes (a followed log's limitBytes)."""
+    sent = 0
+    async with aclosing(source):
+        async for line in source:
+            chunk = line if limit is None else line[: max(0, limit - sent)]
+            sent += len(chunk)
+            if chunk:
+                yield chunk
+            if limit is not None and sent >= limit:
+                return
+
+
+@dataclass(frozen=True)
+class _LogOptions:
+    """A pod log request's options (PodLogOptions), checked as kube-apiserver checks them."""
+
+    previous: bool
+    follow: bool
+    timestamps: bool
+    tail: int | None
+    limit: int | None
+    since: int | None
+    stream: str | None
+    """Only "stdout" or "stderr" when one stream is asked for and the split is served; None: both."""
+
+    @classmethod
+    def parse(cls, query: Any, name: str, split_streams: bool) -> _LogOptions:
         limit = int(query["limitBytes"]) if query.get("limitBytes") else None
         if limit is not None and limit <= 0:
             raise errors.invalid("", "PodLogOptions", name, [("limitBytes", "Invalid value: must be greater than 0")])
-        since = int(query["sinceSeconds"]) if query.get("sinceSeconds") else None
-        stamps = _flag(query.get("timestamps"))
         # Without the PodLogsQuerySplitStreams gate (1.29-1.31 know no `stream`; 1.32+ has it off by default)
         # the parameter is dropped and the combined log is served.
-        stream_filter = {"Stdout": "stdout", "Stderr": "stderr"}.get(
-            (query.get("stream") if self.split_log_streams else None) or "All")
-        follow = _flag(query.get("follow"))
+        stream = {"Stdout": "stdout", "Stderr": "stderr"}.get((query.get("stream") if split_streams else None) or "All")
+        return cls(previous=_flag(query.get("previous")), follow=_flag(query.get("follow")),
+                   timestamps=_flag(query.get("timestamps")),
+                   tail=int(query["tailLines"]) if query.get("tailLines") else None, limit=limit,
+                   since=int(query["sinceSeconds"]) if query.get("sinceSeconds") else None, stream=stream)
 
-        def select(records: list[tuple[str, str, bytes]]) -> list[bytes]:
-            if stream_filter:
-                records = [r for r in records if r[1] == stream_filter]
-            if since is not None:
-                cutoff = timestamp_ago(since)
-                records = [r for r in records if r[0] >= cutoff]
-            return [(f"{r[0]} ".encode() if stamps else b"") + r[2] for r in records]
-
-        lines = select(self.logs.read_log(pod, container, previous))
-        if tail is not None:
-            lines = lines[-tail:] if tail > 0 else []
-        if not follow or previous:
-            data = b"".join(lines)
-            return Response(data[:limit] if limit is not None else data, media_type="text/plain")
-
-        async def followed() -> AsyncGenerator[bytes, None]:
-            """The lines so far, then each new one as the container writes it, until the container stops."""
-            seen = len(self.logs.read_log(pod, container, previous))
-            for line in lines:
-                yield line
-            while True:
-                try:
-                    current = self.store.get(BY_PATH[("", "v1", "pods")], namespace, name)
-                except errors.ApiError:
-                    return
-                running = self.logs.is_running(current, container)
-                records = self.logs.read_log(current, container, False)
-                for line in select(records[seen:]):
-                    yield line
-                seen = len(records)
-                if not running:
-                    return
-                await asyncio.sleep(0.1)
-
-        async def stream() -> AsyncIterator[bytes]:
-            """`followed()`, cut at `limitBytes`."""
-            sent = 0
-            async with aclosing(followed()) as source:
-                async for line in source:
-                    chunk = line if limit is None else line[: max(0, limit - sent)]
-                    sent += len(chunk)
-                    if chunk:
-                        yield chunk
-                    if limit is not None and sent >= limit:
-                        return
-
-        return StreamingResponse(stream(), media_type="text/plain")
+    def select(self, records: list[tuple[str, str, bytes]]) -> list[bytes]:
+        """The records (timestamp, stream, line) this request shows, as lines to send."""
+        if self.stream:
+            records = [r for r in records if r[1] == self.stream]
+        if self.since is not None:
+            cutoff = timestamp_ago(self.since)
+            records = [r for r in records if r[0] >= cutoff]
+        return [(f"{r[0]} ".encode() if self.timestamps else b"") + r[2] for r in records]
 
 
 class _WatchRefused(Exception):
