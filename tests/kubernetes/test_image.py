@@ -49,6 +49,17 @@ def test_the_image_runs_as_the_numeric_user_10001(image: str) -> None:
     assert done.stdout.split()[:2] == ["uid=10001(tesk)", "gid=10001(tesk)"], done.stderr
 
 
+def test_the_image_holds_no_stand_in_cluster(image: str) -> None:
+    """The stand-in (./devcluster) is a distribution of its own for tests: neither its package nor pytest,
+    which its plugin needs, is in the image that clusters run."""
+    probe = ("import importlib.util as u; import tesk; "
+             "print([m for m in ('devcluster', 'pytest') if u.find_spec(m)], tesk.__file__)")
+    done = podman("run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-c", probe)
+    found, location = done.stdout.split(" ", 1)
+    assert done.returncode == 0 and found == "[]", done.stdout + done.stderr
+    assert "/work/" not in location  # tesk is installed in the image, not mounted from a checkout
+
+
 @pytest.fixture
 def served(image: str, cluster: Cluster, tmp_path: Path) -> Iterator[httpx.Client]:
     """`tesk serve --backend kubernetes` from the image, its kubeconfig mounted read-only."""
