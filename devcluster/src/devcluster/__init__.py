@@ -30,6 +30,12 @@ or in-process (tests, benchmarks):
         cluster.inject(verb="create", resource="jobs", status=429, retry_after=1)   # fault injection
         cluster.faults.count(verb="list", resource="pods", client="admin")         # accounting
 
+Watches behave as from kube-apiserver's per-resource watch caches: each resource's events reach its
+watchers after that resource's own delay (`watch_delays`, by default Jobs 0.05 s and ConfigMaps 0.25 s,
+so a ConfigMap changed before a Job can be seen after it), in order within a resource, with bookmarks
+about once a minute; faults add 410 Gone, streams cut early (`drop_after`) and half-open watches that
+send nothing until the client gives up (`half_open`).
+
 Pytest: installing the distribution registers the plugin `devcluster.pytest_plugin`: a `devcluster` fixture (a running
 `DevCluster` with short back-offs and a kubeconfig at `devcluster.kubeconfig_path`).
 
@@ -97,7 +103,8 @@ Left out on purpose (a client that depends on these needs a real cluster)
   without schemas (enough for `kubectl create -f`/`apply`/`wait` from kubectl 1.27 on; older
   kubectl needs `--validate=false`; not enough for `kubectl explain`), no
   `resourceVersionMatch`/`sendInitialEvents`, a list with `resourceVersion` always serves the latest
-  state, `continue` pages read the latest state (not a snapshot), watch bookmarks are periodic,
+  state, `continue` pages read the latest state (not a snapshot), watch bookmarks come every
+  `bookmark_interval` (60 s) and not also just before a watch's timeout,
   server-side printing has the default columns only (no `-o wide`), no admission webhooks, events are never aggregated (`count`
   stays 1) and expire after one hour, field validation (`fieldValidation=Strict`) is not applied,
   ServiceAccount admission does not add the token volume to the pod spec (the kubelet mounts it).
