@@ -103,8 +103,8 @@ Left out on purpose (a client that depends on these needs a real cluster)
   without schemas (enough for `kubectl create -f`/`apply`/`wait` from kubectl 1.27 on; older
   kubectl needs `--validate=false`; not enough for `kubectl explain`), no
   `resourceVersionMatch`/`sendInitialEvents`, a list with `resourceVersion` always serves the latest
-  state, `continue` pages read the latest state (not a snapshot), watch bookmarks come every
-  `bookmark_interval` (60 s) and not also just before a watch's timeout,
+  state, `continue` pages read the latest state (not a snapshot), watch bookmarks come only every
+  `bookmark_interval` (60 s; a bookmark kube-apiserver may send just before a watch's timeout is not modelled),
   server-side printing has the default columns only (no `-o wide`), no admission webhooks, events are never aggregated (`count`
   stays 1) and expire after one hour, field validation (`fieldValidation=Strict`) is not applied,
   ServiceAccount admission does not add the token volume to the pod spec (the kubelet mounts it).
