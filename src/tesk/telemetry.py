@@ -28,6 +28,13 @@ TASK_DURATION = Histogram(
     ["state"],
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
 )
+EXECUTOR_PEAK_MEMORY = Histogram(
+    "tesk_executor_peak_memory_bytes",
+    "Peak memory of each executor of a task that reached a final state, by that state; only executors "
+    "whose backend measured it (the tesk.executor.<i>.peak_memory_bytes log metadata key).",
+    ["state"],
+    buckets=tuple(float(2**power) for power in range(24, 37)),  # 16 MiB, 32 MiB, ... 64 GiB
+)
 API_LATENCY = Histogram(
     "tesk_api_request_duration_seconds",
     "Time to the first byte of API responses, by method, route template and status code.",

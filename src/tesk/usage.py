@@ -40,3 +40,25 @@ class ResourceUsage:
         if self.cpu_seconds is not None:
             keys[usage_key(index, "cpu_seconds")] = f"{self.cpu_seconds:.3f}"
         log.metadata = (log.metadata or {}) | keys
+
+
+def usage_of(log: TaskLog | None, index: int) -> ResourceUsage | None:
+    """Executor `index`'s use as recorded in `log.metadata`, or None if it has no wall time there.
+
+    A value that does not parse counts as not measured: the metadata is a map of strings that
+    tesk wrote, so a malformed value is a bug to survive, never a number to report.
+    """
+    metadata = (log.metadata if log else None) or {}
+    wall = _float(metadata.get(usage_key(index, "wall_seconds")))
+    if wall is None:
+        return None
+    peak = metadata.get(usage_key(index, "peak_memory_bytes"), "")
+    return ResourceUsage(wall, int(peak) if peak.isdigit() else None,
+                         _float(metadata.get(usage_key(index, "cpu_seconds"))))
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None

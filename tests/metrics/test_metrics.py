@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
 
 from tesk.telemetry import count_kubernetes_request, count_staged_bytes
 from tests.api.conftest import Api, create, make_api
@@ -81,23 +82,45 @@ def test_counters_other_parts_increment(api: Api) -> None:
     assert value(after, "tesk_filer_staged_bytes_total", **staged) - value(before, "tesk_filer_staged_bytes_total", **staged) == 1500
 
 
+def finish(http: httpx.Client, executors: list[dict[str, object]]) -> str:
+    """Submit a task and follow its events to its final state, which is returned."""
+    task_id = http.post("/ga4gh/tes/v1/tasks", json={"executors": executors}).json()["id"]
+    with http.stream("GET", f"/ga4gh/tes/v1/tasks/{task_id}/events") as response:
+        state: str = [d["state"] for _, d in sse_events(response)][-1]
+    return state
+
+
+def scrape_after(http: httpx.Client, before: Samples, name: str, state: str) -> Samples:
+    """The first scrape where `name{state=...}` moved: the final state's consumer runs apart from the
+    event stream that told the test the task ended."""
+    deadline = time.monotonic() + 10
+    while value(after := scrape(http), name, state=state) == value(before, name, state=state):
+        assert time.monotonic() < deadline, f"{name} for {state} never moved"
+        time.sleep(0.05)
+    return after
+
+
 @pytest.mark.containers
-def test_a_finished_task_is_timed(tmp_path: Path) -> None:
+def test_a_finished_task_is_timed_and_its_executors_peak_memory_observed(tmp_path: Path) -> None:
+    """`sleep 1` outlives the first cgroup read, so the local backend measures its peak; an executor
+    whose image is missing never ran, has no peak key, and must add no memory sample."""
+    duration, memory = "tesk_task_duration_seconds", "tesk_executor_peak_memory_bytes"
     with local_server(tmp_path) as server, client(server.url) as http:
         before = scrape(http)
-        r = http.post("/ga4gh/tes/v1/tasks", json={"executors": [{"image": IMAGE, "command": ["true"]}]})
-        task_id = r.json()["id"]
-        with http.stream("GET", f"/ga4gh/tes/v1/tasks/{task_id}/events") as response:
-            assert [d["state"] for _, d in sse_events(response)][-1] == "COMPLETE"
-        deadline = time.monotonic() + 10  # the duration is observed by a consumer of the same event
-        while value(after := scrape(http), "tesk_task_duration_seconds_count", state="COMPLETE") == value(
-            before, "tesk_task_duration_seconds_count", state="COMPLETE"
-        ):
-            assert time.monotonic() < deadline, "the task's duration was never observed"
-            time.sleep(0.05)
-    count = "tesk_task_duration_seconds_count"
-    assert value(after, count, state="COMPLETE") - value(before, count, state="COMPLETE") == 1
-    assert value(after, "tesk_task_duration_seconds_sum", state="COMPLETE") > value(
-        before, "tesk_task_duration_seconds_sum", state="COMPLETE"
-    )
+        assert finish(http, [{"image": IMAGE, "command": ["sleep", "1"]}]) == "COMPLETE"
+        after = scrape_after(http, before, f"{duration}_count", "COMPLETE")
+        assert finish(http, [{"image": "localhost/no-such-image:1", "command": ["true"]}]) == "SYSTEM_ERROR"
+        failed = scrape_after(http, after, f"{duration}_count", "SYSTEM_ERROR")
+
+    def moved(samples: Samples, since: Samples, name: str, state: str, **labels: str) -> float:
+        return value(samples, name, state=state, **labels) - value(since, name, state=state, **labels)
+
+    assert moved(after, before, f"{duration}_count", "COMPLETE") == 1
+    assert moved(after, before, f"{duration}_sum", "COMPLETE") >= 1, "the task slept a second"
     assert value(after, "tesk_tasks", state="COMPLETE") == 1
+    assert moved(after, before, f"{memory}_count", "COMPLETE") == 1
+    peak = moved(after, before, f"{memory}_sum", "COMPLETE")
+    assert 0 < peak < 2**24, f"a sleeping alpine peaks well under the first bucket (16 MiB), not at {peak}"
+    assert moved(after, before, f"{memory}_bucket", "COMPLETE", le=floatToGoString(2**24)) == 1
+    assert moved(failed, after, f"{duration}_count", "SYSTEM_ERROR") == 1
+    assert moved(failed, after, f"{memory}_count", "SYSTEM_ERROR") == 0

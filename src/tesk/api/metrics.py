@@ -17,14 +17,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tesk.api.deps import ServicesDep
 from tesk.api.hub import EventHub, Listener
 from tesk.api.services import Services
-from tesk.models import State
+from tesk.models import State, Task
 from tesk.telemetry import (
     BACKEND_QUEUE,
+    EXECUTOR_PEAK_MEMORY,
     TASK_DURATION,
     TASK_STATE_CHANGES,
     TASKS,
     observe_api_request,
 )
+from tesk.usage import usage_of
 
 UNMATCHED_ROUTE = "<unmatched>"
 
@@ -72,18 +74,28 @@ def route_template(scope: Scope) -> str:
 
 
 async def watch_task_events(hub: EventHub, listener: Listener) -> None:
-    """Count state changes and observe the duration of each task that reaches a final state."""
+    """Count state changes; for each task that reaches a final state observe its duration and the
+    peak memory of each executor whose backend measured it (an unmeasured executor adds no sample,
+    so the histogram never counts a zero that was only a missing figure)."""
     while True:
         event = await listener.get()
         TASK_STATE_CHANGES.labels(event.state.value).inc()
         if not event.state.is_terminal:
             continue
         stored = await event.stored()
-        if stored is None or stored.task.creation_time is None:
-            continue
-        created = stored.task.creation_time
-        ended = _end_time(stored.task.logs) or datetime.now(UTC)
-        TASK_DURATION.labels(event.state.value).observe(max(0.0, (ended - created).total_seconds()))
+        if stored is not None:
+            _observe_end(stored.task, event.state)
+
+
+def _observe_end(task: Task, state: State) -> None:
+    if task.creation_time is not None:
+        ended = _end_time(task.logs) or datetime.now(UTC)
+        TASK_DURATION.labels(state.value).observe(max(0.0, (ended - task.creation_time).total_seconds()))
+    last_log = task.logs[-1] if task.logs else None
+    for index in range(len(task.executors)):
+        usage = usage_of(last_log, index)
+        if usage is not None and usage.peak_memory_bytes is not None:
+            EXECUTOR_PEAK_MEMORY.labels(state.value).observe(usage.peak_memory_bytes)
 
 
 def _end_time(logs: list[Any] | None) -> datetime | None:
