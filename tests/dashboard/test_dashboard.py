@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,6 +17,8 @@ from tesk.api.compose import compose
 from tesk.auth.fastapi import swagger_oauth
 from tesk.config.auth import AuthSettings
 from tesk.config import TeskConfig
+from tesk.failures import Failure, FailureReason
+from tesk.models import ExecutorLog, State, TaskLog
 from tesk.store.sql import SqlTaskStore
 from tests.api.conftest import Api, RecordingBackend, create, task_body
 from tests.conftest import ServerThread, client, serving
@@ -64,8 +69,11 @@ def test_list_filter_detail_and_live_change(server: ServerThread, page: Any, tmp
         assert page.inner_text('#detail .executor[data-executor="0"] pre.stdout').strip() == "hello from the dashboard test"
         assert "exit 0" in page.inner_text('#detail .executor[data-executor="0"] h4')
         assert "executor 0 finished, exit code 0" in page.inner_text("#detail .timeline")
-        tags = page.eval_on_selector_all("#detail dl.kv dt, #detail dl.kv dd", "nodes => nodes.map(n => n.textContent)")
+        tags = page.eval_on_selector_all('#detail [data-section="Tags"] dl.kv :is(dt, dd)', "nodes => nodes.map(n => n.textContent)")
         assert tags == ["project", "a"]
+        measured = page.eval_on_selector_all('#detail .executor[data-executor="0"] .usage dd', "dds => dds.map(d => d.dataset.usage)")
+        assert "wall time" in measured, "the local backend's measured use is shown"
+        assert page.query_selector("#detail .failure") is None, "a COMPLETE task has no failure reason"
         page.screenshot(path=str(tmp_path / "detail.png"))
 
         page.click("#f-reset")
@@ -185,3 +193,52 @@ def test_cancel_from_the_detail_pane_after_confirming(api: Api, page: Any) -> No
     page.wait_for_selector('#detail .head .state[data-state="CANCELED"]')
     assert not page.is_visible("#detail #cancel")
     assert api.backend.cancelled == [(task_id, "anonymousUser")]
+
+
+def end_with_logs(api: Api, task_id: str, state: State, log: TaskLog) -> None:
+    """End a task the way a backend in another process would: through a second store on the database,
+    from a thread of its own (Playwright's sync API keeps an event loop running in this one)."""
+
+    async def write() -> None:
+        store = SqlTaskStore(api.store.url)
+        await store.open()
+        try:
+            assert await store.update(task_id, state=state, logs=[log]) is not None
+        finally:
+            await store.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, write()).result()
+
+
+def test_a_failed_task_shows_its_reason_and_each_executor_s_use(api: Api, page: Any, tmp_path: Path) -> None:
+    """Executor 0 measured in full (its peak a quarter of ram_gb), executor 1 killed at its limit with
+    only a wall time (as on Kubernetes, where memory is not sampled): its bar must not appear."""
+    task_id = create(api.tes, name="oom", resources={"ram_gb": 0.5},
+                     executors=[{"image": IMAGE, "command": ["true"]}, {"image": IMAGE, "command": ["sh", "-c", "big"]}])
+    started = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    metadata = Failure(FailureReason.OOM_KILLED, 1).metadata() | {
+        "tesk.executor.0.wall_seconds": "2.500", "tesk.executor.0.cpu_seconds": "0.750",
+        "tesk.executor.0.peak_memory_bytes": str(128 * 2**20), "tesk.executor.1.wall_seconds": "75.000",
+    }
+    end_with_logs(api, task_id, State.EXECUTOR_ERROR, TaskLog(
+        logs=[ExecutorLog(start_time=started, end_time=started, exit_code=0),
+              ExecutorLog(start_time=started, end_time=started, exit_code=137)],
+        metadata=metadata, start_time=started, end_time=started, system_logs=["executor 1 was OOMKilled"]))
+
+    page.goto(f"{api.url}/dashboard/#task={task_id}")
+    page.wait_for_selector('#detail .executor[data-executor="0"] .usage')
+    assert page.inner_text("#detail > .block .failure").strip() == "OOMKilled in executor 1"
+    assert page.get_attribute("#detail > .block .failure", "data-reason") == "OOMKilled"
+    first, second = '#detail .executor[data-executor="0"]', '#detail .executor[data-executor="1"]'
+    assert page.inner_text(f'{second} .failure').strip() == "OOMKilled in executor 1"
+    assert page.query_selector(f"{first} .failure") is None, "the reason is shown on the executor it concerns only"
+    shown = page.eval_on_selector_all(f"{first} .usage dd", "dds => dds.map(d => [d.dataset.usage, d.textContent])")
+    assert shown == [["wall time", "2.5s"], ["CPU time", "0.8s"], ["peak memory", "128 MiB"]]
+    meter = page.eval_on_selector(f"{first} .usage meter", "m => [m.value, m.max]")
+    assert meter == [128 * 2**20, 0.5 * 2**30]
+    assert "25% of ram_gb (0.5 GiB)" in page.inner_text(f"{first} .usage .memory")
+    assert page.eval_on_selector_all(f"{second} .usage dd", "dds => dds.map(d => d.textContent)") == ["1m 15s"]
+    assert page.query_selector(f"{second} .usage meter") is None, "no peak measured: no bar"
+    page.screenshot(path=str(tmp_path / "failed.png"), full_page=True)
+

@@ -8,6 +8,12 @@ const FINAL = new Set(["COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED",
 const STATES = ["QUEUED", "INITIALIZING", "RUNNING", "PAUSED", "CANCELING", "COMPLETE", "EXECUTOR_ERROR",
   "SYSTEM_ERROR", "CANCELED", "PREEMPTED", "UNKNOWN"];
 const TOKEN_KEY = "tesk.dashboard.token";
+// The metadata keys of a task's last log that docs/extensions.md documents ("Failure reasons",
+// "Resource use"); tesk.failures and tesk.usage write them.
+const REASON_KEY = "tesk.failure_reason";
+const FAILED_EXECUTOR_KEY = "tesk.failure_executor";
+const USAGE_PREFIX = "tesk.executor.";
+const GIB = 2 ** 30; // resources.ram_gb is read as GiB, as every tesk backend reads it
 const POLL_MS = 5000;
 const LIST_REFRESH_MS = 500;
 const COUNTS_REFRESH_MS = 2000;
@@ -56,10 +62,26 @@ function duration(startIso, endIso) {
   if (!startIso) return "";
   const ms = (endIso ? new Date(endIso) : new Date()) - new Date(startIso);
   if (!(ms >= 0)) return "";
-  const s = Math.round(ms / 1000);
+  return clock(Math.round(ms / 1000));
+}
+
+// Whole seconds as people read a duration: 42s, 3m 5s, 2h 10m.
+function clock(s) {
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
   return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+}
+
+// Measured seconds: tenths below a minute (an executor's CPU time is often well under a second).
+function seconds(s) {
+  return s < 60 ? `${s.toFixed(1)}s` : clock(Math.round(s));
+}
+
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let unit = 0;
+  while (n >= 1024 && unit < units.length - 1) { n /= 1024; unit += 1; }
+  return `${unit ? n.toFixed(n < 10 ? 1 : 0) : n} ${units[unit]}`;
 }
 
 function taskEnd(task) {
@@ -215,7 +237,7 @@ function applyFilters() {
 // -- one task -------------------------------------------------------------------------------------
 
 function section(title, ...content) {
-  return el("section", { class: "block" }, el("h3", {}, title), ...content);
+  return el("section", { class: "block", "data-section": title }, el("h3", {}, title), ...content);
 }
 
 function keyValues(map) {
@@ -243,21 +265,70 @@ function timeline(task) {
     el("li", { class: `s-${item.cls}` }, el("time", { datetime: item.time, title: item.time }, when(item.time)), " ", item.text)));
 }
 
+// Why a task ended other than COMPLETE, from its last log's metadata; null for COMPLETE, a task
+// not yet final, or a task whose backend recorded no reason.
+function failure(task) {
+  const metadata = ((task.logs || []).slice(-1)[0] || {}).metadata || {};
+  if (!FINAL.has(task.state) || task.state === "COMPLETE" || !metadata[REASON_KEY]) return null;
+  const executor = /^\d+$/.test(metadata[FAILED_EXECUTOR_KEY] || "") ? Number(metadata[FAILED_EXECUTOR_KEY]) : null;
+  return { reason: metadata[REASON_KEY], executor };
+}
+
+function failureNote(found) {
+  return el("p", { class: "failure", "data-reason": found.reason },
+    el("strong", {}, found.reason), found.executor === null ? "" : ` in executor ${found.executor}`);
+}
+
+// Executor i's measured use (wall time, CPU time, peak memory); a key the backend did not measure
+// is absent and stays out of the page rather than showing as 0.
+function usage(metadata, i) {
+  const number = (name) => {
+    const text = (metadata || {})[`${USAGE_PREFIX}${i}.${name}`];
+    const value = text === undefined ? NaN : Number(text);
+    return Number.isFinite(value) ? value : null;
+  };
+  return { wall: number("wall_seconds"), cpu: number("cpu_seconds"), peak: number("peak_memory_bytes") };
+}
+
+// Peak memory against the task's ram_gb: a <meter> (no inline styles, which the page's CSP forbids),
+// and the share in words, which can pass 100% when the executor was killed at its limit.
+function memoryBar(peak, ramGb) {
+  const limit = ramGb * GIB;
+  const share = Math.round((100 * peak) / limit);
+  return el("p", { class: "memory" },
+    el("meter", { min: 0, max: limit, value: Math.min(peak, limit), high: 0.9 * limit, optimum: 0,
+      title: `${bytes(peak)} of ${ramGb} GiB` }),
+    ` ${share}% of ram_gb (${ramGb} GiB)`);
+}
+
+function usageBlock(measured, ramGb) {
+  const entries = [["wall time", measured.wall, seconds], ["CPU time", measured.cpu, seconds],
+    ["peak memory", measured.peak, bytes]].filter(([, value]) => value !== null);
+  if (!entries.length) return null;
+  return el("div", { class: "usage" },
+    el("dl", { class: "kv" }, entries.map(([name, value, show]) => [el("dt", {}, name), el("dd", { "data-usage": name }, show(value))])),
+    measured.peak !== null && ramGb > 0 ? memoryBar(measured.peak, ramGb) : null);
+}
+
 function executors(task) {
   const attempt = (task.logs || []).slice(-1)[0] || {};
+  const failed = failure(task);
+  const ramGb = (task.resources || {}).ram_gb;
   return (task.executors || []).map((ex, i) => {
     const log = (attempt.logs || [])[i];
-    return el("article", { class: "executor", "data-executor": i },
+    return el("article", { class: `executor${failed && failed.executor === i ? " failed" : ""}`, "data-executor": i },
       el("h4", {}, `Executor ${i}`, log ? el("span", { class: `exit ${log.exit_code === 0 ? "ok" : "bad"}` }, `exit ${log.exit_code}`)
         : el("span", { class: "exit" }, FINAL.has(task.state) ? "did not run" : "not finished")),
       el("p", { class: "image" }, el("code", {}, ex.image)),
+      failed && failed.executor === i ? failureNote(failed) : null,
       el("pre", { class: "command" }, ex.command.map((part) => (/\s/.test(part) ? JSON.stringify(part) : part)).join(" ")),
       keyValues({ ...(ex.workdir ? { workdir: ex.workdir } : {}), ...(ex.stdin ? { stdin: ex.stdin } : {}),
         ...(ex.stdout ? { stdout: ex.stdout } : {}), ...(ex.stderr ? { stderr: ex.stderr } : {}), ...(ex.env || {}) }),
       log ? el("div", { class: "streams" },
         el("h5", {}, "stdout"), log.stdout ? el("pre", { class: "stdout" }, log.stdout) : el("p", { class: "hint stdout" }, "(no output)"),
         log.stderr ? [el("h5", {}, "stderr"), el("pre", { class: "stderr" }, log.stderr)] : null,
-        el("p", { class: "hint" }, log.start_time ? `ran ${duration(log.start_time, log.end_time)}` : "")) : null);
+        el("p", { class: "hint" }, log.start_time ? `ran ${duration(log.start_time, log.end_time)}` : "")) : null,
+      usageBlock(usage(attempt.metadata, i), ramGb));
   });
 }
 
@@ -273,6 +344,7 @@ function renderDetail(task) {
   const attempt = (task.logs || []).slice(-1)[0] || {};
   const cancel = !FINAL.has(task.state) && task.state !== "CANCELING"
     ? el("button", { type: "button", id: "cancel", onclick: () => cancelTask(task.id) }, "Cancel task") : null;
+  const failed = failure(task);
   const resources = task.resources ? Object.fromEntries(Object.entries(task.resources)
     .filter(([, v]) => typeof v !== "object").map(([k, v]) => [k, String(v)])) : {};
   $("detail").replaceChildren(...[
@@ -280,6 +352,7 @@ function renderDetail(task) {
       el("button", { type: "button", class: "close", title: "Close", onclick: () => openTask(null) }, "×"),
       el("h2", {}, task.name || task.id), badge(task.state), cancel),
     el("p", { class: "hint" }, el("code", {}, task.id), task.description ? ` — ${task.description}` : ""),
+    failed ? section("Failure reason", failureNote(failed)) : null,
     section("Timeline", timeline(task)),
     section("Executors", executors(task)),
     section("Inputs", files(task.inputs, "inputs")),
