@@ -24,7 +24,10 @@ NOWHERE = {"nodeSelector": {"devcluster.test/no-such": "node"}}
 
 
 def namespace(k8s: Clients, name: str, **labels: str) -> None:
+    """A new namespace, once its `default` ServiceAccount exists (before that, pods are refused: see below)."""
     k8s.core.create_namespace({"metadata": {"name": name, "labels": labels}})
+    wait_for(lambda: k8s.core.list_namespaced_service_account(name, field_selector="metadata.name=default").items,
+             timeout=10, what=f"the default ServiceAccount of namespace {name}")
 
 
 def pod(name: str, *, requests: dict[str, str] | None = None, limits: dict[str, str] | None = None,
@@ -175,7 +178,7 @@ def test_a_refused_job_pod_is_a_failed_create_event_no_condition_and_is_retried(
 
 def test_each_admission_plugin_can_be_switched_off(tmp_path: Path) -> None:
     config = fast_config(state_dir=tmp_path / "devcluster", pod_security_admission=False,
-                         resource_quota_admission=False, limit_ranger_admission=False)
+                         resource_quota_admission=False, limit_ranger_admission=False, service_account_admission=False)
     with DevCluster(config) as cluster:
         import kubernetes
 
@@ -188,7 +191,7 @@ def test_each_admission_plugin_can_be_switched_off(tmp_path: Path) -> None:
             "type": "Container", "max": {"cpu": "1"}}]}})
         wait_for(lambda: core.read_namespaced_resource_quota("none", "strict").status.used, timeout=10,
                  what="the quota's status")
-        created = core.create_namespaced_pod("strict", pod("anything", limits={"cpu": "2"}))
+        created = core.create_namespaced_pod("strict", pod("anything", limits={"cpu": "2"}, serviceAccountName="none"))
         assert created.metadata.annotations is None
         api.close()
 
@@ -263,3 +266,16 @@ def test_a_scoped_quota_covers_only_the_pods_in_its_scope(k8s: Clients) -> None:
                           "used: pods=0, limited: pods=0")
     k8s.core.create_namespaced_config_map("default", {"metadata": {"name": "not-a-pod"}})
     assert k8s.core.read_namespaced_resource_quota("no-best-effort", "default").status.used == {"pods": "0"}
+
+
+def test_a_pod_needs_its_service_account_and_each_namespace_gets_a_default_one(k8s: Clients) -> None:
+    """The ServiceAccount plugin refuses a pod whose account is missing (on a cluster, also a pod created in
+    a new namespace before the service-account controller made its `default` account)."""
+    assert refusal(lambda: k8s.core.create_namespaced_pod("default", pod("orphan", serviceAccountName="robot"))) == (
+        403, "Forbidden", 'pods "orphan" is forbidden: error looking up service account default/robot: '
+        'serviceaccount "robot" not found')
+    assert k8s.core.list_namespaced_pod("default").items == []
+    k8s.core.create_namespaced_service_account("default", {"metadata": {"name": "robot"}})
+    k8s.core.create_namespaced_pod("default", pod("orphan", serviceAccountName="robot"))
+    namespace(k8s, "fresh")  # waits for the controller's default account
+    k8s.core.create_namespaced_pod("fresh", pod("plain"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from devcluster import DevCluster
+from devcluster.cluster import fast_config
 from devcluster.pytest_plugin import wait_for
 
 from .conftest import Clients
@@ -153,22 +155,28 @@ def test_watch_from_compacted_version_is_410_gone(k8s: Clients, devcluster: DevC
     assert gone.value.status == 410
 
 
-def test_watch_sends_bookmarks_and_ends_when_dropped(k8s: Clients, devcluster: DevCluster) -> None:
-    version = list_version(k8s)
-    events: list[str] = []
+def test_watch_sends_bookmarks_and_ends_when_dropped(tmp_path: Path) -> None:
+    """The official client's watch gets bookmarks (here every 0.5 s instead of the default minute) and ends
+    at once when the stand-in drops its watches."""
+    with DevCluster(fast_config(state_dir=tmp_path / "dc", bookmark_interval=0.5)) as cluster:
+        api = kubernetes.config.new_client_from_config(str(cluster.write_kubeconfig(tmp_path / "kubeconfig")))
+        core = kubernetes.client.CoreV1Api(api)
+        version = core.list_namespaced_config_map(NS).metadata.resource_version
+        events: list[str] = []
 
-    def consume() -> None:
-        for event in kubernetes.watch.Watch().stream(k8s.core.list_namespaced_config_map, NS,
-                                                     resource_version=version, allow_watch_bookmarks=True,
-                                                     timeout_seconds=30, _preload_content=False):
-            events.append(event["type"])
+        def consume() -> None:
+            for event in kubernetes.watch.Watch().stream(core.list_namespaced_config_map, NS,
+                                                         resource_version=version, allow_watch_bookmarks=True,
+                                                         timeout_seconds=30, _preload_content=False):
+                events.append(event["type"])
 
-    reader = threading.Thread(target=consume)
-    reader.start()
-    wait_for(lambda: "BOOKMARK" in events, timeout=5, what="a BOOKMARK event")
-    started = time.monotonic()
-    devcluster.drop_watches()
-    reader.join(timeout=5)
+        reader = threading.Thread(target=consume)
+        reader.start()
+        wait_for(lambda: "BOOKMARK" in events, timeout=5, what="a BOOKMARK event")
+        started = time.monotonic()
+        cluster.drop_watches()
+        reader.join(timeout=5)
+        api.close()
     assert not reader.is_alive() and time.monotonic() - started < 5
 
 

@@ -89,9 +89,10 @@ a refusal is kube-apiserver's 403 (devcluster.rbac). OwnerReferencesPermissionEn
 (`owner_references_permission_enforcement`, on) refuses ownerReference changes without `delete` on the
 object and `blockOwnerDeletion` without `update` on the owner's finalizers (devcluster.ownerrefs).
 kubectl sends no bearer token over plain HTTP, so a kubeconfig for kubectl must be `https=True` (the
-`devcluster` command writes one). Not modelled: the Node authoriser, aggregated ClusterRoles, RBAC
-escalation checks, token expiry, and ServiceAccount admission (a pod may name an account that does
-not exist; the kubelet still mounts a token for it).
+`devcluster` command writes one). ServiceAccount admission (`service_account_admission`, on) refuses a
+pod whose account its namespace lacks, and the controller gives every namespace a `default` account
+shortly after it is made (the namespaces that exist at start have theirs from the start). Not modelled:
+the Node authoriser, aggregated ClusterRoles, RBAC escalation checks, token expiry.
 
 Left out on purpose (a client that depends on these needs a real cluster)
 ----------------------------------------------------------------------

@@ -1,10 +1,14 @@
-"""Admission of writes, as kube-apiserver's LimitRanger, PodSecurity and ResourceQuota plugins do.
+"""Admission of writes, as kube-apiserver's ServiceAccount, LimitRanger, PodSecurity and ResourceQuota plugins do.
 
 Why: on a real cluster a pod create can be refused although the object is valid (a namespace's Pod Security
 level, its ResourceQuota, its LimitRange), and a controller that creates the pod then only records a
 `FailedCreate` Event. A stand-in that admits everything hides every path that depends on such a refusal.
 
-The order is kube-apiserver's: mutating admission (LimitRanger's defaults) before validation, validating
+A pod whose service account does not exist in its namespace is refused (the ServiceAccount plugin:
+`error looking up service account NS/NAME: serviceaccount "NAME" not found`), so a pod created in a new
+namespace before its `default` account exists fails as it does on a cluster.
+
+The order is kube-apiserver's: mutating admission (LimitRanger's defaults, ServiceAccount) before validation, validating
 admission (LimitRanger's min/max, PodSecurity, ResourceQuota last) after it. Each plugin has a switch
 (`AdmissionConfig`) for tests that isolate something else. Refusals are 403 Forbidden with the plugins' texts
 (k8s.io/pod-security-admission, plugin/pkg/admission/limitranger/admission.go,
@@ -54,6 +58,7 @@ class AdmissionConfig:
     pod_security: bool = True
     resource_quota: bool = True
     limit_ranger: bool = True
+    service_account: bool = True
 
 
 class Admission:
@@ -67,6 +72,8 @@ class Admission:
         """Mutating admission of a create (before validation): LimitRanger's defaults."""
         if rtype.plural == "pods" and self.config.limit_ranger:
             apply_limit_range_defaults(obj, self._limit_ranges(namespace))
+        if rtype.plural == "pods" and self.config.service_account:
+            self._service_account(namespace, obj)
 
     def validate(self, rtype: ResourceType, namespace: str, obj: Obj, old: Obj | None, dry_run: bool) -> None:
         """Validating admission of a create (`old` None) or main-resource update; raises the refusal."""
@@ -85,6 +92,16 @@ class Admission:
                 raise errors.forbidden("", rtype.plural, obj["metadata"]["name"], refused)
         if old is None and rtype.namespaced and self.config.resource_quota:
             self._charge_quotas(rtype, namespace, obj, dry_run)
+
+    # -- ServiceAccount ---------------------------------------------------------------------------
+
+    def _service_account(self, namespace: str, pod: Obj) -> None:
+        spec = pod.get("spec") or {}
+        account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        if self.store.peek("serviceaccounts", namespace, account) is None:
+            name = pod["metadata"].get("name") or pod["metadata"].get("generateName") or ""
+            raise errors.forbidden("", "pods", name, f"error looking up service account {namespace}/{account}: "
+                                   f'serviceaccount "{account}" not found')
 
     # -- PodSecurity ----------------------------------------------------------------------------
 

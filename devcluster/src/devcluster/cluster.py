@@ -26,7 +26,7 @@ import yaml
 from devcluster import users
 from devcluster.admission import Admission, AdmissionConfig
 from devcluster.api import ApiServer
-from devcluster.controllers import Controllers, EventRecorder
+from devcluster.controllers import Controllers, EventRecorder, ensure_default_account
 from devcluster.faults import Fault, Faults
 from devcluster.kubelet import Kubelet, KubeletConfig
 from devcluster.nodes import NodeConfig, default_nodes
@@ -86,6 +86,9 @@ class DevClusterConfig:
     pod_security_admission: bool = True
     resource_quota_admission: bool = True
     limit_ranger_admission: bool = True
+    # ServiceAccount admission: a pod naming a service account its namespace lacks is refused; the controller
+    # gives every namespace its `default` account (shortly after the namespace is made, as on a cluster).
+    service_account_admission: bool = True
     # Authorisation by the Roles, ClusterRoles and bindings created through the API (plus the bootstrap
     # policy); off: every authenticated token may do everything (for a test that isolates something else).
     rbac: bool = True
@@ -122,7 +125,7 @@ class DevCluster:
         self.store = Store(self.config.history_size)
         self.store.admission = Admission(self.store, AdmissionConfig(
             pod_security=self.config.pod_security_admission, resource_quota=self.config.resource_quota_admission,
-            limit_ranger=self.config.limit_ranger_admission))
+            limit_ranger=self.config.limit_ranger_admission, service_account=self.config.service_account_admission))
         self.port = 0
         self.https_port = 0
         self.kubelet: Kubelet | None = None
@@ -244,6 +247,7 @@ class DevCluster:
         events = EventRecorder(self.store)
         for name in config.namespaces:
             self.store.create(BY_PLURAL["namespaces"], "", {"metadata": {"name": name}})
+            ensure_default_account(self.store, name)  # ready before the first request, as on a running cluster
         for storage_class in builtin_classes(config.storage_binding_mode):
             self.store.create(BY_PLURAL["storageclasses"], "", storage_class)
         for plural, policy in bootstrap_policy():

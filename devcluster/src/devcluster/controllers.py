@@ -59,6 +59,12 @@ JOB_API_BACKOFF = 1.0  # the Job controller's DefaultJobApiBackOff: first retry 
 MAX_JOB_API_BACKOFF = 60.0  # and its MaxJobApiBackOff
 
 
+def ensure_default_account(store: Store, namespace: str) -> None:
+    """The service-account controller's part: every active namespace has a `default` ServiceAccount."""
+    if store.peek("serviceaccounts", namespace, "default") is None:
+        store.create(BY_PLURAL["serviceaccounts"], namespace, {"metadata": {"name": "default"}})
+
+
 def controller_of(obj: dict[str, Any]) -> dict[str, Any] | None:
     """The ownerReference marked `controller: true`, if any."""
     return next((r for r in obj["metadata"].get("ownerReferences") or [] if r.get("controller")), None)
@@ -637,6 +643,7 @@ class Controllers(StoreLoop):
     def _namespaces(self) -> None:
         for namespace in self.store.scan("namespaces"):
             if not namespace["metadata"].get("deletionTimestamp"):
+                ensure_default_account(self.store, namespace["metadata"]["name"])
                 continue
             name = namespace["metadata"]["name"]
             remaining = 0
