@@ -38,10 +38,14 @@ def swagger_api(
 def list_tasks_status(page: Any) -> str:
     """Run ListTasks with "Try it out" and return the HTTP status Swagger UI shows."""
     operation = page.locator("#operations-TES-ListTasks")
-    if not operation.locator(".try-out__btn").is_visible():
+    try_out = operation.locator(".try-out__btn")  # reads "Try it out", or "Cancel" once trying out
+    if not try_out.is_visible():
         operation.locator(".opblock-summary").click()
-    if operation.get_by_role("button", name="Try it out").is_visible():
-        operation.get_by_role("button", name="Try it out").click()
+    # Wait for the opened operation: on a slow machine its buttons appear a moment after the click,
+    # and a look without waiting would skip "Try it out" and then wait for an Execute button that never comes.
+    try_out.wait_for(timeout=30_000)
+    if try_out.inner_text().strip() == "Try it out":
+        try_out.click()
     operation.get_by_role("button", name="Execute").click()
     status = operation.locator(".live-responses-table .response .response-col_status").first
     status.wait_for(timeout=30_000)
