@@ -6,12 +6,12 @@ has ended: the report's, unless the job's end says otherwise (TIMEOUT, OUT_OF_ME
 PREEMPTED... see `states.py`). Between those rounds it looks at the report files of running jobs (a
 stat each, no Slurm call): a final report means the job is about to end, so the next round comes at
 once rather than up to `poll_seconds` later. Each report carries the job's restart count, so the
-final report of a run that Slurm has since requeued is not taken for the end of the new run.
-A job that ended without a final report, or that the controller no
-longer knows, ends its task as SYSTEM_ERROR with the job's output tail, so nothing stays QUEUED or
-RUNNING forever. A restarted API finds its tasks' jobs by name (`tesk-<task id>`) and the job id in
-the task folder, so running jobs are adopted, not run again; a task stored but never submitted
-(the API stopped in between) is submitted at start.
+final report of a run that Slurm has since requeued is not taken for the end of the new run. A job
+that ended without a final report, or that the controller no longer knows, ends its task as
+SYSTEM_ERROR with the job's output tail, so nothing stays QUEUED or RUNNING forever. A restarted
+API finds its tasks' jobs by name (`tesk-<task id>`) and the job id in the task folder, so running
+jobs are adopted, not run again; a task stored but never submitted (the API stopped in between) is
+submitted at start.
 """
 
 from __future__ import annotations
