@@ -54,7 +54,8 @@ async def through_server(url: str, count: int) -> float:
             event = json.loads(line[5:])
             if event["id"] in pending and event["state"] in TERMINAL:
                 if event["state"] != "COMPLETE":
-                    raise RuntimeError(f"task {event['id']} ended {event['state']}")
+                    task = (await client.get(f"{url}/tasks/{event['id']}", params={"view": "FULL"})).json()
+                    raise RuntimeError(f"task {event['id']} ended {event['state']}: {task['logs'][-1]['system_logs']}")
                 pending.discard(event["id"])
                 if not pending:
                     break

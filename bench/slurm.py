@@ -25,6 +25,7 @@ import httpx
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the repo root in place of bench/, whose devcluster.py
 # would shadow the devcluster package
+from bench.local_throughput import through_server
 from tests.local.server import Server
 
 IMAGE = "localhost/busybox:latest"
@@ -73,28 +74,6 @@ def direct_burst(script: Path, output: Path, count: int) -> float:
         time.sleep(0.1)
 
 
-async def served_burst(url: str, count: int) -> float:
-    async with httpx.AsyncClient(timeout=60) as client, client.stream("GET", f"{url}/events") as events:
-        lines = events.aiter_lines()
-        assert (await anext(lines)).startswith(":"), "the stream opens with a comment once it listens"
-        body = {"executors": [{"image": IMAGE, "command": ["true"]}]}
-        started = time.perf_counter()
-        posts = await asyncio.gather(*(client.post(f"{url}/tasks", json=body) for _ in range(count)))
-        pending = {r.json()["id"] for r in posts}
-        async for line in lines:
-            if not line.startswith("data:"):
-                continue
-            event = json.loads(line[5:])
-            if event["id"] in pending and event["state"] in TERMINAL:
-                if event["state"] != "COMPLETE":
-                    task = (await client.get(f"{url}/tasks/{event['id']}", params={"view": "FULL"})).json()
-                    raise RuntimeError(f"task {event['id']} ended {event['state']}: {task['logs'][-1]['system_logs']}")
-                pending.discard(event["id"])
-                if not pending:
-                    break
-        return time.perf_counter() - started
-
-
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 100
@@ -113,7 +92,7 @@ def main() -> None:
                     tasks.append(task_run(client, server.url))
                     bare.append(sbatch_wait(script, output))
             direct_seconds = direct_burst(script, output, count)
-            served_seconds = asyncio.run(served_burst(server.url, count))
+            served_seconds = asyncio.run(through_server(server.url, count))
         finally:
             server.stop()
     t, b = statistics.median(tasks), statistics.median(bare)
