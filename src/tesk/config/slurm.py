@@ -41,7 +41,8 @@ class SlurmSettings(BaseSettings):
         "(sbatch --export); nothing else is passed, so the database URL never reaches a node.",
     )
     poll_seconds: float = Field(
-        2.0, gt=0, description="How often the API reads the worker reports and squeue to update its tasks."
+        2.0, gt=0, description="How often the API reads the worker reports and squeue to update its tasks "
+        "(a run that has finished is noticed between polls, from its report)."
     )
 
     def exported(self, environ: dict[str, str]) -> list[str]:
