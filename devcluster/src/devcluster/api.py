@@ -510,9 +510,12 @@ class _Watch:
         self.unsubscribe = server.store.subscribe(
             lambda e: self.queue.put_nowait((time.monotonic(), e)) if e.plural == plural else None)
         self.generation = server.faults.watch_generation
-        self.last = server.store.revision
+        self.last = server.store.revision  # set again when the stream starts
 
     async def stream(self) -> AsyncIterator[bytes]:
+        # The starting point is read in this same step of the loop as `last`: a change made after the
+        # request arrived but before the stream started is then either in it or after it, never both.
+        self.last = self.server.store.revision
         try:
             if self.fault is not None and self.fault.half_open:
                 await asyncio.Event().wait()  # until the client gives up (or the cluster stops)
@@ -535,9 +538,11 @@ class _Watch:
         """The current objects as ADDED (no resourceVersion, or 0), else the history since it."""
         store, view = self.server.store, self.view
         if self.since in ("", "0"):
-            for obj in store.iter(view.rtype.plural, view.namespace or None):
-                if view.wanted(obj):
-                    yield view.encode("ADDED", obj)
+            # Copied whole before the first line is sent: the stream waits on the client between lines, and
+            # an object changed or deleted meanwhile must not show up in the listing (it comes as an event).
+            current = [obj for obj in store.iter(view.rtype.plural, view.namespace or None) if view.wanted(obj)]
+            for obj in current:
+                yield view.encode("ADDED", obj)
             return
         try:
             backlog = store.events_since(view.rtype.plural, int(self.since))
