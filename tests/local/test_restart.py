@@ -171,7 +171,7 @@ def test_kill_9_during_a_burst_of_mixed_tasks_again_and_again_loses_and_fails_no
         interrupted = 0
         for task_id, kind in kinds.items():
             task = server.task(task_id)
-            assert task["state"] == "COMPLETE", task
+            assert task["state"] == "COMPLETE", (task_id, [log.get("system_logs") for log in task["logs"]])
             last = task["logs"][-1]
             assert last["logs"][-1]["stdout"] == EXPECTED_STDOUT[kind], task
             interrupted += len(task["logs"]) > 1

@@ -30,6 +30,8 @@ ENGINE_ERROR = 125
 KILLED = 128 + 9
 """The exit code of a container whose main process was killed with SIGKILL (the OOM killer's signal)."""
 
+_NAME_IN_USE = "is already in use"
+"""What docker and podman both say when `--name` is taken."""
 _MESSAGE_BYTES = 2000
 _PULL_TIMEOUT = 1800.0
 _STOP_ROUNDS = 20
@@ -71,6 +73,11 @@ class CliEngine:
     def image_exists_args(self, image: str) -> list[str]:
         return ["image", "inspect", image]
 
+    async def unlisted_leftovers(self, value: str) -> list[str]:
+        """Containers a killed client left half-made, which the label filter cannot see, whose names
+        carry `value` (an instance or task id; see `runtime.container_name`). None by default."""
+        return []
+
     def oom_killed(self, spec: ContainerSpec, exit_code: int) -> bool:
         """Whether the container that just ended was killed for its memory. `--rm` leaves no
         `State.OOMKilled` to inspect, so by default: killed (137) while it had a memory limit."""
@@ -102,6 +109,7 @@ class CliEngine:
         extra: list[Mount] = []
         pulled = False
         deadline = None if spec.time_limit is None else asyncio.get_running_loop().time() + spec.time_limit
+        freed = False
         for attempt in range(3):
             cidfile = spec.scratch / f"{spec.name}.{attempt}.cid"
             started = datetime.now(UTC)
@@ -116,6 +124,14 @@ class CliEngine:
                                      peak_memory_bytes=usage.peak_memory_bytes, cpu_seconds=usage.cpu_seconds)
             if code == ENGINE_ERROR and not created:
                 message = self._engine_message(spec.stderr)
+                if _NAME_IN_USE in message and not freed:
+                    # The name is this task's executor's own; this server holds the task and runs the
+                    # executor once at a time, so what holds the name is a leftover of an earlier run
+                    # (a client killed while it was creating the container leaves one no listing shows).
+                    await run_quietly(self.command, *self.force_remove_args([spec.name]), timeout=30)
+                    note(f"removed container {spec.name}, which an earlier run of the server left half-made")
+                    freed = True
+                    continue
                 if await self.image_present(spec.image):
                     raise TaskFailure(f"{self.name} could not create the container: {message}")
                 if self.settings.pull is PullPolicy.NEVER or pulled:
@@ -209,6 +225,7 @@ class CliEngine:
         if code != 0:
             raise RuntimeError(f"{self.name} could not list containers: {output}")
         names = [line.strip() for line in output.splitlines() if line.strip()]
+        names += [name for name in await self.unlisted_leftovers(value) if name not in names]
         if names:
             await run_quietly(self.command, *self.force_remove_args(names), timeout=60)
         return names

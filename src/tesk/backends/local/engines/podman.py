@@ -32,6 +32,15 @@ class PodmanEngine(CliEngine):
     def image_exists_args(self, image: str) -> list[str]:
         return ["image", "exists", image]
 
+    async def unlisted_leftovers(self, value: str) -> list[str]:
+        # A client killed between registering the name in container storage and recording the
+        # container in podman's own database leaves a storage-only container: no labels, so no label
+        # filter finds it, yet it holds the name. `--external` lists those too.
+        code, output = await run_quietly(self.command, "ps", "--all", "--external", "--format", "{{.Names}}")
+        if code != 0:
+            raise RuntimeError(f"{self.name} could not list containers: {output}")
+        return [name for name in output.split() if f"-{value}-" in name]
+
     def oom_killed(self, spec: ContainerSpec, exit_code: int) -> bool:
         """conmon's word rather than the exit code: a command that kills itself with SIGKILL is no
         OOM kill. The file is removed, so the task's next executor starts without it."""
