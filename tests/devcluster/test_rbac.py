@@ -287,3 +287,25 @@ def test_kubectl_create_token_gives_a_token_of_the_account(devcluster: DevCluste
                            "--duration", "20m"], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert SA in refused(Http(devcluster, done.stdout.strip())("GET", f"/api/v1/namespaces/{NS}/pods"))
+
+
+def test_the_node_proxy_needs_get_on_nodes_proxy_at_the_cluster_scope(admin: Http, robot: Http) -> None:
+    """The Summary API through the API server: a namespaced grant is not enough, a ClusterRole's is."""
+    path = "/api/v1/nodes/devcluster-1/proxy/stats/summary"
+    assert refused(robot("GET", path)) == (
+        f'nodes "devcluster-1" is forbidden: User "{SA}" cannot get resource "nodes/proxy" in API group "" at the '
+        'cluster scope')
+    bind(admin, "nodes-in-ns", [{"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]}],
+         cluster_role=True)  # bound by a RoleBinding: nodes are in no namespace, so it grants nothing here
+    assert robot("GET", path).status_code == 403
+    bind(admin, "nodes-get", [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}], cluster_role=True)
+    assert robot("GET", path).status_code == 403  # `nodes` is not `nodes/proxy`
+    role = {"metadata": {"name": "node-stats"},
+            "rules": [{"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]}]}
+    assert admin("POST", f"{RBAC}/clusterroles", role).status_code == 201
+    binding = {"metadata": {"name": "node-stats"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "node-stats"},
+               "subjects": [{"kind": "ServiceAccount", "name": "robot", "namespace": NS}]}
+    assert admin("POST", f"{RBAC}/clusterrolebindings", binding).status_code == 201
+    allowed = robot("GET", path)
+    assert allowed.status_code == 200 and allowed.json()["node"]["nodeName"] == "devcluster-1"

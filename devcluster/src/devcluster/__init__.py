@@ -55,6 +55,11 @@ How pods run
   port. So `kubernetes.config.load_incluster_config()` works unchanged; the token authenticates
   as `system:serviceaccount:<namespace>:<serviceAccountName>` (what accounting reports).
   No memory/cpu limits are applied to host-process pods.
+* Container stats (devcluster.stats): `GET /api/v1/nodes/{node}/proxy/stats/summary` (RBAC `get` on
+  `nodes/proxy` at the cluster scope) serves each node's kubelet Summary API with the real cgroup
+  figures of its pods' running podman containers (memory use, working set, rss, cumulative CPU time),
+  read every `stats_period` (the kubelet's 10 s housekeeping by default, 1 s in `fast_config`); any
+  other proxied path is the kubelet's 404.
 * Volumes: PVC = a host folder per claim (`DevCluster.pvc_path`), made on binding and removed
   when the claim is deleted. configMap, secret, downwardAPI and projected volumes are written with
   the kubelet's `..data` symlink swap, and Downward API `metadata.labels`/`annotations` files are

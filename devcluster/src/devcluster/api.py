@@ -46,6 +46,14 @@ _REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotF
             503: "ServiceUnavailable", 504: "Timeout"}
 
 
+class NodeStats(Protocol):
+    """What the API needs from the kubelets to serve `nodes/{name}/proxy/stats/summary`."""
+
+    def stats_summary(self, node: str, only_cpu_and_memory: bool) -> dict[str, Any] | None:
+        """The node's Summary API answer, or None when no kubelet serves that node."""
+        ...
+
+
 class LogReader(Protocol):
     """What the API needs from the kubelet to serve `pods/{name}/log`."""
 
@@ -66,6 +74,7 @@ class Target:
     namespace: str
     name: str
     subresource: str
+    proxy_path: str = ""  # a node proxy's path on the kubelet (`/stats/summary`)
 
     @property
     def resource(self) -> str:
@@ -88,6 +97,8 @@ def parse_path(path: str) -> Target | None:
     elif len(rest) in (1, 2) and rest[0] == "namespaces":
         rtype = BY_PATH.get((group, version, "namespaces"))
         return Target(rtype, "", rest[1] if len(rest) == 2 else "", "") if rtype else None
+    if not namespace and len(rest) >= 3 and rest[2] == "proxy" and (group, rest[0]) == ("", "nodes"):
+        return Target(BY_PATH[(group, version, "nodes")], "", rest[1], "proxy", "/" + "/".join(rest[3:]))
     if not rest or len(rest) > 3:
         return None
     rtype = BY_PATH.get((group, version, rest[0]))
@@ -121,6 +132,7 @@ class ApiServer:
         logs: LogReader,
         tokens: dict[str, User],
         *,
+        node_stats: NodeStats,
         evict: Callable[[str, str, dict[str, Any]], dict[str, Any]],
         bookmark_interval: float = 60.0,
         watch_delays: dict[str, float] | None = None,
@@ -132,6 +144,7 @@ class ApiServer:
         self.store = store
         self.faults = faults
         self.logs = logs
+        self.node_stats = node_stats
         self.tokens = tokens
         self.evict = evict
         self.bookmark_interval = bookmark_interval
@@ -252,6 +265,8 @@ class ApiServer:
         rtype = target.rtype
         if target.subresource == "log":
             return await self._log(request, namespace, target.name)
+        if target.subresource == "proxy":
+            return self._node_proxy(request, target)
         obj = self.store.get(rtype, namespace, target.name)
         if "as=Table" in request.headers.get("accept", ""):
             return JSONResponse(discovery.table(rtype, [obj], {"resourceVersion": obj["metadata"][
@@ -343,6 +358,17 @@ class ApiServer:
             return parse_label_selector(label_text), parse_field_selector(field_text, rtype.plural)
         except SelectorError as exc:
             raise errors.bad_request(str(exc)) from exc
+
+    def _node_proxy(self, request: Request, target: Target) -> Response:
+        """`nodes/{name}/proxy/...`: the API server passes the request to the node's kubelet, which serves
+        `/stats/summary` here and answers any other path as its mux does (404, plain text)."""
+        self.store.get(target.rtype, "", target.name)  # NotFound for a node that does not exist
+        only_cpu_and_memory = request.query_params.get("only_cpu_and_memory") == "true"
+        summary = self.node_stats.stats_summary(target.name, only_cpu_and_memory) \
+            if target.proxy_path == "/stats/summary" else None
+        if summary is None:
+            return PlainTextResponse("404 page not found\n", status_code=404)
+        return JSONResponse(summary)
 
     @staticmethod
     async def _body(request: Request) -> Any:

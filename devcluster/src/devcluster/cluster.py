@@ -76,6 +76,9 @@ class DevClusterConfig:
     # kube-apiserver's separate watch caches: changes of different resources arrive in either order (here a
     # ConfigMap's change after a Job's made just after it); within one resource the order holds.
     watch_delays: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WATCH_DELAYS))
+    # The kubelet's stats housekeeping (cAdvisor's per-container interval, 10 s as the kubelet sets it): how often
+    # the node proxy's /stats/summary figures change.
+    stats_period: float = 10.0
     pod_gc_period: float = 20.0  # the pod garbage collector's period (kube-controller-manager's gcCheckPeriod)
     # Feature gate PodLogsQuerySplitStreams (alpha, off by default in 1.32+): only with it on does the pod log
     # `stream` parameter (Stdout/Stderr) select one stream; off, the combined log is served.
@@ -99,9 +102,10 @@ class DevClusterConfig:
 
 def fast_config(**overrides: object) -> DevClusterConfig:
     """A configuration for tests and benchmarks: Kubernetes semantics with back-offs measured in fractions
-    of seconds (Job retries 0.2 s, image pulls 0.5 s, restarts 0.5 s), so failure paths run in seconds."""
+    of seconds (Job retries 0.2 s, image pulls 0.5 s, restarts 0.5 s), so failure paths run in seconds, and
+    container stats refreshed every second."""
     values: dict[str, object] = {"job_backoff_base": 0.2, "image_backoff_base": 0.5, "restart_backoff_base": 0.5,
-                                 "pod_gc_period": 1.0, "volume_detach_delay": 1.0}
+                                 "pod_gc_period": 1.0, "volume_detach_delay": 1.0, "stats_period": 1.0}
     values.update(overrides)
     return DevClusterConfig(**values)  # type: ignore[arg-type]
 
@@ -259,13 +263,15 @@ class DevCluster:
             state_dir=self.state_dir, nodes=nodes, host_images=config.host_images, api_port=self.https_port,
             ca_file=self.ca_file, image_backoff_base=config.image_backoff_base,
             restart_backoff_base=config.restart_backoff_base, downward_api_delay=config.downward_api_delay,
-            exclusive_attach=config.exclusive_attach, volume_detach_delay=config.volume_detach_delay)
+            exclusive_attach=config.exclusive_attach, volume_detach_delay=config.volume_detach_delay,
+            stats_period=config.stats_period)
         self.kubelet = Kubelet(self.store, events, kubelet_config, self.podman, HostRuntime(config.host_entrypoint),
                                self.tokens)
         controllers = Controllers(self.store, events, backoff_base=config.job_backoff_base,
                                   pod_gc_period=config.pod_gc_period,
                                   on_pvc_bound=self.kubelet.pvc_bound, on_pvc_deleted=self.kubelet.pvc_deleted)
-        api = ApiServer(self.store, self.faults, self.kubelet, self.tokens, evict=self.kubelet.evict,
+        api = ApiServer(self.store, self.faults, self.kubelet, self.tokens, node_stats=self.kubelet,
+                        evict=self.kubelet.evict,
                         bookmark_interval=config.bookmark_interval, watch_delays=config.watch_delays,
                         split_log_streams=config.pod_logs_query_split_streams, rbac_enabled=config.rbac,
                         owner_references_permission_enforcement=config.owner_references_permission_enforcement)

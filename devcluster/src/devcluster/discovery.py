@@ -61,8 +61,9 @@ def resource_list(group: str) -> dict[str, Any]:
         resources.append(entry)
         for sub in rtype.subresources:
             verbs = {"status": ["get", "patch", "update"], "log": ["get"], "eviction": ["create"],
-                     "token": ["create"]}[sub]
-            kind = {"log": "Pod", "eviction": "Eviction", "token": "TokenRequest"}.get(sub, rtype.kind)
+                     "token": ["create"], "proxy": ["create", "delete", "get", "patch", "update"]}[sub]
+            kind = {"log": "Pod", "eviction": "Eviction", "token": "TokenRequest",
+                    "proxy": "NodeProxyOptions"}.get(sub, rtype.kind)
             resources.append({"name": f"{rtype.plural}/{sub}", "singularName": "", "namespaced": rtype.namespaced,
                               "kind": kind, "verbs": verbs})
     return {"kind": "APIResourceList", "apiVersion": "v1",

@@ -41,6 +41,7 @@ from devcluster.ownership import EMPTY_DIR, make_sub_path, make_volume_root, set
 from devcluster.resources import BY_PLURAL
 from devcluster.runtime import ContainerResult, ContainerRun, Handle, HostRuntime, Mount, Runtime
 from devcluster.scheduler import Scheduler
+from devcluster.stats import KUBELET_HOUSEKEEPING, StatsCollector
 from devcluster.store import Store, WatchEvent, timestamp
 from devcluster.users import User
 
@@ -210,6 +211,7 @@ class KubeletConfig:
     downward_api_delay: float = 0.0
     exclusive_attach: bool = True  # ReadWriteOnce block volumes on one node at a time (Multi-Attach)
     volume_detach_delay: float = 10.0  # unmount and detach after the last pod using a volume on a node ended
+    stats_period: float = KUBELET_HOUSEKEEPING  # seconds between reads of the containers' cgroups (/stats/summary)
 
 
 class Kubelet(StoreLoop):
@@ -229,6 +231,8 @@ class Kubelet(StoreLoop):
         self.nodes = {node.name: node for node in config.nodes}
         self.scheduler = Scheduler(store, events, config.nodes, self.pvc_bound)
         self.attachments = Attachments(store, events, config.volume_detach_delay, config.exclusive_attach)
+        self.stats = StatsCollector(store, self.nodes, config.stats_period)
+        self._stats_task: asyncio.Task[None] | None = None
         self._init_loop()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -238,10 +242,14 @@ class Kubelet(StoreLoop):
         for node in self.config.nodes:
             self.store.create(BY_PLURAL["nodes"], "", node.node_object())
         self._start_loop()
+        self._stats_task = asyncio.get_running_loop().create_task(self.stats.run())
 
     async def stop(self) -> None:
-        """Stop every pod (grace 0) and the loop."""
+        """Stop every pod (grace 0), the loop and the stats housekeeping."""
         await self._stop_loop()
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+            await asyncio.gather(self._stats_task, return_exceptions=True)
         await asyncio.gather(*(w.terminate(0) for w in self.workers.values()), return_exceptions=True)
         await asyncio.gather(*(w.task for w in self.workers.values() if w.task), return_exceptions=True)
 
@@ -330,6 +338,10 @@ class Kubelet(StoreLoop):
         """Whether the container may still produce output."""
         worker = self.workers.get(pod["metadata"]["uid"])
         return worker is not None and not worker.finished(container)
+
+    def stats_summary(self, node: str, only_cpu_and_memory: bool) -> dict[str, Any] | None:
+        """The node's `/stats/summary`, or None when no kubelet of the stand-in runs that node."""
+        return self.stats.summary(node, only_cpu_and_memory) if node in self.nodes else None
 
     def pvc_path(self, pvc: dict[str, Any]) -> Path:
         """The host folder backing a claim (one per claim uid)."""

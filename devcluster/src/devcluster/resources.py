@@ -47,7 +47,7 @@ class ResourceType:
 RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("namespaces", "Namespace", namespaced=False, short_names=("ns",), subresources=("status",),
                  verbs=("create", "delete", "get", "list", "patch", "update", "watch"), singular="namespace"),
-    ResourceType("nodes", "Node", namespaced=False, short_names=("no",), subresources=("status",),
+    ResourceType("nodes", "Node", namespaced=False, short_names=("no",), subresources=("status", "proxy"),
                  verbs=("get", "list", "watch"), singular="node", read_only=True),
     ResourceType("pods", "Pod", short_names=("po",), subresources=("status", "log", "eviction"),
                  categories=("all",), singular="pod"),
