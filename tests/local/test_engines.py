@@ -47,6 +47,16 @@ def test_process_engine_needs_bubblewrap_and_a_possible_network(monkeypatch: pyt
         ProcessEngine.create(LocalSettings(engine="process", network="bridge"))
 
 
+def test_process_engine_needs_pidfds_to_follow_its_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_pidfds(pid: int) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/bwrap")
+    monkeypatch.setattr(os, "pidfd_open", no_pidfds)
+    with pytest.raises(RuntimeError, match="needs Linux 5.3 or later"):
+        ProcessEngine.create(LocalSettings(engine="process"))
+
+
 def test_a_misspelt_setting_is_refused_with_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TESK_LOCAL_ENGINE", "dockr")
     with pytest.raises(ValidationError, match="'auto', 'docker', 'podman' or 'process'"):

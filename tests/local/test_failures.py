@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 import time
 
 import pytest
@@ -157,3 +158,31 @@ async def test_an_executor_s_peak_memory_and_cpu_time_are_measured(make_harness:
     true_cpu = int(float(log.logs[1].stdout or "0")) / 1e9
     assert true_cpu > 0.3 and true_cpu <= wall, (true_cpu, wall)
     assert true_cpu - 0.25 <= cpu <= true_cpu + 0.05, (cpu, true_cpu)  # one read interval short at most
+
+
+HOLD = "import resource, time; held = b'x' * (200 << 20); time.sleep(1); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+SPIN = "import time\nwhile time.process_time() < 1.5: pass\nprint(time.process_time())"
+
+
+async def test_the_process_engine_reports_what_its_commands_used(make_harness: MakeHarness) -> None:
+    """From bubblewrap's rusage: 200 MiB held by one process (a grandchild of bubblewrap, under a
+    shell), then a busy loop of 1.5 s of CPU, each checked against the command's own count (the loop
+    stops at a CPU time, not a wall time, so a loaded machine cannot make it short). `true` is
+    smaller than this test process, whose high-water mark Linux passes on to the child it forks:
+    its peak is unknown, so absent."""
+    harness = await make_harness("process")
+    stored = await harness.run({"executors": [
+        {"image": IMAGE, "command": ["sh", "-c", f'"{sys.executable}" -c "{HOLD}"']},
+        {"image": IMAGE, "command": [sys.executable, "-c", SPIN]},
+        {"image": IMAGE, "command": ["true"]},
+    ]})
+    assert stored.state is State.COMPLETE, stored.task.logs
+    log = (stored.task.logs or [])[-1]
+    metadata = log.metadata or {}
+    peak, own_peak = int(metadata["tesk.executor.0.peak_memory_bytes"]), int(log.logs[0].stdout or "0") * 1024
+    assert 200 * 2**20 <= own_peak <= peak < 220 * 2**20, (peak, own_peak)
+    wall, cpu = float(metadata["tesk.executor.1.wall_seconds"]), float(metadata["tesk.executor.1.cpu_seconds"])
+    own_cpu = float(log.logs[1].stdout or "0")
+    assert own_cpu >= 1.5 and own_cpu <= cpu <= own_cpu + 0.2, (cpu, own_cpu)  # plus bubblewrap's own
+    assert cpu <= wall, (cpu, wall)
+    assert "tesk.executor.2.peak_memory_bytes" not in metadata and "tesk.executor.2.cpu_seconds" in metadata

@@ -71,7 +71,8 @@ class ContainerExit:
     """The engine stopped the command at `time_limit`."""
     peak_memory_bytes: int | None = None
     cpu_seconds: float | None = None
-    """What the container used, where the engine could measure it (`cgroups.CgroupSampler`)."""
+    """What the container used, where the engine could measure it (`cgroups.CgroupSampler`; the
+    process engine: its bubblewrap's rusage)."""
 
 
 class Engine(Protocol):

@@ -5,6 +5,11 @@ The image is ignored. The command sees the host's whole filesystem, network and 
 done for it is a private mount namespace (bubblewrap) so that the task area appears at the container
 paths the task names, as it would in a container, plus a private /tmp. No cpu or memory limits are
 enforced. Processes die with the server (`--die-with-parent`), so nothing outlives a crash.
+
+What an executor used comes from the kernel's accounting of bubblewrap's process when it is reaped
+(`wait4`, see `_Child`): the CPU time of the command and of every process of it that was waited for
+(one still running when the command ends is killed with its namespace, and its time is lost), and
+the largest peak RSS of any one of them (`ru_maxrss`), not their sum.
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import shutil
 import signal
+import subprocess
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
@@ -27,6 +35,56 @@ from tesk.runner import Note, TaskFailure
 _KEPT_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "USER", "LOGNAME", "TZ")
 _PRIVATE = {"proc", "dev", "tmp"}
 _NOT_FOUND, _CANNOT_EXECUTE = 127, 126
+
+
+@dataclass(frozen=True)
+class _Ended:
+    exit_code: int
+    """Negative: the signal that killed bubblewrap."""
+    peak_memory_bytes: int | None
+    cpu_seconds: float
+
+
+class _Child:
+    """A started bubblewrap, reaped here with `wait4` so its resource use comes with its exit status.
+
+    asyncio's subprocesses are reaped by its child watcher with `waitpid`, which drops the rusage; this
+    child is started with `subprocess.Popen` instead, which no watcher knows, and its exit is noticed
+    through a pidfd on the event loop. The Popen is told the exit code, so that it never waits for the
+    pid itself (the pid may be another child's by then).
+
+    Linux keeps the forking process's memory high-water mark in its child's `ru_maxrss` (exec saves
+    the old address space's peak, and Popen's child starts with the server's), so the figure is the
+    executor's only when it is above the server's own peak read after the start; below it, the
+    executor's peak is unknown and reported as None."""
+
+    def __init__(self, args: list[str], stdin: int | None, stdout: int, stderr: int) -> None:
+        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL if stdin is None else stdin,
+                                         stdout=stdout, stderr=stderr, start_new_session=True)
+        self.pid = self._process.pid
+        self._inherited_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self._ended: asyncio.Future[_Ended] = asyncio.get_running_loop().create_future()
+        self._pidfd = os.pidfd_open(self.pid)
+        asyncio.get_running_loop().add_reader(self._pidfd, self._reap)
+
+    def _reap(self) -> None:
+        pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+        if pid == 0:
+            return
+        asyncio.get_running_loop().remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._process.returncode = os.waitstatus_to_exitcode(status)
+        peak = usage.ru_maxrss * 1024 if usage.ru_maxrss > self._inherited_kib else None  # Linux: KiB
+        self._ended.set_result(_Ended(self._process.returncode, peak, usage.ru_utime + usage.ru_stime))
+
+    async def wait(self) -> _Ended:
+        """How it ended; a cancelled wait leaves the reaping in place."""
+        return await asyncio.shield(self._ended)
+
+    def kill(self) -> None:
+        """SIGKILL the whole session (bubblewrap and what it started)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
 
 
 class ProcessEngine:
@@ -44,6 +102,10 @@ class ProcessEngine:
                 "TESK_LOCAL_ENGINE=process needs bubblewrap (`bwrap`) to place the task's files at their "
                 "container paths; install it (Debian/Ubuntu: apt-get install bubblewrap)"
             )
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+        except OSError as exc:
+            raise RuntimeError(f"TESK_LOCAL_ENGINE=process needs Linux 5.3 or later to follow its commands (pidfd_open: {exc})") from exc
         if settings.network not in (None, "host", "none"):
             raise RuntimeError(f"TESK_LOCAL_NETWORK={settings.network} is not possible with the process engine; use host or none")
         return cls(settings, bwrap)
@@ -58,7 +120,9 @@ class ProcessEngine:
             )
 
     def args(self, spec: ContainerSpec, extra: list[Mount]) -> list[str]:
-        args = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+        # --as-pid-1: bubblewrap's own init would be reaped after bubblewrap exits, taking the command's
+        # rusage with it; the command is PID 1 instead, as in a container started without --init.
+        args = [self.bwrap, "--die-with-parent", "--unshare-pid", "--as-pid-1", "--unshare-ipc", "--unshare-uts"]
         if self.settings.network == "none":
             args.append("--unshare-net")
         for entry in sorted(os.scandir("/"), key=lambda e: e.name):
@@ -90,7 +154,7 @@ class ProcessEngine:
         if spec.workdir and spec.workdir_folder and not self._exists_inside(spec, spec.workdir):
             extra.append(Mount(spec.workdir, spec.workdir_folder()))
         started = datetime.now(UTC)
-        code, timed_out = await self._run_once(spec, extra)
+        code, timed_out, used = await self._run_once(spec, extra)
         ended = datetime.now(UTC)
         if code == 1:
             last = (tail_text(spec.stderr, 1000).strip().splitlines() or [""])[-1]
@@ -99,7 +163,8 @@ class ProcessEngine:
             elif last.startswith("bwrap: "):
                 os.ftruncate(spec.stderr, 0)
                 raise TaskFailure(f"the process engine could not start the command: {last}")
-        return ContainerExit(code, started, ended, timed_out=timed_out)
+        return ContainerExit(code, started, ended, timed_out=timed_out,
+                             peak_memory_bytes=used.peak_memory_bytes, cpu_seconds=used.cpu_seconds)
 
     @staticmethod
     def _exists_inside(spec: ContainerSpec, path: str) -> bool:
@@ -110,28 +175,24 @@ class ProcessEngine:
         top = path.strip("/").split("/")[0]
         return top not in _PRIVATE and Path(path).is_dir()
 
-    async def _run_once(self, spec: ContainerSpec, extra: list[Mount]) -> tuple[int, bool]:
-        """The command's exit code, and whether it was stopped at `spec.time_limit`."""
+    async def _run_once(self, spec: ContainerSpec, extra: list[Mount]) -> tuple[int, bool, _Ended]:
+        """The command's exit code, whether it was stopped at `spec.time_limit`, and how it ended."""
         args = self.args(spec, extra)
         spec.rewind()
-        stdin = asyncio.subprocess.DEVNULL if spec.stdin is None else spec.stdin
-        proc = await asyncio.create_subprocess_exec(
-            *args, stdin=stdin, stdout=spec.stdout, stderr=spec.stderr, start_new_session=True
-        )
+        child = _Child(args, spec.stdin, spec.stdout, spec.stderr)
         timed_out = False
         try:
             async with asyncio.timeout(spec.time_limit):
-                code = await proc.wait()
+                ended = await child.wait()
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            code, timed_out = await proc.wait(), True
+            child.kill()
+            ended, timed_out = await child.wait(), True
         except asyncio.CancelledError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await asyncio.shield(proc.wait())
+            child.kill()
+            await child.wait()
             raise
-        return (128 - code if code < 0 else code), timed_out
+        code = ended.exit_code
+        return (128 - code if code < 0 else code), timed_out, ended
 
     async def remove_labelled(self, label: str, value: str) -> list[str]:
         """Nothing to do: executors die with the server process that started them."""
