@@ -4,7 +4,9 @@ development where no container engine exists).
 The image is ignored. The command sees the host's whole filesystem, network and user; the only thing
 done for it is a private mount namespace (bubblewrap) so that the task area appears at the container
 paths the task names, as it would in a container, plus a private /tmp. No cpu or memory limits are
-enforced. Processes die with the server (`--die-with-parent`), so nothing outlives a crash.
+enforced. Processes die with the server (`--die-with-parent`), so nothing outlives a crash. The
+command is PID 1 of its own PID namespace, as in a container started without `--init`: when it ends,
+whatever it left running is killed.
 
 What an executor used comes from the kernel's accounting of bubblewrap's process when it is reaped
 (`wait4`, see `_Child`): the CPU time of the command and of every process of it that was waited for
