@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -17,8 +18,9 @@ from pydantic import ValidationError
 from tesk.backends.local.engines import ContainerSpec, select_engine
 from tesk.backends.local.engines.docker import DockerEngine
 from tesk.backends.local.engines.podman import PodmanEngine
-from tesk.backends.local.engines.process import ProcessEngine
+from tesk.backends.local.engines.process import ProcessEngine, _Child
 from tesk.config.local import LocalSettings
+from tesk.runner import TaskFailure
 from tests.local.conftest import IMAGE
 
 
@@ -55,6 +57,13 @@ def test_process_engine_needs_pidfds_to_follow_its_commands(monkeypatch: pytest.
     monkeypatch.setattr(os, "pidfd_open", no_pidfds)
     with pytest.raises(RuntimeError, match="needs Linux 5.3 or later"):
         ProcessEngine.create(LocalSettings(engine="process"))
+
+
+async def test_a_command_reaped_by_someone_else_fails_the_executor_instead_of_hanging() -> None:
+    child = _Child(["true"], None, 1, 2)
+    os.waitpid(child.pid, 0)  # as a watcher that waits for any child would, before the loop looks
+    with pytest.raises(TaskFailure, match=f"pid {child.pid}\\): something else in this server reaped it"):
+        await asyncio.wait_for(child.wait(), 5)
 
 
 def test_a_misspelt_setting_is_refused_with_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -70,14 +70,25 @@ class _Child:
         asyncio.get_running_loop().add_reader(self._pidfd, self._reap)
 
     def _reap(self) -> None:
-        pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+        try:
+            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            self._stop_watching()
+            self._ended.set_exception(TaskFailure(
+                f"the process engine lost its command (bubblewrap, pid {self.pid}): something else in this "
+                "server reaped it, such as an asyncio child watcher that waits for any child; its exit code "
+                "is unknown"))
+            return
         if pid == 0:
             return
-        asyncio.get_running_loop().remove_reader(self._pidfd)
-        os.close(self._pidfd)
+        self._stop_watching()
         self._process.returncode = os.waitstatus_to_exitcode(status)
         peak = usage.ru_maxrss * 1024 if usage.ru_maxrss > self._inherited_kib else None  # Linux: KiB
         self._ended.set_result(_Ended(self._process.returncode, peak, usage.ru_utime + usage.ru_stime))
+
+    def _stop_watching(self) -> None:
+        asyncio.get_running_loop().remove_reader(self._pidfd)
+        os.close(self._pidfd)
 
     async def wait(self) -> _Ended:
         """How it ended; a cancelled wait leaves the reaping in place."""
