@@ -10,7 +10,8 @@ On the stand-in, taskmaster and filer pods run the tesk image built from deploy/
 (`.ci/setup.d/25-tesk-image.sh`) as real podman containers, as the image's uid 10001 with the
 service-account files and the PVC mounted. Every pod gets the host network: that is how they reach the
 stand-in's API server, which listens on 127.0.0.1. The stand-in enforces RBAC: `deployed` applies
-deploy/kustomize/base's namespaces, service accounts, Roles and bindings through the API, the API under
+deploy/kustomize/overlays/usage-sampling's namespaces, service accounts, Roles, ClusterRoles and bindings
+(the base's, plus the optional `get` on `nodes/proxy` for the taskmasters) through the API, the API under
 test authenticates as the tesk-api service account, tasks go to deploy/'s tasks namespace (tes-tasks) and
 the taskmasters run as tesk-taskmaster there, so a verb a Role lacks is refused here as on a cluster.
 """
@@ -42,7 +43,8 @@ from tesk.store.sql import SqlTaskStore
 from tests.conftest import ServerThread
 
 REAL_KUBECONFIG = os.environ.get("TESK_TEST_KUBECONFIG")
-DEPLOY_BASE = Path(__file__).resolve().parents[2] / "deploy" / "kustomize" / "base"
+DEPLOYED = Path(__file__).resolve().parents[2] / "deploy" / "kustomize" / "overlays" / "usage-sampling"
+"""What the end-to-end tests deploy: the base and the optional grant that lets taskmasters sample usage."""
 KUBECTL = shutil.which("kubectl")
 IMAGE = os.environ.get("TESK_TEST_IMAGE", f"tesk:{tesk.__version__}")
 TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "PREEMPTED"}
@@ -90,12 +92,12 @@ ACCESS_KINDS = ("Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRo
 
 
 def deployed(dev: Any, tmp: Path) -> Cluster:
-    """The stand-in as deploy/kustomize/base leaves a cluster, as far as access goes: its namespaces (with
+    """The stand-in as `DEPLOYED` leaves a cluster, as far as access goes: its namespaces (with
     their Pod Security labels), service accounts, Roles and bindings, rendered by kustomize and applied
     through the API by kubectl. The API under test holds the tesk-api account's token (a TokenRequest, as
     `kubectl create token` gets it) and works in the tasks namespace deploy/ tells it; the tests' own
     observer is another user, in system:masters, so its requests are told apart."""
-    rendered = rendered_base()
+    rendered = rendered_deployment()
     access = [o for o in rendered if o["kind"] in ACCESS_KINDS]
     admin = dev.write_kubeconfig(tmp / "admin.kubeconfig", https=True)  # kubectl sends no token over HTTP
     _kubectl("--kubeconfig", str(admin), "apply", "-f", "-", stdin=yaml.safe_dump_all(access))
@@ -111,10 +113,10 @@ def deployed(dev: Any, tmp: Path) -> Cluster:
 
 
 @functools.cache
-def rendered_base() -> list[dict[str, Any]]:
-    """deploy/kustomize/base as `kubectl kustomize` renders it (once a session: it takes about a second)."""
+def rendered_deployment() -> list[dict[str, Any]]:
+    """`DEPLOYED` as `kubectl kustomize` renders it (once a session: it takes about a second)."""
     assert KUBECTL is not None, "kubectl is needed to render deploy/ (.ci/setup.d/30-kubectl.sh installs it)"
-    return [o for o in yaml.safe_load_all(_kubectl("kustomize", str(DEPLOY_BASE))) if o]
+    return [o for o in yaml.safe_load_all(_kubectl("kustomize", str(DEPLOYED))) if o]
 
 
 def _kubectl(*args: str, stdin: str | None = None) -> str:

@@ -21,7 +21,8 @@ from tests.kubernetes.podsecurity import restricted_violations
 from tests.kubernetes.test_manifests import OWNER, make_task
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-TREES = ["kustomize/base", "kustomize/overlays/postgres", "kustomize/overlays/openshift"]
+TREES = ["kustomize/base", "kustomize/overlays/postgres", "kustomize/overlays/openshift",
+         "kustomize/overlays/usage-sampling"]
 KUBECTL = shutil.which("kubectl")
 
 
@@ -102,11 +103,27 @@ def test_tasks_run_in_their_own_namespace_and_every_reference_agrees(tree: str) 
             assert obj["metadata"]["namespace"] == tasks_ns, obj["metadata"]["name"]
         elif obj["kind"] in ("PersistentVolumeClaim", "Secret", "ConfigMap", "Deployment", "StatefulSet", "Service"):
             assert obj["metadata"]["namespace"] == api_ns, (obj["kind"], obj["metadata"]["name"])
-    for binding in (o for o in objects if o["kind"] == "RoleBinding"):
+    for binding in (o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")):
         for subject in binding["subjects"]:  # an empty namespace means the binding's own
             assert (subject.get("namespace") or binding["metadata"]["namespace"], subject["name"]) in accounts
     assert {b["metadata"]["name"]: b["subjects"][0]["name"] for b in objects if b["kind"] == "RoleBinding"} == \
         {"tesk-api": "tesk-api", "tesk-taskmaster": KubernetesSettings().service_account_name}
+
+
+def test_only_the_optional_usage_grant_reaches_beyond_the_tasks_namespace() -> None:
+    """The base holds nothing cluster-scoped; components/usage-sampling adds exactly `get` on `nodes/proxy`
+    (the kubelet Summary API through the node proxy) for the taskmaster account, and nothing else."""
+    cluster_kinds = {"ClusterRole", "ClusterRoleBinding"}
+    assert not [o for o in render("kustomize/base") if o["kind"] in cluster_kinds]
+    objects = render("kustomize/overlays/usage-sampling")
+    role, binding = _one(objects, "ClusterRole"), _one(objects, "ClusterRoleBinding")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]}]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    tasks_ns = _api_env(objects)["TESK_API_K8S_NAMESPACE"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": KubernetesSettings().service_account_name,
+                                    "namespace": tasks_ns}]
+    base = {(o["kind"], o["metadata"]["name"]) for o in render("kustomize/base")}
+    assert {(o["kind"], o["metadata"]["name"]) for o in objects if o["kind"] not in cluster_kinds} == base
 
 
 def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:

@@ -5,9 +5,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.kubernetes.conftest import TERMINAL, Api, Cluster, failure, rendered_base, staged_task, task_objects
+from tests.kubernetes.conftest import (
+    TERMINAL,
+    Api,
+    Cluster,
+    failure,
+    rendered_deployment,
+    staged_task,
+    task_objects,
+)
 
 pytestmark = pytest.mark.kubernetes
 
@@ -356,33 +365,109 @@ def test_an_executor_job_deleted_by_someone_ends_the_task_with_the_reason(api: A
     assert any("was deleted by someone else" in line for line in task["logs"][0]["system_logs"]), task["logs"]
 
 
+MIB = 2**20
+PYTHON = "python:3.11-slim-bookworm"
+HOLD_200_MIB = "import time\nb = b'x' * (200 << 20)\ntime.sleep(6)"
+OWN_CPU = ("import pathlib\nv1 = pathlib.Path('/sys/fs/cgroup/cpuacct/cpuacct.usage')\n"
+           "print(int(v1.read_text()) if v1.exists() else 1000 * int(next(line.split()[1] for line in "
+           "pathlib.Path('/sys/fs/cgroup/cpu.stat').read_text().splitlines() if line.startswith('usage_usec'))))")
+SPIN_10_S = f"import time\nend = time.time() + 10\nwhile time.time() < end: pass\n{OWN_CPU}"
+
+
+def test_an_executor_s_peak_memory_and_cpu_time_are_sampled_from_its_kubelet(api_factory: Any,
+                                                                             cluster: Cluster) -> None:
+    """200 MiB held for 6 s, then 10 s of busy CPU checked against the container's own cgroup counter read at
+    its end: the kubelet's figures (refreshed every second on the stand-in), sampled every second. The CPU
+    time is the container's, so on a machine whose other work leaves it less than a core it is below the
+    wall time by that much: the truth it is held to is the counter, and the wall time only bounds it."""
+    cluster.require_standin()  # the grant is deployed here; scripts/test-real-cluster does not apply it
+    api = api_factory(usage_sample_seconds=1)
+    task_id = api.submit({"resources": {"cpu_cores": 1}, "executors": [
+        {"image": PYTHON, "command": ["python3", "-c", HOLD_200_MIB]},
+        {"image": PYTHON, "command": ["python3", "-c", SPIN_10_S]}]})
+    task = api.wait(task_id, timeout=120)
+    assert task["state"] == "COMPLETE", task["logs"]
+    log = task["logs"][-1]
+    metadata = log["metadata"]
+    peak = int(metadata["tesk.executor.0.peak_memory_bytes"])
+    assert 0.9 * 200 * MIB <= peak <= 1.1 * 200 * MIB, peak
+    wall, cpu = float(metadata["tesk.executor.1.wall_seconds"]), float(metadata["tesk.executor.1.cpu_seconds"])
+    true_cpu = int(log["logs"][1]["stdout"].strip()) / 1e9
+    # short of the true total by what it used after the last sample it was in: at most one kubelet refresh
+    # plus one sampling interval (and a slip of the loaded machine), at most one core; a little over what the
+    # process printed, which it read before printing and exiting
+    assert true_cpu - 3.0 <= cpu <= true_cpu + 0.1, (cpu, true_cpu, wall)
+    assert 0.25 * wall <= true_cpu <= wall + 1, (true_cpu, wall)  # busy all along (wall time has whole seconds)
+    basic = api.get(task_id, view="BASIC")["logs"][-1]["metadata"]
+    assert basic["tesk.executor.0.peak_memory_bytes"] == str(peak)
+
+
+def test_without_the_node_proxy_grant_the_keys_are_absent_and_the_task_completes(api_factory: Any,
+                                                                                 cluster: Cluster) -> None:
+    dev = cluster.require_standin()
+    binding = next(o for o in rendered_deployment() if o["kind"] == "ClusterRoleBinding")
+    rbac = f"{dev.url}/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
+    admin = httpx.Client(headers={"Authorization": f"Bearer {dev.admin_token}"}, timeout=30)
+    assert admin.delete(f"{rbac}/{binding['metadata']['name']}").status_code == 200
+    try:
+        api = api_factory(usage_sample_seconds=1)
+        task_id = api.submit({"executors": [{"image": PYTHON, "command": ["python3", "-c", HOLD_200_MIB]}]})
+        task = api.wait(task_id, timeout=120)
+        refused = [r for r in dev.faults.requests() if r.resource == "nodes/proxy" and r.code == 403
+                   and r.client.endswith(":tesk-taskmaster")]
+        taskmaster_log = cluster.kube().read_log(task_id_pod(cluster, task_id), "taskmaster", 256 * 1024)
+    finally:
+        assert admin.post(rbac, json=binding).status_code == 201
+        admin.close()
+    assert task["state"] == "COMPLETE", task["logs"]
+    metadata = task["logs"][-1]["metadata"]
+    assert float(metadata["tesk.executor.0.wall_seconds"]) >= 5
+    assert not {"tesk.executor.0.peak_memory_bytes", "tesk.executor.0.cpu_seconds"} & set(metadata), metadata
+    assert len(refused) == 1  # asked once, then never again for the task
+    assert taskmaster_log.count("may not read the kubelet's stats (get on nodes/proxy") == 1, taskmaster_log
+
+
+def task_id_pod(cluster: Cluster, task_id: str) -> str:
+    """The name of the task's (first) taskmaster pod."""
+    pods = cluster.kube().list("Pod", f"tesk.io/task-id={task_id},tesk.io/role=taskmaster")[0]
+    return str(min(pods, key=lambda p: p["metadata"]["creationTimestamp"])["metadata"]["name"])
+
+
 def test_the_deploy_roles_grant_exactly_the_verbs_used_above(cluster: Cluster, request: pytest.FixtureRequest) -> None:
-    """Least verbs, both ways, against the rendered deploy/ Roles the stand-in enforced: every (resource, verb)
-    the API and the taskmasters requested in this module is granted to their service account, and every one
-    granted was requested (checked only when the whole module ran: a test left out makes fewer requests).
+    """Least verbs, both ways, against the rendered deploy/ Roles and ClusterRoles the stand-in enforced (the
+    base's and the optional node-proxy grant of components/usage-sampling, as deployed here): every (resource,
+    verb) the API and the taskmasters requested in this module is granted to their service account, and every
+    one granted was requested (checked only when the whole module ran: a test left out makes fewer requests).
 
     No `delete` is added for objects created with ownerReferences: OwnerReferencesPermissionEnforcement asks
     for it only when an update changes them (a create may name owners freely since Kubernetes 1.11), and the
     stand-in enforces that plugin, so a missing grant would have been refused above."""
     dev = cluster.require_standin()
-    rendered = rendered_base()
-    granted = {(o["metadata"]["namespace"], o["metadata"]["name"]): {
+    rendered = rendered_deployment()
+    granted = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]): {
         (r, v) for rule in o["rules"] for r in rule["resources"] for v in rule["verbs"]}
-        for o in rendered if o["kind"] == "Role"}
-    role_of = {f"system:serviceaccount:{s.get('namespace') or b['metadata']['namespace']}:{s['name']}":
-               (b["metadata"]["namespace"], b["roleRef"]["name"])
-               for b in rendered if b["kind"] == "RoleBinding" for s in b["subjects"] if s["kind"] == "ServiceAccount"}
-    needed: dict[tuple[str, str], set[tuple[str, str]]] = {role: set() for role in granted}
+        for o in rendered if o["kind"] in ("Role", "ClusterRole")}
+    roles_of: dict[str, set[tuple[str, str]]] = {}  # service account -> the (namespace, name) of its roles
+    for b in (o for o in rendered if o["kind"] in ("RoleBinding", "ClusterRoleBinding")):
+        where = b["metadata"].get("namespace", "")
+        role = (where if b["roleRef"]["kind"] == "Role" else "", b["roleRef"]["name"])
+        for s in b["subjects"]:
+            if s["kind"] == "ServiceAccount":
+                roles_of.setdefault(f"system:serviceaccount:{s.get('namespace') or where}:{s['name']}", set()).add(role)
+    needed: dict[str, set[tuple[str, str]]] = {account: set() for account in roles_of}
     for record in dev.faults.requests():
-        if record.client in role_of:  # not the tests' observer, not the stand-in's own controllers
-            needed[role_of[record.client]].add((record.resource, record.verb))
-    taskmaster = (cluster.namespace, "tesk-taskmaster")
-    assert needed[taskmaster] and needed[(cluster.namespace, "tesk-api")], "no API or taskmaster request was recorded"
-    for role, pairs in needed.items():
-        assert pairs <= granted[role], f"{role} lacks {sorted(pairs - granted[role])}"
+        if record.client in needed:  # not the tests' observer, not the stand-in's own controllers
+            needed[record.client].add((record.resource, record.verb))
+    taskmaster = f"system:serviceaccount:{cluster.namespace}:tesk-taskmaster"
+    assert needed[taskmaster] and needed[cluster.api_user], "no API or taskmaster request was recorded"
+    for account, pairs in needed.items():
+        allowed = set().union(*(granted[role] for role in roles_of[account]))
+        assert pairs <= allowed, f"{account} lacks {sorted(pairs - allowed)}"
     module_tests = [item for item in request.session.items if item.module is request.module]
     defined = [name for name in dir(request.module) if name.startswith("test_")]
     if len(module_tests) < len(defined):
         pytest.skip("only part of this module ran: the unused-verb half needs every test's requests")
-    for role, pairs in needed.items():
-        assert granted[role] <= pairs, f"{role} grants verbs no request needed: {sorted(granted[role] - pairs)}"
+    for account, roles in roles_of.items():
+        for role in roles:
+            assert granted[role] <= needed[account], \
+                f"{role} grants verbs no request needed: {sorted(granted[role] - needed[account])}"

@@ -120,6 +120,11 @@ class KubernetesSettings(BaseSettings):
         None, description="Read executor stdout and stderr apart with the pod log `stream` parameter "
         "(PodLogsQuerySplitStreams). Unset: the API finds out from the first taskmaster pod's log; false: "
         "stdout holds both streams and stderr is empty.")
+    usage_sample_seconds: float = Field(
+        10, ge=0, description="How often the taskmaster samples a running executor's memory and CPU time from "
+        "its node's kubelet (Summary API through the node proxy; needs the optional `get` on `nodes/proxy`, "
+        "deploy/kustomize/components/usage-sampling). The kubelet refreshes its figures every 10 s, so sampling "
+        "faster gains little. 0: no sampling, and no peak memory or CPU time on this backend.")
     taskmaster_cpu: str = Field("100m", description="CPU request of taskmaster pods.")
     taskmaster_memory: str = Field("256Mi", description="Memory request and limit of taskmaster pods.")
     filer_cpu: str = Field("100m", description="CPU request of filer pods.")
@@ -200,6 +205,7 @@ class KubernetesSettings(BaseSettings):
                 "executor_secret_name", "executor_secret_mount_path", "storage_class", "access_mode",
                 "default_disk_gb", "unschedulable_grace_seconds", "image_pull_grace_seconds",
                 "create_container_grace_seconds", "failed_create_grace_seconds", "scale_up_grace_seconds", "log_tail_bytes",
+                "usage_sample_seconds",
                 "split_log_streams", "filer_cpu", "filer_memory", "filer_secret_name", "run_as_user", "fs_group",
                 "executor_run_as_user", "executor_run_as_group", "executor_fs_group", "executor_run_as_non_root",
                 "image_pull_secrets")

@@ -209,7 +209,12 @@ class Kube:
         """A request with retries of transient failures; the answer's body, or a KubeError."""
         spec = KINDS[kind]
         resource = f"{spec.plural}/{subresource}" if subresource else spec.plural
-        path = spec.path(self.namespace, name, subresource)
+        return self._request(what, verb, resource, method, spec.path(self.namespace, name, subresource), query, body,
+                             content_type)
+
+    def _request(self, what: str, verb: str, resource: str, method: str, path: str,
+                 query: dict[str, Any] | None = None, body: Obj | None = None,
+                 content_type: str = "application/json") -> bytes:
         delay = 0.2
         for attempt in range(1, self.attempts + 1):
             try:
@@ -293,6 +298,13 @@ class Kube:
             token = meta.get("continue")
             if not token:
                 return items, str(meta.get("resourceVersion") or "")
+
+    def node_summary(self, node: str) -> Obj:
+        """The kubelet's Summary API of `node`, CPU and memory only, through the API server's node proxy
+        (`get` on `nodes/proxy`, a cluster-wide grant: `Forbidden` without it)."""
+        path = f"/api/v1/nodes/{quote(node, safe='')}/proxy/stats/summary"
+        return _json(self._request(f"read the stats summary of node {node}", "get", "nodes/proxy", "GET", path,
+                                   {"only_cpu_and_memory": "true"}))
 
     def events_of(self, kind: str, name: str) -> Objects:
         """The Events about one object (why a Job has no pod, what an autoscaler said of a pod)."""

@@ -11,6 +11,9 @@ system logs) and state in the task's result ConfigMap, which the API's controlle
 the request count low it writes when something new is worth showing, at most every few seconds, and
 always at the end; INITIALIZING and RUNNING need no write at all (the controller sees the pods).
 
+Resource use: while an executor runs, `usage.UsageSampler` samples its container from the kubelet's
+Summary API through the node proxy (optional: `usage_sample_seconds`, and a grant deployments add).
+
 Cancel (the protocol is in `cancel`): the API labels this pod; the watch (or the Downward API labels
 file) shows it, the runner is aborted, the running Job is deleted with foreground propagation, and
 the task ends CANCELED.
@@ -34,6 +37,7 @@ from tesk.backends.kubernetes.cancel import read_labels_file, requested_by
 from tesk.backends.kubernetes.informer import KEEP_META, Cache, Informer
 from tesk.backends.kubernetes.kube import Conflict, Kube, KubeError, Obj
 from tesk.backends.kubernetes.labels import Role
+from tesk.backends.kubernetes.usage import Usage, UsageSampler
 from tesk.config.kubernetes import KubernetesSettings
 from tesk.backends.kubernetes.state import (
     DEADLINE_EXCEEDED,
@@ -143,6 +147,7 @@ class KubernetesRuntime:
         self.kube, self.settings, self.owner, self.watch = kube, settings, owner, watch
         self.abort = abort
         self.has_volume = False
+        self.usage = UsageSampler(kube, settings.usage_sample_seconds) if settings.usage_sample_seconds > 0 else None
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         """Run a blocking request in a thread. A cancel (abort) waits for the request to finish first:
@@ -215,20 +220,28 @@ class KubernetesRuntime:
         created = datetime.now(UTC)
         await self._create(body)
         what = describe_executor(task, index)
+        usage: dict[str, Usage] = {}
+        sampling = asyncio.create_task(self.usage.follow(f"task {task.id}: {what}", lambda: self.watch.of_job(name),
+                                                         "executor", usage)) if self.usage else None
         try:
             async with asyncio.timeout(None if time_limit is None else time_limit + DEADLINE_SLACK):
                 pod, term = await self._wait(name, "executor", self.settings.backoff_limit("EXECUTOR"), what)
         except (TimeoutError, DeadlineExceeded):
-            return await self._stopped_at_limit(name, what, created)
+            return await self._stopped_at_limit(name, what, created, usage)
         except asyncio.CancelledError:
             await asyncio.shield(self._stop_job(name, what))
             raise
+        finally:
+            if sampling is not None:
+                sampling.cancel()
         stdout, stderr = await self._logs(pod["metadata"]["name"])
         start = parse_time(term.get("startedAt")) or datetime.now(UTC)
         timed_out = time_limit is not None and term.get("exitCode") != 0 and await self._past_deadline(name)
+        used = usage.get(pod["metadata"]["name"]) or Usage()
         return ExecutorOutcome(exit_code=int(term.get("exitCode") or 0), start_time=start,
                                end_time=parse_time(term.get("finishedAt")) or start, stdout=stdout, stderr=stderr,
-                               oom_killed=term.get("reason") == "OOMKilled", timed_out=timed_out)
+                               oom_killed=term.get("reason") == "OOMKilled", timed_out=timed_out,
+                               peak_memory_bytes=used.peak_memory_bytes, cpu_seconds=used.cpu_seconds)
 
     async def _past_deadline(self, job: str) -> bool:
         """Whether the Job failed for its activeDeadlineSeconds (its pod was deleted at the deadline)."""
@@ -236,16 +249,19 @@ class KubernetesRuntime:
         cond = condition(current, "Failed") or condition(current, "FailureTarget") or {}
         return cond.get("reason") == DEADLINE_EXCEEDED
 
-    async def _stopped_at_limit(self, job: str, what: str, created: datetime) -> ExecutorOutcome:
+    async def _stopped_at_limit(self, job: str, what: str, created: datetime,
+                                usage: dict[str, Usage]) -> ExecutorOutcome:
         """The outcome of an executor past its time limit whose pod had not ended yet (or was gone):
-        its log as far as it got, then the Job and pods deleted at once."""
+        its log and use as far as it got, then the Job and pods deleted at once."""
         pods = self.watch.of_job(job)
         term = terminated(pods[-1], "executor") if pods else None
         stdout, stderr = await self._logs(pods[-1]["metadata"]["name"]) if pods else ("", "")
         await asyncio.shield(self._stop_job(job, what))
         exit_code = int(term.get("exitCode") or KILLED) if term else KILLED
+        used = (usage.get(pods[-1]["metadata"]["name"]) if pods else None) or Usage()
         return ExecutorOutcome(exit_code=exit_code, start_time=created, end_time=datetime.now(UTC),
-                               stdout=stdout, stderr=stderr, timed_out=True)
+                               stdout=stdout, stderr=stderr, timed_out=True,
+                               peak_memory_bytes=used.peak_memory_bytes, cpu_seconds=used.cpu_seconds)
 
     async def _stop_job(self, name: str, what: str) -> None:
         """Foreground-delete the Job (no replacement pods), then its pods at once: a user command that
