@@ -4,8 +4,9 @@ Keys of the last TaskLog's `metadata` (a TES map of strings, in the BASIC and FU
 per executor that ran, `<i>` its 0-based index in `executors`:
 
 - `tesk.executor.<i>.wall_seconds`: its end time minus its start time, every backend;
-- `tesk.executor.<i>.peak_memory_bytes`: the highest memory use of its container (cgroup), or with
-  the local process engine of its largest process (rusage), where the backend can measure it;
+- `tesk.executor.<i>.peak_memory_bytes`: the highest memory use of its container (cgroup; on
+  Kubernetes as the kubelet's sampled figures showed it), or with the local process engine of its
+  largest process (rusage), where the backend can measure it;
 - `tesk.executor.<i>.cpu_seconds`: the CPU time its container or processes used (user + system),
   likewise.
 

@@ -397,7 +397,8 @@ def test_an_executor_s_peak_memory_and_cpu_time_are_sampled_from_its_kubelet(api
     # plus one sampling interval (and a slip of the loaded machine), at most one core; a little over what the
     # process printed, which it read before printing and exiting
     assert true_cpu - 3.0 <= cpu <= true_cpu + 0.1, (cpu, true_cpu, wall)
-    assert 0.25 * wall <= true_cpu <= wall + 1, (true_cpu, wall)  # busy all along (wall time has whole seconds)
+    # busy all along, as far as the machine's other work let it (wall time has whole seconds)
+    assert 1.0 <= true_cpu <= wall + 1, (true_cpu, wall)
     basic = api.get(task_id, view="BASIC")["logs"][-1]["metadata"]
     assert basic["tesk.executor.0.peak_memory_bytes"] == str(peak)
 
