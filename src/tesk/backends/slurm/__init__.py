@@ -7,6 +7,18 @@ runtime) reports into the same folder; the API reconciles those reports with squ
 No task code runs on the API host and no database credentials reach a node.
 """
 
-from tesk.backends.slurm.backend import SlurmBackend
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["SlurmBackend"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so `tesk worker` on a node does not import the API side (store, every config section):
+    # its start-up is part of every task's latency.
+    if name == "SlurmBackend":
+        from tesk.backends.slurm.backend import SlurmBackend
+
+        return SlurmBackend
+    raise AttributeError(name)

@@ -54,6 +54,9 @@ REPORT_SECONDS = 0.25
 """How often, between squeue rounds, the loop looks at the report files of tasks whose job runs."""
 
 
+_FIRST_HURRY = 0.1
+"""Seconds from a round that saw a run's final report, its job still active, to the next round."""
+
 _WORKER_GRACE_MINUTES = 1
 """Added to a task's time limit in the job's `--time`: the worker stops the task at the limit itself
 (its log kept, TimeLimitExceeded) and needs a moment to report; Slurm's TIMEOUT is the backstop."""
@@ -210,10 +213,11 @@ class SlurmBackend:
             await self._until_next_round()
 
     async def _until_next_round(self) -> None:
-        """Wait `poll_seconds`, or less when a run has just ended: its job ends a moment later, and a
-        task should not wait a whole poll for it. The rounds for a job that is still ending come
-        0.25 s, 0.5 s, 1 s... apart (a long epilog does not make squeue be asked over and over)."""
-        self._hurry = {task_id: self._hurry.get(task_id, REPORT_SECONDS / 2) * 2 for task_id in self._ending}
+        """Wait `poll_seconds`, or less when a run has just ended: its job ends a moment later (the
+        worker exits, then Slurm completes the job: about 0.2-0.5 s), and a task should not wait a whole
+        poll for it. The rounds for a job that is still ending come 0.1 s, 0.2 s, 0.4 s... apart (one
+        squeue for all tasks each; a long epilog does not make squeue be asked over and over)."""
+        self._hurry = {task_id: self._hurry.get(task_id, _FIRST_HURRY / 2) * 2 for task_id in self._ending}
         self._ending = set()
         deadline = time.monotonic() + min([self.slurm.poll_seconds, *self._hurry.values()])
         while (left := deadline - time.monotonic()) > 0:
