@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -109,9 +110,16 @@ def main() -> None:
                 task_run(client, server.url)  # warm-up: first job, first container start
                 sbatch_wait(script, output)
                 tasks, bare, polled = [], [], []
+                phase = random.Random(16)
                 for _ in range(rounds):
+                    # slurmctld starts these jobs on a beat (its log here: allocations 3.0 s apart), and
+                    # back-to-back rounds lock each side to its own phase of that beat; a random pause
+                    # before each submit gives both sides the same spread of waits.
+                    time.sleep(phase.uniform(0, 3))
                     tasks.append(task_run(client, server.url))
+                    time.sleep(phase.uniform(0, 3))
                     bare.append(sbatch_wait(script, output))
+                    time.sleep(phase.uniform(0, 3))
                     polled.append(sbatch_polled(script, output))
             direct_seconds = direct_burst(script, output, count)
             served_seconds = asyncio.run(through_server(server.url, count))
