@@ -217,3 +217,13 @@ def test_ids_and_the_fs_group_change_policy_are_validated_as_the_api_server_does
         "spec.containers[0].securityContext.runAsGroup":
             "Invalid value: -3: must be between 0 and 2147483647, inclusive",
     }
+
+
+def test_a_non_root_container_writes_its_termination_message(k8s: Clients) -> None:
+    """The kubelet makes the termination-log file 0666 whatever its umask (kuberuntime makeMounts), so any
+    uid may write it (the conformance test "report termination message ... as non-root user")."""
+    phase, _ = run(k8s, "message", "echo -n done-as-1000 > /dev/termination-log", {"emptyDir": {}},
+                   {"runAsUser": 1000})
+    assert phase == "Succeeded"
+    status = k8s.core.read_namespaced_pod("message", NS).status.container_statuses[0]
+    assert status.state.terminated.message == "done-as-1000"

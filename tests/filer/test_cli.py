@@ -148,3 +148,28 @@ def test_partial_output_failure_reports_what_did_upload(tmp_path: Path) -> None:
     assert result["error"].startswith(
         "1 of 2 outputs failed: output /out/missing.txt: the executors did not create it"
     )
+
+
+def test_the_report_goes_to_the_termination_log_whole_or_as_its_size(tmp_path: Path) -> None:
+    """A Kubernetes filer's report reaches the taskmaster in the pod status (tesk.filer.report): whole
+    when the kubelet keeps it (4096 bytes), else its size, for the taskmaster to read back from the log."""
+    base = tmp_path / "area"
+    (base / "data").mkdir(parents=True)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    for count, whole in ((2, True), (100, False)):
+        for i in range(count):
+            (base / "data" / f"part-{i:04d}.txt").write_text("x")
+        job = {"direction": "outputs", "base": str(base),
+               "outputs": [{"path": "/data", "url": f"file://{shared}/{count}/", "type": "DIRECTORY"}]}
+        message = tmp_path / f"termination-log-{count}"
+        done = _tesk(["-", "--termination-log", str(message)], stdin=json.dumps(job).encode(),
+                     env={"TESK_FILE_ROOTS": str(shared)})
+        assert done.returncode == 0, done.stderr.decode()
+        report = done.stdout.decode().strip().splitlines()[-1]
+        assert len(json.loads(report)["outputs"]) == count
+        if whole:
+            assert message.read_text() == report
+        else:
+            assert len(report.encode()) > 4096
+            assert json.loads(message.read_text()) == {"report_bytes": len(report.encode())}

@@ -497,8 +497,15 @@ class _LogOptions:
         if limit is not None and limit <= 0:
             raise errors.invalid("", "PodLogOptions", name, [("limitBytes", "Invalid value: must be greater than 0")])
         # Without the PodLogsQuerySplitStreams gate (1.29-1.31 know no `stream`; 1.32+ has it off by default)
-        # the parameter is dropped and the combined log is served.
-        stream = {"Stdout": "stdout", "Stderr": "stderr"}.get((query.get("stream") if split_streams else None) or "All")
+        # the parameter is dropped and the combined log is served. With it, ValidatePodLogOptions checks it.
+        asked = (query.get("stream") if split_streams else None) or "All"
+        if asked not in ("Stdout", "Stderr", "All"):
+            raise errors.invalid("", "PodLogOptions", name, [
+                ("stream", f'Unsupported value: "{asked}": supported values: "Stdout", "Stderr", "All"')])
+        if asked != "All" and query.get("tailLines"):
+            raise errors.invalid("", "PodLogOptions", name, [
+                ("", "Forbidden: `tailLines` and specific `stream` are mutually exclusive for now")])
+        stream = {"Stdout": "stdout", "Stderr": "stderr"}.get(asked)
         return cls(previous=_flag(query.get("previous")), follow=_flag(query.get("follow")),
                    timestamps=_flag(query.get("timestamps")),
                    tail=int(query["tailLines"]) if query.get("tailLines") else None, limit=limit,

@@ -798,6 +798,7 @@ class PodWorker:
         message_file = self.root / "termination" / f"{container['name']}-{restart}"
         message_file.parent.mkdir(parents=True, exist_ok=True)
         message_file.write_bytes(b"")
+        message_file.chmod(0o666)  # as the kubelet does, whatever its umask: any uid may write its message
         mounts.append(Mount(message_file, container.get("terminationMessagePath", "/dev/termination-log")))
         return mounts
 

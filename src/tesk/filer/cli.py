@@ -6,9 +6,10 @@ Input: a JSON document (from a file, gzip-compressed or not, or from stdin):
      "inputs": [tesInput, ...] | "outputs": [tesOutput, ...]}
 
 Progress and failures go to stderr as they happen. The last line on stdout is one JSON object,
-`{"outputs": [tesOutputFileLog...], "system_logs": [...], "error": null | "..."}`, so a taskmaster
-reading the pod log can take the last line. The exit status is 0 on success, 1 when a transfer
-failed, 2 when the JSON is unusable.
+`{"outputs": [tesOutputFileLog...], "system_logs": [...], "error": null | "..."}`, the report. With
+`--termination-log PATH` (a Kubernetes container's terminationMessagePath) it is written there too
+(`tesk.filer.report`). The exit status is 0 on success, 1 when a transfer failed, 2 when the JSON is
+unusable.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from tesk.filer.area import TaskArea
 from tesk.filer.errors import FilerError, StagingError
+from tesk.filer.report import termination_message
 from tesk.config.filer import FilerSettings
 from tesk.filer.staging import stage_inputs, stage_outputs
 from tesk.models import Input, Output, OutputFileLog
@@ -82,6 +84,9 @@ def filer(
     job_file: Annotated[
         str, typer.Argument(help="JSON job document (gzip allowed), or '-' to read it from stdin.")
     ] = "-",
+    termination_log: Annotated[
+        Path | None, typer.Option(help="Also write the report here (a container's terminationMessagePath).")
+    ] = None,
 ) -> None:
     """Stage a task's inputs into, or outputs out of, a task area (the filer Job entrypoint)."""
     try:
@@ -103,5 +108,11 @@ def filer(
     # group (fsGroup): folders the filer makes must be group-writable, whatever the image's umask.
     os.umask(0o002)
     result = asyncio.run(run_job(job, settings))
-    print(json.dumps(result), flush=True)
+    report = json.dumps(result)
+    print(report, flush=True)
+    if termination_log is not None:
+        try:
+            termination_log.write_text(termination_message(report))
+        except OSError as exc:
+            print(f"tesk filer: cannot write the report to {termination_log}: {exc}", file=sys.stderr, flush=True)
     raise typer.Exit(1 if result["error"] else 0)

@@ -122,6 +122,8 @@ Observe = Callable[[str, str, int], None]
 """observe(verb, resource, HTTP status), called once per request sent (0: no answer)."""
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+LOG_TAIL_ATTEMPTS = 7
+"""Cut reads for one tail at most (1000 lines, a quarter as many each time, down to one line)."""
 REQUEST_TIMEOUT = (10.0, 60.0)
 """Client-side (connect, read) timeouts: `timeout_seconds` is the server's promise, and a half-open
 connection keeps no promises."""
@@ -205,22 +207,24 @@ class Kube:
 
     def _call(self, what: str, verb: str, method: str, kind: str, name: str = "", subresource: str = "",
               query: dict[str, Any] | None = None, body: Obj | None = None,
-              content_type: str = "application/json") -> bytes:
-        """A request with retries of transient failures; the answer's body, or a KubeError."""
+              content_type: str = "application/json", keep_last: int | None = None) -> bytes:
+        """A request with retries of transient failures; the answer's body (with `keep_last`, only its
+        last that many bytes, read as it streams in: memory stays bounded), or a KubeError."""
         spec = KINDS[kind]
         resource = f"{spec.plural}/{subresource}" if subresource else spec.plural
         return self._request(what, verb, resource, method, spec.path(self.namespace, name, subresource), query, body,
-                             content_type)
+                             content_type, keep_last)
 
     def _request(self, what: str, verb: str, resource: str, method: str, path: str,
                  query: dict[str, Any] | None = None, body: Obj | None = None,
-                 content_type: str = "application/json") -> bytes:
+                 content_type: str = "application/json", keep_last: int | None = None) -> bytes:
         delay = 0.2
         for attempt in range(1, self.attempts + 1):
             try:
                 response = self._send(verb, resource, method, path, query, body, content_type)
                 try:
-                    data = bytes(response.data)
+                    data = bytes(response.data) if keep_last is None or response.status >= 400 \
+                        else _last_bytes(response, keep_last)
                 finally:
                     response.release_conn()
             except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -352,18 +356,53 @@ class Kube:
             response.release_conn()
 
     def read_log(self, pod: str, container: str, limit_bytes: int, stream: str | None = None) -> str:
-        """About the last `limit_bytes` of a container's log (`stream`: Stdout or Stderr, else both).
+        """The last `limit_bytes` of a container's log: of one stream (`stream`: Stdout or Stderr), else
+        of stdout and stderr together.
 
-        The server caps bytes from the *start* of what it sends, so we ask for the last lines (or,
-        for one stream, where tailLines is not allowed, a bounded read) and keep the end ourselves.
+        The API server has no "last bytes": `limitBytes` counts from the start of what it sends, and
+        `tailLines` may not be combined with one stream ("`tailLines` and specific `stream` are
+        mutually exclusive"). So one stream is read whole and only its end kept, as it arrives; the
+        combined log is asked for its last lines (a kubelet counts the parts the runtime split a long
+        line into as lines), fewer while they are cut and more while they fall short of `limit_bytes`;
+        where no count fits between the two, the fewest lines that were cut are read whole, keeping
+        their end.
         """
-        query: dict[str, Any] = {"container": container, "limitBytes": 4 * limit_bytes}
+        what = f"read log of pod {pod}"
         if stream:
-            query["stream"] = stream
-        else:
-            query["tailLines"] = 1000
-        data = self._call(f"read log of pod {pod}", "get", "GET", "Pod", pod, "log", query=query)
+            query = {"container": container, "stream": stream}
+            return self._call(what, "get", "GET", "Pod", pod, "log", query=query,
+                              keep_last=limit_bytes).decode("utf-8", errors="replace")
+        cap = 4 * limit_bytes
+        lines, grown, cut_at = 1000, False, 0
+        for _ in range(LOG_TAIL_ATTEMPTS):
+            data = self._call(what, "get", "GET", "Pod", pod, "log",
+                              query={"container": container, "tailLines": lines, "limitBytes": cap})
+            if len(data) < cap:  # all of the last `lines` lines
+                if len(data) >= limit_bytes or cut_at:
+                    break
+                if data.count(b"\n") < lines or grown:  # the whole log
+                    return data.decode("utf-8", errors="replace")
+                lines, grown = lines * 16, True
+                continue
+            cut_at = lines  # more than `cap`: fewer lines may still hold `limit_bytes`
+            if lines == 1:
+                break
+            lines = max(1, lines // 4)
+        if not limit_bytes <= len(data) < cap:  # cut at one line, or short of it while more are cut:
+            # the fewest lines known to hold more than `cap`, read whole, keeping the end as it arrives
+            data = self._call(what, "get", "GET", "Pod", pod, "log",
+                              query={"container": container, "tailLines": cut_at}, keep_last=limit_bytes)
         return data[-limit_bytes:].decode("utf-8", errors="replace")
+
+
+def _last_bytes(response: Any, keep: int) -> bytes:
+    """The last `keep` bytes of a response body, read in chunks (never more than `keep` + a chunk held)."""
+    tail = bytearray()
+    for chunk in response.stream(64 * 1024):
+        tail += chunk
+        if len(tail) > keep:
+            del tail[:len(tail) - keep]
+    return bytes(tail)
 
 
 def _json(data: bytes) -> Obj:

@@ -45,6 +45,8 @@ SPEC_DIR = "/spec"
 PODINFO_DIR = "/podinfo"
 FILER_AREA = "/tesk/area"
 """Where filer pods mount the whole PVC: the filer's TaskArea base folder (`/x/y` is `<base>/x/y`)."""
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+"""Where a filer writes its report (`tesk filer --termination-log`): the pod status carries it."""
 MAX_SPEC_BYTES = 900 * 1024
 TASKMASTER_DEADLINE_GRACE = 60
 """Seconds the taskmaster Job's activeDeadlineSeconds gives beyond the task's time limit: the
@@ -444,7 +446,9 @@ def filer_job(settings: KubernetesSettings, task: Task, direction: Literal["inpu
     container: dict[str, Any] = {
         "name": "filer",
         "image": settings.filer_image,
-        "args": ["filer", f"{SPEC_DIR}/{INPUTS_KEY if direction == 'inputs' else OUTPUTS_KEY}"],
+        "args": ["filer", f"{SPEC_DIR}/{INPUTS_KEY if direction == 'inputs' else OUTPUTS_KEY}",
+                 "--termination-log", TERMINATION_MESSAGE_PATH],
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "env": env,
         "resources": {"requests": {"cpu": settings.filer_cpu, "memory": settings.filer_memory},
                       "limits": {"memory": settings.filer_memory}},

@@ -54,6 +54,7 @@ from tesk.backends.kubernetes.state import (
     unschedulable,
 )
 from tesk.failures import FailureReason, refusal_reason
+from tesk.filer.report import REPORT_BYTES
 from tesk.limits import TimeLimits
 from tesk.models import OutputFileLog, State, Task, TaskLog
 from tesk.runner import ExecutorOutcome, Note, TaskFailure, TaskRunner, describe_executor
@@ -61,6 +62,8 @@ from tesk.runner import ExecutorOutcome, Note, TaskFailure, TaskRunner, describe
 log = logging.getLogger("tesk.taskmaster")
 
 PUBLISH_INTERVAL = 5.0
+REPORT_LOG_BYTES = 4 * 1024 * 1024
+"""How much of a filer's log end is searched for its report when its termination message has none."""
 NO_POD_GRACE = 60.0
 """A Job that never had a pod is read after this long: whether it failed or was deleted (a refused pod
 create shows only in its Events, read after the FailedCreate grace)."""
@@ -198,11 +201,7 @@ class KubernetesRuntime:
         await self._create(body)
         pod, term = await self._wait(name, "filer", self.settings.backoff_limit("FILER"),
                                      f"the {direction} filer")
-        report = _last_json(term.get("message") or "") or {}
-        if term.get("exitCode") == 0 and direction == "outputs":
-            text = await self._call(self.kube.read_log, pod["metadata"]["name"], "filer", 4 * 1024 * 1024,
-                                    "Stdout" if self.settings.split_log_streams is True else None)
-            report = _last_json(text) or report
+        report = await self._report(pod, term, f"the {direction} filer", direction == "outputs")
         error = report.get("error")
         for line in report.get("system_logs") or []:
             if line != error:
@@ -211,6 +210,30 @@ class KubernetesRuntime:
             error = error or (term.get("message") or "").strip()[-500:] or f"exit code {term.get('exitCode')}"
             raise TaskFailure(f"staging {direction} failed: {error}")
         return report
+
+    async def _report(self, pod: Obj, term: Obj, what: str, needed: bool) -> dict[str, Any]:
+        """A filer's report, from its termination message (`tesk.filer.report`); one too big for that is
+        read back from the end of its log, exactly its size. A filer that died before writing one
+        leaves the end of its log there (FallbackToLogsOnError), which may still hold it; one that
+        succeeded without (its message could not be written) is looked for at the end of its log.
+        A `needed` report (the outputs') that does not come back whole fails the step: outputs are
+        never dropped unsaid."""
+        name = pod["metadata"]["name"]
+        stream = "Stdout" if self.settings.split_log_streams is True else None
+        report = _last_json(term.get("message") or "")
+        size = (report or {}).get(REPORT_BYTES)
+        if isinstance(size, int):
+            text = await self._call(self.kube.read_log, name, "filer", size + 1, stream)
+            report = _last_json(text)
+            if report is None or len(text.strip().encode()) != size:
+                raise TaskFailure(f"{what}'s report ({size} bytes) could not be read back whole from the log of "
+                                  f"pod {name}")
+        elif report is None and term.get("exitCode") == 0 and needed:
+            report = _last_json(await self._call(self.kube.read_log, name, "filer", REPORT_LOG_BYTES, stream))
+            if report is None:
+                raise TaskFailure(f"{what} ended without a report, neither in its termination message nor at the "
+                                  f"end of the log of pod {name}")
+        return report or {}
 
     async def run_executor(self, task: Task, index: int, note: Note, time_limit: float | None) -> ExecutorOutcome:
         """Run the executor's Job; a `time_limit` is its activeDeadlineSeconds, and the taskmaster
