@@ -142,3 +142,35 @@ def test_informer_gives_up_a_half_open_watch_and_sees_the_changes_it_missed(kube
     wait(lambda: cache.result("task-c") == {"state": "COMPLETE"}, timeout=1 + client.request_timeout[1] + 10)
     informer.stop()
     client.delete("ConfigMap", "task-c-result")
+
+
+def test_informer_lists_in_pages_and_trims_each_page_before_asking_for_the_next(kube: tuple[Kube, object]) -> None:
+    """R3: with thousands of tasks' objects the list comes in `limit`-sized pages (`continue`), and each
+    object is trimmed as its page arrives, so no whole untrimmed list is ever held."""
+    client, dev = kube
+    selector = lb.MANAGED_SELECTOR + f",{lb.ROLE}=result"
+    for i in range(1100):
+        client.create({"apiVersion": "v1", "kind": "ConfigMap", "immutable": True,
+                       "metadata": {"name": f"page-{i:04d}-result", "labels": lb.task_labels(f"page-{i:04d}", lb.Role.RESULT),
+                                    "finalizers": ["example.com/keep"]},
+                       "data": {"state": "COMPLETE"}})
+    lists = lambda: dev.faults.count(verb="list", resource="configmaps")  # type: ignore[attr-defined]  # noqa: E731
+    before = lists()
+    trimmed_after: list[int] = []  # list requests made when each object was trimmed
+
+    class Counting(Cache):
+        def trim(self, obj: dict[str, object]) -> dict[str, object]:
+            trimmed_after.append(lists() - before)
+            return super().trim(obj)
+
+    counting = Counting()
+    informer = Informer(client, "ConfigMap", selector, counting, lambda ids: None)
+    informer.start()
+    wait(informer.synced.is_set, timeout=30)
+    informer.stop()
+    assert lists() - before == 3  # pages of 500, 500 and 100
+    assert trimmed_after[0] == 1 and trimmed_after[499] == 1 and trimmed_after[500] == 2 and trimmed_after[-1] == 3
+    held = counting.get("ConfigMap", "page-0007-result")
+    assert held is not None and held["data"] == {"state": "COMPLETE"}
+    assert "immutable" not in held and "finalizers" not in held["metadata"]
+    assert len(counting.task_ids("ConfigMap")) >= 1100
