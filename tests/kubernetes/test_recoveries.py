@@ -1,5 +1,5 @@
 """What heals or is cleaned up later on the strict profile: a half-made submit whose clean-up failed
-(R10), an image that becomes pullable within its grace (R4)."""
+(R10), an image that becomes pullable and a container create that stops failing within their graces (R4)."""
 
 from __future__ import annotations
 
@@ -61,3 +61,24 @@ def test_an_image_that_becomes_pullable_within_its_grace_runs(api_factory: Any, 
         subprocess.run(["podman", "rmi", image], check=False, capture_output=True)
     assert task["state"] == "COMPLETE", task["logs"]
     assert task["logs"][0]["logs"][0]["stdout"] == "pulled at last\n"
+
+
+@pytest.mark.parametrize("grace", [60, 0])
+def test_a_create_container_error_that_passes_is_waited_out_within_its_grace(
+        api_factory: Any, cluster: Cluster, grace: int) -> None:
+    """CreateContainerError is often transient (containerd's "failed to reserve container name" while an
+    old container of that name is still being removed): the kubelet retries, and the task waits for
+    `create_container_grace_seconds` (R4); with no grace it ends SYSTEM_ERROR on the first refusal."""
+    dev = cluster.require_standin()
+    api = api_factory(create_container_grace_seconds=grace)
+    task_id = api.submit({"executors": [{"image": "alpine", "command": ["echo", "created at last"]}]})
+    dev.fail_container_creates(f"{task_id}-ex-0", "executor", 2, 'failed to reserve container name '
+                               '"executor_x": name "executor_x" is reserved for "4f2c"')
+    task = api.wait(task_id, timeout=60)
+    if grace:
+        assert task["state"] == "COMPLETE", task["logs"]
+        assert [f.times for f in dev.kubelet.create_failures if f.pod_prefix.startswith(task_id)] == [0]
+        assert task["logs"][0]["logs"][0]["stdout"] == "created at last\n"
+    else:
+        assert task["state"] == "SYSTEM_ERROR", task["logs"]
+        assert "CreateContainerError: failed to reserve container name" in " ".join(task["logs"][0]["system_logs"])

@@ -44,7 +44,8 @@ How pods run
 * Ordinary images run in podman containers (`--network none` unless `network="host"`), one
   container per container spec; resources.limits become `--memory`/`--cpus` (OOM -> `OOMKilled`,
   exit 137). `imagePullPolicy` is ignored: a local image is used, a missing one gives
-  `ErrImagePull` then `ImagePullBackOff` until it appears.
+  `ErrImagePull` then `ImagePullBackOff` until it appears. `DevCluster.fail_container_creates` makes
+  the runtime refuse a container's create a few times (`CreateContainerError`, retried after a back-off).
 * **Host images** (`host_images`, e.g. the tesk image used for the taskmaster and filer Jobs) run
   as host processes in a bubblewrap sandbox with the host network and this Python environment
   (read-only). The image's ENTRYPOINT is `host_entrypoint` (default: the `tesk` script of this

@@ -28,7 +28,7 @@ from devcluster.admission import Admission, AdmissionConfig
 from devcluster.api import ApiServer
 from devcluster.controllers import Controllers, EventRecorder, ensure_default_account
 from devcluster.faults import Fault, Faults
-from devcluster.kubelet import Kubelet, KubeletConfig
+from devcluster.kubelet import CreateFailure, Kubelet, KubeletConfig
 from devcluster.nodes import NodeConfig, default_nodes
 from devcluster.rbac import bootstrap_policy
 from devcluster.resources import BY_PLURAL
@@ -324,6 +324,14 @@ class DevCluster:
     def drop_watches(self) -> None:
         """Close every open watch stream now."""
         self.faults.drop_watches()
+
+    def fail_container_creates(self, pod_prefix: str, container: str, times: int, message: str) -> None:
+        """Make the runtime refuse to create `container` of pods named `pod_prefix`... `times` times
+        (CreateContainerError, retried by the kubelet after a back-off)."""
+        assert self.kubelet is not None
+        kubelet = self.kubelet
+        failure = CreateFailure(pod_prefix, container, times, message)
+        self.call(lambda: kubelet.create_failures.append(failure))
 
     def evict(self, namespace: str, name: str, grace_period: int | None = None) -> None:
         """Evict a pod as the Eviction API or a node drain does (DisruptionTarget, then delete)."""

@@ -214,6 +214,18 @@ class KubeletConfig:
     stats_period: float = KUBELET_HOUSEKEEPING  # seconds between reads of the containers' cgroups (/stats/summary)
 
 
+@dataclass
+class CreateFailure:
+    """The runtime refuses to create this container (pods whose name starts so) `times` more times, as
+    containerd does while a name is still reserved ("failed to reserve container name"): the kubelet
+    shows CreateContainerError and tries again after a back-off."""
+
+    pod_prefix: str
+    container: str
+    times: int
+    message: str
+
+
 class Kubelet(StoreLoop):
     """Scheduler, attach/detach controller and the kubelets of every node (all run pods on this host)."""
 
@@ -233,7 +245,17 @@ class Kubelet(StoreLoop):
         self.attachments = Attachments(store, events, config.volume_detach_delay, config.exclusive_attach)
         self.stats = StatsCollector(store, self.nodes, config.stats_period)
         self._stats_task: asyncio.Task[None] | None = None
+        self.create_failures: list[CreateFailure] = []
+        """Container creates the runtime is to refuse (`DevCluster.fail_container_creates`)."""
         self._init_loop()
+
+    def take_create_failure(self, pod: str, container: str) -> str | None:
+        """The message of a create failure due for this container (counted down), else None."""
+        for failure in self.create_failures:
+            if pod.startswith(failure.pod_prefix) and container == failure.container and failure.times > 0:
+                failure.times -= 1
+                return failure.message
+        return None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -911,6 +933,14 @@ class PodWorker:
             except ConfigError as exc:
                 self._set(container, init, self._waiting(container, "CreateContainerConfigError", str(exc)))
                 self.kubelet.events.record(self.pod, "Warning", "Failed", f"Error: {exc}", "kubelet")
+                if not await self._sleep(config_delay):
+                    return None
+                config_delay = min(config_delay * 2, 10.0)
+                continue
+            refused = self.kubelet.take_create_failure(self.name, name)
+            if refused is not None:
+                self._set(container, init, self._waiting(container, "CreateContainerError", refused))
+                self.kubelet.events.record(self.pod, "Warning", "Failed", f"Error: {refused}", "kubelet")
                 if not await self._sleep(config_delay):
                     return None
                 config_delay = min(config_delay * 2, 10.0)
