@@ -26,26 +26,32 @@ def _group() -> None:
 
 
 def _register() -> None:
-    """Import the sub-command modules (kept lazy so `tesk --help` stays fast)."""
-    from tesk.filer.cli import filer
+    """Import the sub-command modules (kept lazy so `tesk --help` stays fast).
 
-    app.command(name="filer")(filer)
-    if sys.argv[1:2] == ["filer"]:
-        return  # a filer Job: the client and server modules would only cost start time and memory
-    from tesk.backends.slurm.worker import worker
+    A task pod or batch job (`filer`, `worker`, `taskmaster`) registers only its own command: every
+    other module would cost its start, and a taskmaster's start is on every task's critical path."""
+    role = sys.argv[1:2]
+    every = role not in (["filer"], ["worker"], ["taskmaster"])
+    if every or role == ["filer"]:
+        from tesk.filer.cli import filer
 
-    app.command(name="worker")(worker)
-    if sys.argv[1:2] == ["worker"]:
-        return  # a Slurm job: the same
+        app.command(name="filer")(filer)
+    if every or role == ["worker"]:
+        from tesk.backends.slurm.worker import worker
+
+        app.command(name="worker")(worker)
+    if every or role == ["taskmaster"]:
+        from tesk.backends.kubernetes.cli import taskmaster
+
+        app.command(name="taskmaster")(taskmaster)
+    if not every:
+        return
     from tesk.client.commands import run, task_app
 
     app.add_typer(task_app, name="task")
     app.command(name="run", context_settings={"allow_interspersed_args": False})(run)
-    from tesk.backends.kubernetes.cli import taskmaster
-
-    app.command(name="taskmaster")(taskmaster)
-    if sys.argv[1:2] in (["task"], ["run"], ["filer"], ["taskmaster"]):
-        return  # a client command or a task pod: the server's modules would only cost time and memory
+    if role in (["task"], ["run"]):
+        return  # a client command: the server's modules would only cost time and memory
     from tesk.api.serve import serve
 
     app.command(name="serve")(serve)

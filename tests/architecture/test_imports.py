@@ -157,3 +157,18 @@ def test_counting_a_metric_loads_no_web_framework() -> None:
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+@pytest.mark.parametrize("role", ["taskmaster", "filer", "worker"])
+def test_a_task_pod_loads_only_its_own_command(role: str) -> None:
+    """`tesk taskmaster` (and the filer's and Slurm worker's commands) import what they run and no other
+    command's modules: each one costs the pod's start, which a taskmaster pays on every task's path."""
+    others = {"taskmaster": "tesk.backends.kubernetes.cli", "filer": "tesk.filer.cli",
+              "worker": "tesk.backends.slurm.worker"}
+    unwanted = [m for r, m in others.items() if r != role] + ["tesk.client.commands", "tesk.api", "rich"]
+    code = (
+        f"import sys\nsys.argv = ['tesk', {role!r}]\nimport tesk.cli\ntesk.cli._register()\n"
+        f"print(sorted(m for m in {unwanted!r} if m in sys.modules), {others[role]!r} in sys.modules)"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[] True"
