@@ -249,7 +249,8 @@ class ApiServer:
             if verb == "watch":
                 return self._watch(request, target, labels, fields, fault)
             listing = self.store.list(rtype, namespace or None, labels, fields,
-                                      int(query["limit"]) if query.get("limit") else None, query.get("continue"))
+                                      int(query["limit"]) if query.get("limit") else None, query.get("continue"),
+                                      copies=False)  # rendered below, before anything can change them
             if "as=Table" in request.headers.get("accept", ""):
                 return JSONResponse(discovery.table(rtype, listing["items"], listing["metadata"]))
             return JSONResponse(listing)

@@ -183,6 +183,10 @@ class Controllers(StoreLoop):
         self._pods_by_owner: dict[str, list[tuple[str, str]]] = {}  # controller uid -> pod keys, per pass
         self._next_event_expiry = now()
         self._next_pod_gc = now()
+        self._ownership_changed = True
+        """Whether any object changed since the garbage collector's last pass (its verdicts depend on the
+        objects alone, not on time, so a pass over an unchanged store would find nothing: skipping it
+        keeps the resync passes of a cluster holding tens of thousands of objects short)."""
 
     def start(self) -> None:
         """Subscribe to changes and start the control loop."""
@@ -195,6 +199,7 @@ class Controllers(StoreLoop):
     def _changed(self, event: WatchEvent) -> None:
         if event.plural != "events":
             self._wake.set()
+            self._ownership_changed = True
         if event.type == "DELETED" and event.plural == "persistentvolumeclaims" and self.on_pvc_deleted:
             self.on_pvc_deleted(event.object)
 
@@ -495,7 +500,18 @@ class Controllers(StoreLoop):
 
     def _garbage_collect(self) -> None:
         """One garbage-collector pass: collect dependents whose owners are gone or deleting in the foreground,
-        then finish the owners waiting on an orphan or foreground finalizer."""
+        then finish the owners waiting on an orphan or foreground finalizer (skipped when nothing changed
+        since the last pass; a pass cut short by an error is run again)."""
+        if not self._ownership_changed:
+            return
+        self._ownership_changed = False
+        try:
+            self._collect_garbage()
+        except Exception:
+            self._ownership_changed = True
+            raise
+
+    def _collect_garbage(self) -> None:
         everything = [(plural, obj) for plural in BY_PLURAL if plural != "events" for obj in self.store.scan(plural)]
         live = {obj["metadata"]["uid"]: obj for _, obj in everything}
         dependents: dict[str, list[tuple[str, dict[str, Any]]]] = {}
