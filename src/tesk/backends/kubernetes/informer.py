@@ -16,6 +16,7 @@ and report the task ids whose objects changed through `changed`.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -33,18 +34,44 @@ WRITE_HOLD = 30.0
 KEEP_META = ("name", "uid", "labels", "annotations", "resourceVersion", "creationTimestamp", "deletionTimestamp")
 
 
+STATUS_KEEP = ("phase", "reason", "message", "conditions", "containerStatuses", "initContainerStatuses")
+"""What state mapping reads of a Job's or pod's status; IPs, QoS class, start times and the like stay out."""
+CONTAINER_KEEP = ("name", "image", "state")
+"""What it reads of a container's status (not its ids, readiness, restart count, mounts or resources)."""
+
+
 def trim(obj: Obj, keep_meta: Iterable[str] = KEEP_META) -> Obj:
-    """Keep what state mapping and cancel need; drop managedFields, pod specs and the like."""
+    """Keep what state mapping and cancel need; drop managedFields, pod specs and the like.
+
+    The label and status strings that recur from object to object (label values, condition types,
+    reasons, phases, images, times) are interned, so ten thousand tasks' pods hold one copy of each, not one per pod."""
     meta = obj.get("metadata") or {}
     kept: Obj = {"kind": obj.get("kind"), "metadata": {k: meta[k] for k in keep_meta if k in meta}}
+    if "labels" in kept["metadata"]:
+        kept["metadata"]["labels"] = _shared(kept["metadata"]["labels"])
     node = (obj.get("spec") or {}).get("nodeName")
     if node:  # where a pod runs: the taskmaster keeps later steps on the node that holds the task's volume
         kept["spec"] = {"nodeName": node}
     if "status" in obj:
-        kept["status"] = obj["status"]
+        status = obj["status"] or {}
+        kept["status"] = {k: _shared(status[k]) for k in STATUS_KEEP if k in status}
+        for key in ("containerStatuses", "initContainerStatuses"):
+            if key in kept["status"]:
+                kept["status"][key] = [{k: c[k] for k in CONTAINER_KEEP if k in c} for c in kept["status"][key]]
     if "data" in obj:
         kept["data"] = obj["data"]
     return kept
+
+
+def _shared(value: Any) -> Any:
+    """The value with its short strings interned (long ones, such as messages, are mostly unique)."""
+    if isinstance(value, str):
+        return sys.intern(value) if len(value) <= 64 else value
+    if isinstance(value, dict):
+        return {sys.intern(k): _shared(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shared(v) for v in value]
+    return value
 
 
 def task_id_of(obj: Obj) -> str | None:
