@@ -166,6 +166,8 @@ def test_cancel_while_pending_and_while_running_wins_and_leaves_no_pod(api: Api,
     api.wait(running, {"RUNNING"})
     if cluster.devcluster is not None:  # the API's label patch fails: the controller labels it later,
         cluster.devcluster.inject(verb="patch", resource="jobs", status=403, times=1, client=cluster.api_user)
+        # with a Job its cache holds one change behind (a conflict: it re-reads the Job and retries),
+        cluster.devcluster.inject(verb="patch", resource="jobs", status=409, times=1, client=cluster.api_user)
         # and its first label patch of the taskmaster pod meets a conflict: it re-reads the pod and retries
         cluster.devcluster.inject(verb="patch", resource="pods", status=409, times=1, client=cluster.api_user)
     assert api.http.post(f"/tasks/{running}:cancel").status_code == 200
