@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -47,6 +46,14 @@ class _Ended:
     cpu_seconds: float
 
 
+def _memory_high_water_kib() -> int:
+    """This process's address space's peak resident size, KiB (`VmHWM` of /proc/self/status)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("/proc/self/status has no VmHWM line")
+
+
 class _Child:
     """A started bubblewrap, reaped here with `wait4` so its resource use comes with its exit status.
 
@@ -58,13 +65,15 @@ class _Child:
     Linux keeps the forking process's memory high-water mark in its child's `ru_maxrss` (exec saves
     the old address space's peak, and Popen's child starts with the server's), so the figure is the
     executor's only when it is above the server's own peak read after the start; below it, the
-    executor's peak is unknown and reported as None."""
+    executor's peak is unknown and reported as None. That peak is the server's address space's
+    (`VmHWM`), not its own `ru_maxrss`, which also holds what the server inherited when it was started
+    (from a large parent, it would hide every executor's figure)."""
 
     def __init__(self, args: list[str], stdin: int | None, stdout: int, stderr: int) -> None:
         self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL if stdin is None else stdin,
                                          stdout=stdout, stderr=stderr, start_new_session=True)
         self.pid = self._process.pid
-        self._inherited_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self._inherited_kib = _memory_high_water_kib()
         self._ended: asyncio.Future[_Ended] = asyncio.get_running_loop().create_future()
         self._pidfd = os.pidfd_open(self.pid)
         asyncio.get_running_loop().add_reader(self._pidfd, self._reap)
