@@ -18,6 +18,7 @@ the taskmasters run as tesk-taskmaster there, so a verb a Role lacks is refused 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -78,13 +79,21 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if REAL_KUBECONFIG:
         yield Cluster(Path(REAL_KUBECONFIG), os.environ.get("TESK_TEST_NAMESPACE", "default"), None)
         return
+    with standin(tmp_path_factory, "k8s") as deployed_cluster:
+        yield deployed_cluster
+
+
+@contextlib.contextmanager
+def standin(tmp_path_factory: pytest.TempPathFactory, name: str, **config: Any) -> Iterator[Cluster]:
+    """A stand-in cluster on the fixtures' fast config (with `config` on top), deployed as `deployed` says;
+    the taskmaster image must be built."""
     from devcluster import DevCluster
     from devcluster.cluster import fast_config
 
     if subprocess.run(["podman", "image", "exists", IMAGE], check=False).returncode != 0:
         pytest.fail(f"image {IMAGE} is missing: build it with .ci/setup.d/25-tesk-image.sh")
-    tmp = tmp_path_factory.mktemp("k8s")
-    with DevCluster(fast_config(state_dir=tmp / "devcluster", network="host")) as dev:
+    tmp = tmp_path_factory.mktemp(name)
+    with DevCluster(fast_config(state_dir=tmp / "devcluster", network="host", **config)) as dev:
         yield deployed(dev, tmp)
 
 

@@ -7,13 +7,12 @@ SYSTEM_ERROR "ended without reporting a result" (which would also delete the Job
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.kubernetes.conftest import IMAGE, REAL_KUBECONFIG, Cluster, deployed
+from tests.kubernetes.conftest import REAL_KUBECONFIG, Cluster, standin
 
 pytestmark = [pytest.mark.kubernetes,
               pytest.mark.skipif(bool(REAL_KUBECONFIG), reason="needs the stand-in's watch delays")]
@@ -21,15 +20,8 @@ pytestmark = [pytest.mark.kubernetes,
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    from devcluster import DevCluster
-    from devcluster.cluster import fast_config
-
-    if subprocess.run(["podman", "image", "exists", IMAGE], check=False).returncode != 0:
-        pytest.fail(f"image {IMAGE} is missing: build it with .ci/setup.d/25-tesk-image.sh")
-    tmp = tmp_path_factory.mktemp("ordering")
-    with DevCluster(fast_config(state_dir=tmp / "devcluster", network="host",
-                                watch_delays={"jobs": 0.0, "configmaps": 30.0})) as dev:
-        yield deployed(dev, tmp)
+    with standin(tmp_path_factory, "ordering", watch_delays={"jobs": 0.0, "configmaps": 30.0}) as deployed_cluster:
+        yield deployed_cluster
 
 
 def test_a_job_complete_seen_long_before_its_result_still_ends_the_task_complete(api_factory: Any) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tesk.backends.kubernetes.labels import Role
-from tests.kubernetes.conftest import IMAGE, REAL_KUBECONFIG, TERMINAL, Cluster, deployed
+from tests.kubernetes.conftest import REAL_KUBECONFIG, TERMINAL, Cluster, standin
 
 pytestmark = [pytest.mark.kubernetes,
               pytest.mark.skipif(bool(REAL_KUBECONFIG), reason="needs the stand-in's two nodes in one zone")]
@@ -25,21 +25,13 @@ pytestmark = [pytest.mark.kubernetes,
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    import subprocess
-
-    from devcluster import DevCluster
-    from devcluster.cluster import fast_config
     from devcluster.nodes import NodeConfig
 
-    if subprocess.run(["podman", "image", "exists", IMAGE], check=False).returncode != 0:
-        pytest.fail(f"image {IMAGE} is missing: build it with .ci/setup.d/25-tesk-image.sh")
-    tmp = tmp_path_factory.mktemp("placement")
     nodes = (NodeConfig(name="node-1", zone="zone-a", address="127.0.0.1"),
              NodeConfig(name="node-2", zone="zone-a", address="127.0.0.2"))
     # A detach as slow as a cloud's makes a step on the wrong node plainly late, not just reported.
-    with DevCluster(fast_config(state_dir=tmp / "devcluster", network="host", nodes=nodes,
-                                volume_detach_delay=20.0)) as dev:
-        yield deployed(dev, tmp)
+    with standin(tmp_path_factory, "placement", nodes=nodes, volume_detach_delay=20.0) as deployed_cluster:
+        yield deployed_cluster
 
 
 def watch_steps(api: Any, cluster: Cluster, task_id: str, timeout: float = 60) -> dict[str, dict[str, Any]]:
